@@ -1,0 +1,35 @@
+# Two commands do all the set-up on a fresh machine:
+#   make book   -> .venv, every notebook executed (profile $(PROFILE)), HTML in _build/html
+#   make test   -> .venv, the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PROFILE ?= default
+JOBS ?= 1
+# The CPU wheel of PyTorch. Never leave torch unpinned: that downloads a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install book test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/vgh book --profile $(PROFILE) --jobs $(JOBS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf _build book/executed book/reproduction_report.md

@@ -1,0 +1,25 @@
+"""vgh_lib: the tested library behind the value-gradient companion book.
+
+Reproduces, empirically, the results of *Value-Gradient Hypothesis of RL for LLMs*
+(Asadulaev, Ognev, Salta, Takáč; arXiv:2605.21654) as reconstructed in the book.
+Modules, one concept each: ``rollout`` (differentiable rollouts, costates, LQR closed
+form), ``theorem1`` (the Theorem 1 experiment), ``stats``, ``params`` (validated
+notebook parameters), ``registry`` (notebooks and profiles), ``claims``
+(pre-registered claims), ``runner`` (papermill execution with caching) and ``cli``.
+"""
+
+from __future__ import annotations
+
+import random
+
+__version__ = "0.1.0"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (CPU and CUDA) from one integer."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,81 @@
+"""The notebooks, their parameter classes and their run profiles, in one place.
+
+Each notebook ``notebooks/NAME.ipynb`` has a frozen parameter dataclass whose
+defaults are the ``default`` profile (the published book) and equal the literals
+in the notebook's ``parameters`` cell. ``PROFILES[NAME]`` holds the overrides for
+``smoke`` (seconds, for the tests) and ``paper`` (larger, meant for a GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vgh_lib.params import PROFILE_NAMES, NotebookParams, ParameterError, spec
+
+
+@dataclass(frozen=True)
+class Theorem1Params(NotebookParams):
+    """Parameters of ``01_costates_are_value_gradients`` (THEORY.md §1)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the system, the start state and all noise")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    n_state: int = spec(4, lo=1, hi=8, help="state dimension n (LQR and tanh plant)")
+    n_action: int = spec(2, lo=1, hi=4, help="action dimension m (LQR and tanh plant)")
+    horizon: int = spec(20, lo=1, hi=50, help="number of steps T")
+    sigma: float = spec(0.5, lo=0.01, hi=1.0, help="action noise scale σ")
+    n_rollouts: int = spec(500_000, lo=1_000, hi=5_000_000, help="largest number of rollouts N")
+    system: str = spec("tanh", choices=("tanh", "pendulum"), help="the nonlinear system")
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    name: str
+    title: str
+    params: type[NotebookParams]
+    profiles: dict[str, dict[str, Any]]
+
+
+NOTEBOOKS: dict[str, NotebookSpec] = {
+    spec_.name: spec_ for spec_ in [
+        NotebookSpec(
+            name="01_costates_are_value_gradients",
+            title="Theorem 1: BPTT costates are value gradients",
+            params=Theorem1Params,
+            profiles={"smoke": {"n_rollouts": 4_000, "horizon": 10},
+                      "default": {},
+                      "paper": {"n_rollouts": 2_000_000, "n_state": 8, "n_action": 4,
+                                "horizon": 50}},
+        ),
+    ]
+}
+
+
+def get(name: str) -> NotebookSpec:
+    """The notebook called ``name`` (a ``.ipynb`` suffix is ignored)."""
+    name = name.removesuffix(".ipynb")
+    if name not in NOTEBOOKS:
+        raise ParameterError(f"unknown notebook {name!r}; available: {', '.join(NOTEBOOKS)}")
+    return NOTEBOOKS[name]
+
+
+def resolve(name: str, profile: str = "default",
+            overrides: dict[str, Any] | None = None) -> NotebookParams:
+    """Defaults ⊕ profile ⊕ overrides, validated. String overrides are parsed by type.
+
+    Raises :class:`ParameterError` (naming the parameter and what is allowed) before
+    anything runs.
+    """
+    nb = get(name)
+    if profile not in PROFILE_NAMES:
+        raise ParameterError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILE_NAMES)}")
+    overrides = dict(overrides or {})
+    if "profile" in overrides:
+        raise ParameterError("set the profile with --profile, not as parameter 'profile'")
+    parsed = {k: nb.params.parse_value(k, v) if isinstance(v, str) else v
+              for k, v in overrides.items()}
+    unknown = sorted(set(parsed) - set(nb.params.names()))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for "
+                             f"{name}; allowed: {', '.join(nb.params.names())}")
+    return nb.params.from_mapping({**nb.profiles.get(profile, {}), "profile": profile, **parsed})

@@ -1,0 +1,63 @@
+"""Small statistics helpers shared by the notebooks: cosines, relative errors,
+Monte Carlo error curves, log-log slopes, bootstrap intervals and correlations."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
+
+
+def cosine(a, b) -> float:
+    """Cosine of the angle between two vectors (flattened)."""
+    a, b = _np(a).ravel(), _np(b).ravel()
+    denom = np.linalg.norm(a) * np.linalg.norm(b)
+    if denom == 0.0:
+        return float("nan")
+    return float(a @ b / denom)
+
+
+def relative_error(estimate, target) -> float:
+    """``‖estimate − target‖ / ‖target‖``."""
+    e, t = _np(estimate).ravel(), _np(target).ravel()
+    return float(np.linalg.norm(e - t) / np.linalg.norm(t))
+
+
+def batch_mean_errors(samples, target, sizes) -> np.ndarray:
+    """Root-mean-square relative error of the mean of ``N`` samples, for each ``N``.
+
+    ``samples`` (M, n) is cut into ``M // N`` disjoint batches of ``N`` rows; each
+    batch mean gives one relative error against ``target`` and the errors are
+    combined as an RMS. Disjoint batches make the errors at one ``N`` independent.
+    """
+    x, t = _np(samples), _np(target).ravel()
+    tn = np.linalg.norm(t)
+    out = []
+    for n in sizes:
+        k = x.shape[0] // n
+        if k < 1:
+            raise ValueError(f"batch size {n} exceeds the {x.shape[0]} samples")
+        means = x[: k * n].reshape(k, n, -1).mean(1)  # (k, d)
+        err = np.linalg.norm(means - t, axis=1) / tn
+        out.append(np.sqrt(np.mean(err ** 2)))
+    return np.asarray(out)
+
+
+def loglog_slope(sizes, errors) -> tuple[float, float]:
+    """Least-squares slope of ``log(error)`` on ``log(size)``, and its standard error."""
+    lx, ly = np.log(_np(sizes)), np.log(_np(errors))
+    X = np.stack([np.ones_like(lx), lx], 1)
+    coef, *_ = np.linalg.lstsq(X, ly, rcond=None)
+    resid = ly - X @ coef
+    dof = max(len(lx) - 2, 1)
+    cov = (resid @ resid / dof) * np.linalg.inv(X.T @ X)
+    return float(coef[1]), float(np.sqrt(cov[1, 1]))
+
+
+def log_spaced_sizes(n_min: int, n_max: int, count: int) -> list[int]:
+    """``count`` distinct integers spaced evenly in log between ``n_min`` and ``n_max``."""
+    sizes = np.unique(np.round(np.geomspace(n_min, n_max, count)).astype(int))
+    return [int(s) for s in sizes]
