@@ -45,8 +45,18 @@ def _describe(f: dataclasses.Field) -> str:
     return kind
 
 
+def _kind(f: dataclasses.Field) -> str:
+    """The declared type as text: 'int', 'float', 'bool', 'str' or 'tuple[float, ...]'."""
+    t = f.type
+    if isinstance(t, str):
+        return t
+    if getattr(t, "__origin__", None) is not None:
+        return str(t)
+    return t.__name__
+
+
 def _type_name(f: dataclasses.Field) -> str:
-    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    t = _kind(f)
     return {"tuple[float, ...]": "list of float", "tuple[int, ...]": "list of int"}.get(t, t)
 
 
@@ -87,7 +97,7 @@ class NotebookParams:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            kind = _kind(f)
             if kind.startswith("tuple["):
                 elem = kind[len("tuple["):].split(",")[0].strip()
                 if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
@@ -128,7 +138,7 @@ class NotebookParams:
         if name not in fields:
             raise ParameterError(f"unknown parameter {name!r}; allowed: {', '.join(cls.names())}")
         f = fields[name]
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        kind = _kind(f)
         try:
             if kind == "int":
                 return int(text)

@@ -185,10 +185,12 @@ def rollout(system, policy, x0: torch.Tensor, noise: torch.Tensor, sigma: float)
     """Batched rollout from ``x0`` ((n,) or (B, n)) under fixed ``noise`` (T, B, m)."""
     x0 = _broadcast_start(x0, noise.shape[1])
     states, actions, rewards, terminal = _simulate(system, policy, x0, noise, sigma)
-    rewards_t = torch.stack(rewards)  # (T, B)
+    B = x0.shape[0]
+    rewards_t = torch.stack(rewards) if rewards else x0.new_zeros(0, B)  # (T, B)
+    actions_t = torch.stack(actions) if actions else x0.new_zeros(0, B, system.n_action)
     # G_t = Σ_{s≥t} r_s + r_T: reverse cumulative sum
     returns = torch.cat([rewards_t, terminal[None]]).flip(0).cumsum(0).flip(0)  # (T+1, B)
-    return Trajectory(torch.stack(states), torch.stack(actions), rewards_t, terminal, returns)
+    return Trajectory(torch.stack(states), actions_t, rewards_t, terminal, returns)
 
 
 def _broadcast_start(x0: torch.Tensor, batch: int) -> torch.Tensor:

@@ -1,0 +1,99 @@
+"""Bad parameters are refused before anything runs, with a message naming them."""
+
+import pytest
+
+from vgh_lib import cli, registry
+from vgh_lib.params import ParameterError
+from vgh_lib.registry import Theorem1Params
+
+NB = "01_costates_are_value_gradients"
+
+
+def test_defaults_are_valid_and_are_the_default_profile():
+    p = registry.resolve(NB)
+    assert p == Theorem1Params()
+    assert registry.NOTEBOOKS[NB].profiles["default"] == {}
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"horizn": "3"}, r"unknown parameter.*'horizn'.*allowed: .*horizon"),
+    ({"horizon": "-3"}, r"'horizon' = -3 is out of range; allowed: int in \[1, 50\]"),
+    ({"horizon": "3.5"}, r"'horizon' = '3.5' cannot be read as int"),
+    ({"sigma": "big"}, r"'sigma' = 'big' cannot be read as float"),
+    ({"sigma": "0"}, r"'sigma' = 0.0 is out of range; allowed: float in \[0.01, 1.0\]"),
+    ({"sigma": "nan"}, r"'sigma' must be a number"),
+    ({"system": "cartpole"}, r"'system' = 'cartpole' is not allowed; use one of 'tanh', 'pendulum'"),
+    ({"profile": "paper"}, r"--profile"),
+])
+def test_bad_cli_values_are_refused(overrides, match):
+    with pytest.raises(ParameterError, match=match):
+        registry.resolve(NB, "default", overrides)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"horizon": 3.0}, r"'horizon' must be an int"),
+    ({"horizon": True}, r"'horizon' must be an int"),
+    ({"sigma": "0.5"}, r"'sigma' must be a float"),
+    ({"n_state": 9}, r"'n_state' = 9 is out of range"),
+    ({"system": 3}, r"'system' must be a string"),
+])
+def test_bad_python_values_are_refused(kwargs, match):
+    """The dataclass itself validates, so plain papermill runs are checked too."""
+    with pytest.raises(ParameterError, match=match):
+        Theorem1Params(**kwargs)
+
+
+def test_int_is_accepted_for_float_and_stored_as_float():
+    assert Theorem1Params(sigma=1).sigma == 1.0
+    assert isinstance(Theorem1Params(sigma=1).sigma, float)
+
+
+def test_unknown_profile_and_notebook():
+    with pytest.raises(ParameterError, match="unknown profile 'fast'"):
+        registry.resolve(NB, "fast")
+    with pytest.raises(ParameterError, match="unknown notebook 'nope'; available: 01_"):
+        registry.resolve("nope")
+
+
+def test_profiles_resolve_and_validate():
+    for name, nb in registry.NOTEBOOKS.items():
+        for profile in ("smoke", "default", "paper"):
+            p = registry.resolve(name, profile)
+            assert p.profile == profile
+            for k, v in nb.profiles.get(profile, {}).items():
+                assert getattr(p, k) == v
+
+
+def test_tuple_parameters_parse_and_validate():
+    from dataclasses import dataclass
+
+    from vgh_lib.params import NotebookParams, spec
+
+    @dataclass(frozen=True)
+    class P(NotebookParams):
+        temps: tuple[float, ...] = spec((0.5, 1.0), lo=0.0, hi=5.0)
+
+    assert P.parse_value("temps", "0.25,2") == (0.25, 2.0)
+    assert P.parse_value("temps", "[1, 3]") == (1.0, 3.0)
+    assert P(temps=[1, 2]).temps == (1.0, 2.0)
+    with pytest.raises(ParameterError, match="'temps' = 7.0 is out of range"):
+        P(temps=(1.0, 7.0))
+    with pytest.raises(ParameterError, match="must not be empty"):
+        P(temps=())
+
+
+def test_cli_refuses_bad_parameter_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = cli.main(["run", NB, "-p", "horizon", "-3", "--out", str(out)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "horizon" in err and "[1, 50]" in err
+    assert not out.exists()
+
+
+def test_cli_list_shows_every_parameter(capsys):
+    assert cli.main(["list"]) == 0
+    text = capsys.readouterr().out
+    for name in Theorem1Params.names():
+        assert name in text
+    assert "default 500000" in text
