@@ -70,7 +70,8 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
     # least-squares fit of λ_t on x_t recovers −2P_t. Random starts make x_0 vary too.
     starts = torch.randn(n_step_rollouts, n_state, generator=gen, dtype=ro.DTYPE)
     eps = ro.sample_noise(horizon, n_step_rollouts, n_action, gen)
-    traj = ro.rollout(lqr, policy, starts, eps, sigma)
+    with torch.no_grad():
+        traj = ro.rollout(lqr, policy, starts, eps, sigma)
     lam = ro.costates(lqr, policy, starts, eps, sigma)  # (T+1, B, n)
     X = traj.states.detach()
     fits = torch.linalg.lstsq(X, lam).solution.transpose(1, 2)  # (T+1, n, n): λ ≈ x Mᵀ
