@@ -21,4 +21,10 @@ def book_root(tmp_path):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "book", root / "book",
                     ignore=shutil.ignore_patterns("executed", "reproduction_report.md"))
+    # decoys that a real checkout has next to the book: they must not be read
+    decoy = root / ".venv" / "lib" / "site-packages" / "pkg"
+    decoy.mkdir(parents=True)
+    (decoy / "template.md").write_text("---\n{{ not: [valid yaml\n---\n# decoy\n")
+    (root / "notebooks").mkdir()
+    (root / "notebooks" / "stray.md").write_text("# not in the toc\n")
     return root

@@ -3,9 +3,11 @@
 Reproduces, empirically, the results of *Value-Gradient Hypothesis of RL for LLMs*
 (Asadulaev, Ognev, Salta, Takáč; arXiv:2605.21654) as reconstructed in the book.
 Modules, one concept each: ``rollout`` (differentiable rollouts, costates, LQR closed
-form), ``theorem1`` (the Theorem 1 experiment), ``stats``, ``params`` (validated
+form), ``estimators`` (score-function, PPO, GRPO and pathwise gradients), ``theorem1`` and
+``actor_update`` (the experiments of notebooks 01 and 02), ``stats``, ``params`` (validated
 notebook parameters), ``registry`` (notebooks and profiles), ``claims``
-(pre-registered claims), ``runner`` (papermill execution with caching) and ``cli``.
+(pre-registered claims), ``report`` (the reproduction report page), ``runner`` (papermill execution with
+caching) and ``cli``.
 """
 
 from __future__ import annotations

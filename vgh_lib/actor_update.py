@@ -36,7 +36,8 @@ class ActorUpdateResult:
     exact: np.ndarray                      # (P,) exact ∇_K J
     sizes: list[int]                       # N grid
     cosine_curves: dict[str, np.ndarray]   # estimator -> mean cosine over disjoint batches of N
-    variance: dict[str, float]             # estimator -> tr Var(per-rollout grad) / ‖∇J‖²
+    variance: dict[str, float]             # estimator -> tr Var(per-rollout grad)
+    rel_variance: dict[str, float]         # estimator -> tr Var / ‖mean grad‖² (scale-free)
     means: dict[str, np.ndarray]           # estimator -> mean gradient at the largest N
     cosine: dict[str, float]               # estimator -> cosine of that mean with ∇J
     bias_mean: dict[str, np.ndarray]       # estimator -> mean of R independent estimates
@@ -55,8 +56,14 @@ class ActorUpdateResult:
     nonlinear_vectors: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def _variance(g: torch.Tensor, scale: torch.Tensor) -> float:
-    return float(g.var(0).sum() / scale.norm() ** 2)
+def _variance(g: torch.Tensor) -> float:
+    """Trace of the covariance of per-rollout gradients (B, P)."""
+    return float(g.var(0).sum())
+
+
+def _rel_variance(g: torch.Tensor) -> float:
+    """Scale-free variance: tr Var / ‖mean‖², comparable across estimators of different scale."""
+    return float(g.var(0).sum() / g.mean(0).norm() ** 2)
 
 
 def _batch_cosines(g: torch.Tensor, target: torch.Tensor, sizes: list[int]) -> np.ndarray:
@@ -126,7 +133,8 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
     result = ActorUpdateResult(
         exact=exact.numpy(), sizes=sizes,
         cosine_curves={k_: _batch_cosines(g, exact, sizes) for k_, g in grads.items()},
-        variance={k_: _variance(g, exact) for k_, g in grads.items()},
+        variance={k_: _variance(g) for k_, g in grads.items()},
+        rel_variance={k_: _rel_variance(g) for k_, g in grads.items()},
         means={k_: g.mean(0).numpy() for k_, g in grads.items()},
         cosine={k_: stats.cosine(g.mean(0), exact) for k_, g in grads.items()},
         bias_mean=bias_mean, bias_se=bias_se,
@@ -152,7 +160,7 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         "sf_pd_z": float(nd.mean(0).norm() / torch.sqrt(nd.var(0).sum() / n_rollouts)),
         "pd_cosine": stats.cosine(nl_pd.mean(0), fd),
         "sf_cosine": stats.cosine(nl_sf.mean(0), fd),
-        "variance_ratio": _variance(nl_sf, fd) / _variance(nl_pd, fd),
+        "variance_ratio": _variance(nl_sf) / _variance(nl_pd),
         "n_params": float(fd.numel()),
     }
     result.nonlinear_vectors = {"fd": fd.numpy(), "PD (BPTT)": nl_pd.mean(0).numpy(),

@@ -29,6 +29,31 @@ class Theorem1Params(NotebookParams):
 
 
 @dataclass(frozen=True)
+class ActorUpdateParams(NotebookParams):
+    """Parameters of ``02_actor_update_estimators`` (THEORY.md §2)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the systems, the policies and all noise")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    n_state: int = spec(4, lo=1, hi=8, help="state dimension n (LQR and tanh plant)")
+    n_action: int = spec(2, lo=1, hi=4, help="action dimension m (LQR and tanh plant)")
+    horizon: int = spec(20, lo=1, hi=50, help="number of steps T")
+    sigma: float = spec(0.5, lo=0.01, hi=1.0, help="action noise scale σ")
+    n_rollouts: int = spec(100_000, lo=1_024, hi=2_000_000, help="largest number of rollouts N")
+    group_size: int = spec(16, lo=2, hi=256, help="GRPO group size G")
+    system: str = spec("tanh", choices=("tanh", "pendulum"), help="the nonlinear system")
+    hidden: int = spec(8, lo=1, hi=64, help="width of the MLP policy on the nonlinear system")
+    ppo_epochs: int = spec(10, lo=1, hi=100, help="PPO inner epochs K on one batch")
+    ppo_clip: float = spec(0.2, lo=0.01, hi=1.0, help="PPO clip range ε")
+    ppo_step: float = spec(0.05, lo=1e-4, hi=1.0, help="PPO step per epoch, relative to ‖K‖")
+    n_fd_rollouts: int = spec(20_000, lo=1_000, hi=1_000_000, help="rollouts of the finite-difference reference")
+
+    def check(self) -> None:
+        if self.n_rollouts < 4 * self.group_size:
+            raise ParameterError(f"parameter 'n_rollouts' = {self.n_rollouts} must be at least "
+                                 f"4 × group_size = {4 * self.group_size}")
+
+
+@dataclass(frozen=True)
 class NotebookSpec:
     name: str
     title: str
@@ -46,6 +71,15 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                       "default": {},
                       "paper": {"n_rollouts": 2_000_000, "n_state": 8, "n_action": 4,
                                 "horizon": 50}},
+        ),
+        NotebookSpec(
+            name="02_actor_update_estimators",
+            title="The actor update is value-gradient-like: SF, pathwise, PPO and GRPO",
+            params=ActorUpdateParams,
+            profiles={"smoke": {"n_rollouts": 4_096, "horizon": 8, "n_fd_rollouts": 2_000},
+                      "default": {},
+                      "paper": {"n_rollouts": 1_000_000, "n_state": 8, "n_action": 4,
+                                "horizon": 50, "hidden": 32, "n_fd_rollouts": 200_000}},
         ),
     ]
 }
