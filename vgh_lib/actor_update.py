@@ -66,10 +66,21 @@ def _rel_variance(g: torch.Tensor) -> float:
     return float(g.var(0).sum() / g.mean(0).norm() ** 2)
 
 
+def _first(s: es.Samples, group_size: int) -> es.Samples:
+    """The first whole groups of ``group_size`` rollouts (GRPO needs B divisible by G)."""
+    m = (s.actions.shape[1] // group_size) * group_size
+    return es.Samples(s.states[:, :m], s.actions[:, :m], s.returns[:, :m], s.noise[:, :m],
+                      s.x0, s.sigma)
+
+
 def _batch_cosines(g: torch.Tensor, target: torch.Tensor, sizes: list[int]) -> np.ndarray:
-    """Mean cosine with ``target`` of the means of disjoint batches of each size."""
+    """Mean cosine with ``target`` of the means of disjoint batches of each size.
+
+    A size larger than the sample (GRPO keeps only whole groups) uses the whole sample.
+    """
     out = []
     for n in sizes:
+        n = min(n, g.shape[0])
         k = g.shape[0] // n
         means = g[: k * n].reshape(k, n, -1).mean(1)
         cos = (means @ target) / (means.norm(dim=1) * target.norm())
@@ -93,7 +104,7 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
     grads = {"PD (BPTT)": es.pathwise(lqr, policy, s)}
     for label, kind in SF_VARIANTS.items():
         grads[label] = es.reinforce(policy, s, kind)
-    grads[f"GRPO (G={group_size})"] = es.grpo(policy, s, group_size)
+    grads[f"GRPO (G={group_size})"] = es.grpo(policy, _first(s, group_size), group_size)
     sf, pd = grads["SF (leave-one-out)"], grads["PD (BPTT)"]
 
     sizes = stats.log_spaced_sizes(10, n_rollouts, 10)
@@ -123,10 +134,7 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         group_sizes = sorted(set(group_sizes) | {group_size})
     grpo_cos, grpo_scale = [], []
     for gsz in group_sizes:
-        m = (n_rollouts // gsz) * gsz
-        sub = es.Samples(s.states[:, :m], s.actions[:, :m], s.returns[:, :m], s.noise[:, :m],
-                         x0, sigma)
-        mean = es.grpo(policy, sub, gsz).mean(0)
+        mean = es.grpo(policy, _first(s, gsz), gsz).mean(0)
         grpo_cos.append(stats.cosine(mean, exact))
         grpo_scale.append(float(mean.norm() / exact.norm()))
 

@@ -15,22 +15,8 @@ from vgh_lib.params import PROFILE_NAMES, NotebookParams, ParameterError, spec
 
 
 @dataclass(frozen=True)
-class Theorem1Params(NotebookParams):
-    """Parameters of ``01_costates_are_value_gradients`` (THEORY.md §1)."""
-
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the system, the start state and all noise")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
-    n_state: int = spec(4, lo=1, hi=8, help="state dimension n (LQR and tanh plant)")
-    n_action: int = spec(2, lo=1, hi=4, help="action dimension m (LQR and tanh plant)")
-    horizon: int = spec(20, lo=1, hi=50, help="number of steps T")
-    sigma: float = spec(0.5, lo=0.01, hi=1.0, help="action noise scale σ")
-    n_rollouts: int = spec(500_000, lo=1_000, hi=5_000_000, help="largest number of rollouts N")
-    system: str = spec("tanh", choices=("tanh", "pendulum"), help="the nonlinear system")
-
-
-@dataclass(frozen=True)
-class ActorUpdateParams(NotebookParams):
-    """Parameters of ``02_actor_update_estimators`` (THEORY.md §2)."""
+class RolloutParams(NotebookParams):
+    """Parameters shared by the differentiable-rollout notebooks (01 and 02)."""
 
     seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the systems, the policies and all noise")
     profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
@@ -38,9 +24,22 @@ class ActorUpdateParams(NotebookParams):
     n_action: int = spec(2, lo=1, hi=4, help="action dimension m (LQR and tanh plant)")
     horizon: int = spec(20, lo=1, hi=50, help="number of steps T")
     sigma: float = spec(0.5, lo=0.01, hi=1.0, help="action noise scale σ")
+    system: str = spec("tanh", choices=("tanh", "pendulum"), help="the nonlinear system")
+
+
+@dataclass(frozen=True)
+class Theorem1Params(RolloutParams):
+    """Parameters of ``01_costates_are_value_gradients`` (THEORY.md §1)."""
+
+    n_rollouts: int = spec(500_000, lo=1_000, hi=5_000_000, help="largest number of rollouts N")
+
+
+@dataclass(frozen=True)
+class ActorUpdateParams(RolloutParams):
+    """Parameters of ``02_actor_update_estimators`` (THEORY.md §2)."""
+
     n_rollouts: int = spec(100_000, lo=1_024, hi=2_000_000, help="largest number of rollouts N")
     group_size: int = spec(16, lo=2, hi=256, help="GRPO group size G")
-    system: str = spec("tanh", choices=("tanh", "pendulum"), help="the nonlinear system")
     hidden: int = spec(8, lo=1, hi=64, help="width of the MLP policy on the nonlinear system")
     ppo_epochs: int = spec(10, lo=1, hi=100, help="PPO inner epochs K on one batch")
     ppo_clip: float = spec(0.2, lo=0.01, hi=1.0, help="PPO clip range ε")
