@@ -107,7 +107,7 @@ def test_real_failing_notebook_reports_cell_and_keeps_good_output(tmp_path, monk
     res = runner.run_notebook(NB, "smoke", out=out, log=logs.append)
     assert res.status == "failed"
     assert "RuntimeError: deliberate failure" in res.message
-    assert "cell" in res.message
+    assert "cell 4" in res.message and "raise RuntimeError" in res.message  # index and source
     assert (out / f"{NB}.ipynb").read_text() == "last good notebook"
     assert (out / f"{NB}.claims.json").read_text() == "{}"
     failed = nbformat.read(out / "failed" / f"{NB}.ipynb", as_version=4)

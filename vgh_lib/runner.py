@@ -107,20 +107,6 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _error_location(nb_path: Path) -> str:
-    """'cell N: Ename: message' for the first errored cell of an executed notebook."""
-    try:
-        nb = nbformat.read(nb_path, as_version=4)
-    except Exception:  # noqa: BLE001 - a half-written notebook
-        return "unknown cell"
-    for i, cell in enumerate(nb.cells):
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
-                return f"cell {i} ({first[:60]!r}): {out.get('ename')}: {out.get('evalue')}"
-    return "unknown cell"
-
-
 def run_notebook(name: str, profile: str = "default", overrides: dict[str, Any] | None = None,
                  out: Path | str = DEFAULT_OUT, force: bool = False,
                  log=print) -> RunResult:
@@ -186,7 +172,8 @@ def _execute(src: Path, dest: Path, parameters: dict[str, Any]) -> str | None:
         pm.execute_notebook(str(src), str(dest), parameters=parameters, kernel_name="python3",
                             cwd=str(src.parent), progress_bar=False)
     except pm.PapermillExecutionError as exc:
-        return f"cell {exc.exec_count} raised {exc.ename}: {exc.evalue}"
+        first = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
+        return f"cell {exc.cell_index} ({first[:60]!r}) raised {exc.ename}: {exc.evalue}"
     except Exception as exc:  # noqa: BLE001 - kernel start-up and I/O errors
         return f"{type(exc).__name__}: {exc}"
     return None
