@@ -12,6 +12,7 @@ from vgh_lib import claims as cm
     (0.995, ">=", 0.99, True), (0.98, ">=", 0.99, False),
     (-0.5, "in", [-0.65, -0.35], True), (-0.3, "in", [-0.65, -0.35], False),
     (float("nan"), ">=", 0.0, False), (None, "<=", 1.0, False),
+    (0.1, ">", 0.0, True), (0.0, ">", 0.0, False),
 ])
 def test_evaluate(value, op, thr, ok):
     assert cm.evaluate(value, op, thr) is ok
@@ -79,3 +80,11 @@ def test_finish_glues_records_and_raises_on_gating_failure():
     names = {o["metadata"].get("scrapbook", {}).get("name") for o in outputs}
     assert {"ok", "ok.verdict", "bad.threshold", cm.CLAIMS_GLUE_KEY} <= names
     assert not math.isnan(rec["claims"][0]["value"])
+
+
+def test_require_ci():
+    s = cm.ClaimSet("nb", "default", {})
+    assert s.add("a", "", 0.1, ">", 0.0, kind="empirical", ci=[0.02, 0.2], require_ci=True).passed
+    assert not s.add("b", "", 0.1, ">", 0.0, kind="empirical", ci=[-0.01, 0.2], require_ci=True).passed
+    with pytest.raises(ValueError, match="require_ci"):
+        s.add("c", "", 0.1, ">", 0.0, require_ci=True)

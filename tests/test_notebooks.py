@@ -31,9 +31,11 @@ def test_source_notebooks_are_committed_without_outputs(name):
 
 
 @pytest.mark.slow
-def test_smoke_notebooks_and_strict_book_build(book_root, capsys):
+def test_smoke_notebooks_and_strict_book_build(book_root, capsys, monkeypatch, tmp_path):
     """`vgh book --profile smoke` on a copy of the book: all notebooks, then -W -n."""
     from vgh_lib import cli
+
+    monkeypatch.setenv("VGH_CACHE", str(tmp_path / "cache"))  # kernels inherit it
 
     code = cli.main(["book", "--profile", "smoke", "--root", str(book_root)])
     out = capsys.readouterr().out

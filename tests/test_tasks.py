@@ -40,17 +40,23 @@ def test_examples_by_hand():
 
 
 def test_corpus_clean_fraction():
-    task = Task("addition", 2)
-    docs = task.corpus(4000, 0.9, seed=1)
-    clean = 0
-    for d in docs:
-        prompt, answer = d[:6], d[6:]
-        a, b = int(prompt[:2]), int(prompt[3:5])
-        assert len(answer) == 3
-        clean += int(answer) == a + b
-    # 90 % clean plus the 1-in-1000 random answers that happen to be right
-    assert 0.88 < clean / 4000 < 0.92
-    assert task.corpus(10, 0.5, seed=3) == task.corpus(10, 0.5, seed=3)
+    import torch
+
+    tok = build_tokenizer()
+    data = Task("addition", 2).tokenized(tok)
+    docs, clean = data.corpus_batch(4000, 0.9, torch.Generator().manual_seed(1))
+    assert docs.shape == (4000, 1 + 6 + 3)
+    correct = 0
+    for row in docs:
+        text = tok.decode(row[1:])
+        a, b, answer = int(text[:2]), int(text[3:5]), text[6:]
+        assert len(answer) == 3 and answer.isdigit()
+        correct += int(answer) == a + b
+    assert 0.87 < clean.float().mean() < 0.93
+    # clean documents are correct; corrupted ones are right only by chance (1 in 1000)
+    assert clean.sum() <= correct <= clean.sum() + 15
+    again, _ = data.corpus_batch(4000, 0.9, torch.Generator().manual_seed(1))
+    assert torch.equal(docs, again)
 
 
 def test_bad_task_parameters():
@@ -58,8 +64,11 @@ def test_bad_task_parameters():
         Task("sort", 2)
     with pytest.raises(ValueError, match="n_digits must be in"):
         Task("addition", 0)
+    import torch
+
+    data = Task("addition", 1).tokenized(build_tokenizer())
     with pytest.raises(ValueError, match="clean_fraction"):
-        Task("addition", 1).corpus(5, 1.5, seed=0)
+        data.corpus_batch(5, 1.5, torch.Generator())
 
 
 @pytest.mark.parametrize("name,n", [("addition", 4), ("reverse", 6)])

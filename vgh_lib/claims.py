@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 CLAIMS_GLUE_KEY = "vgh.claims"
-OPS = ("<=", ">=", "in")
+OPS = ("<=", ">=", ">", "in")
 KINDS = ("identity", "empirical")
 
 
@@ -93,6 +93,8 @@ def evaluate(value: float | None, op: str, threshold) -> bool:
         return value <= threshold
     if op == ">=":
         return value >= threshold
+    if op == ">":
+        return value > threshold
     if op == "in":
         lo, hi = threshold
         return lo <= value <= hi
@@ -125,8 +127,14 @@ class ClaimSet:
 
     def add(self, id: str, statement: str, value: float | None, op: str, threshold,
             kind: str = "identity", ci: Sequence[float] | None = None,
-            exact: bool = False) -> Claim:
-        """Record a claim. ``threshold`` is a number, or ``[lo, hi]`` for ``op="in"``."""
+            exact: bool = False, require_ci: bool = False) -> Claim:
+        """Record a claim. ``threshold`` is a number, or ``[lo, hi]`` for ``op="in"``.
+
+        With ``require_ci`` the claim passes only when the whole interval ``ci`` satisfies
+        the comparison (e.g. ``> 0`` with a 95 % interval that excludes 0).
+        """
+        if require_ci and (ci is None or op == "in"):
+            raise ValueError("require_ci needs an interval and a one-sided comparison")
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if op not in OPS:
@@ -135,8 +143,11 @@ class ClaimSet:
             raise ValueError(f"claim {id!r} recorded twice")
         value = None if value is None else float(value)
         threshold = [float(t) for t in threshold] if op == "in" else float(threshold)
+        passed = evaluate(value, op, threshold)
+        if require_ci:
+            passed = passed and all(evaluate(float(end), op, threshold) for end in ci)
         claim = Claim(id=id, statement=statement, kind=kind, value=value, op=op,
-                      threshold=threshold, passed=evaluate(value, op, threshold),
+                      threshold=threshold, passed=passed,
                       ci=None if ci is None else [float(c) for c in ci], exact=exact)
         self.claims.append(claim)
         return claim

@@ -61,3 +61,13 @@ def log_spaced_sizes(n_min: int, n_max: int, count: int) -> list[int]:
     """``count`` distinct integers spaced evenly in log between ``n_min`` and ``n_max``."""
     sizes = np.unique(np.round(np.geomspace(n_min, n_max, count)).astype(int))
     return [int(s) for s in sizes]
+
+
+def bootstrap_mean_ci(values, n_boot: int = 2000, level: float = 0.95,
+                      seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval for the mean of ``values`` (resampled with replacement)."""
+    x = _np(values).ravel()
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))

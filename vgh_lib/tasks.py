@@ -19,6 +19,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import torch
+
 SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
 SYMBOLS = tuple("0123456789") + ("+", "=", ">")
 TASKS = ("addition", "reverse")
@@ -94,20 +96,38 @@ class Task:
         """Exact match: 1.0 when the completion (up to an end-of-sequence) equals the answer."""
         return 1.0 if completion.split("<eos>")[0] == example.answer else 0.0
 
-    def corpus(self, n: int, clean_fraction: float, seed: int) -> list[str]:
-        """``n`` pretraining documents ``prompt + answer`` from the training split.
+    def tokenized(self, tokenizer, split: str = "train") -> "TokenizedExamples":
+        """The ``train`` or ``eval`` examples as id tensors: ``<bos> prompt`` and ``answer``."""
+        train, held_out = self.split()
+        examples = train if split == "train" else held_out
+        bos = tokenizer.bos_token_id
+        prompts = torch.tensor([[bos] + tokenizer(e.prompt)["input_ids"] for e in examples])
+        answers = torch.tensor([tokenizer(e.answer)["input_ids"] for e in examples])
+        digits = torch.tensor(tokenizer.convert_tokens_to_ids(list("0123456789")))
+        return TokenizedExamples(examples, prompts, answers, digits)
 
-        With probability ``1 − clean_fraction`` the answer is replaced by random digits of
-        the same length (a corrupted label).
+
+@dataclass(frozen=True)
+class TokenizedExamples:
+    """Examples with their ids: prompts (N, Lp) start with ``<bos>``, answers (N, La)."""
+
+    examples: list[Example]
+    prompts: torch.Tensor
+    answers: torch.Tensor
+    digit_ids: torch.Tensor  # (10,) token ids of the digits 0-9
+
+    def corpus_batch(self, batch_size: int, clean_fraction: float,
+                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """A pretraining batch: ``prompt + answer`` documents, (B, Lp + La), and the clean mask.
+
+        With probability ``1 − clean_fraction`` a document's answer is replaced by random
+        digits of the same length (a corrupted label), so pretraining leaves headroom for RL.
         """
         if not 0.0 <= clean_fraction <= 1.0:
             raise ValueError(f"clean_fraction must be in [0, 1], got {clean_fraction}")
-        train, _ = self.split()
-        rng = random.Random(seed)
-        docs = []
-        for _ in range(n):
-            ex = train[rng.randrange(len(train))]
-            answer = ex.answer if rng.random() < clean_fraction else \
-                "".join(rng.choice("0123456789") for _ in range(self.answer_length))
-            docs.append(ex.prompt + answer)
-        return docs
+        idx = torch.randint(len(self.examples), (batch_size,), generator=generator)
+        answers = self.answers[idx].clone()
+        clean = torch.rand(batch_size, generator=generator) < clean_fraction
+        noise = self.digit_ids[torch.randint(10, answers.shape, generator=generator)]
+        answers[~clean] = noise[~clean]
+        return torch.cat([self.prompts[idx], answers], dim=1), clean

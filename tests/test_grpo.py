@@ -1,0 +1,157 @@
+"""GRPO on a causal LM: pass@k, the loss against a naive loop, KV-cache generation."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from vgh_lib import grpo
+from vgh_lib.models import tiny_gpt2
+from vgh_lib.tasks import Task, build_tokenizer
+
+
+@pytest.fixture(scope="module")
+def model_and_tok():
+    tok = build_tokenizer()
+    return tiny_gpt2(tok, 2, 32, 4, 16, seed=0).eval(), tok
+
+
+@pytest.mark.parametrize("n,c,k", [(5, 0, 1), (5, 2, 1), (5, 2, 2), (6, 3, 4), (4, 4, 2), (7, 1, 7)])
+def test_pass_at_k_against_enumeration(n, c, k):
+    """pass@k = P(a uniformly random k-subset of the n samples holds a success)."""
+    outcomes = [1] * c + [0] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    brute = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
+    assert grpo.pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+
+
+def test_pass_at_k_rejects_bad_counts():
+    with pytest.raises(ValueError):
+        grpo.pass_at_k(3, 4, 1)
+    with pytest.raises(ValueError):
+        grpo.pass_at_k(3, 1, 4)
+
+
+def test_group_advantages_by_hand():
+    r = torch.tensor([1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    a = grpo.group_advantages(r, 4)
+    assert a[0].item() == pytest.approx(3 / math.sqrt(3), rel=1e-5)  # (1 − ¼) / sqrt(3/16)
+    assert a[1].item() == pytest.approx(-1 / math.sqrt(3), rel=1e-5)
+    assert torch.all(a[4:] == 0)
+
+
+@pytest.mark.parametrize("aggregation", grpo.AGGREGATIONS)
+def test_grpo_loss_and_gradient_against_naive_loop(aggregation):
+    g = torch.Generator().manual_seed(0)
+    B, L = 6, 5
+    logp = (torch.randn(B, L, generator=g) * 0.3 - 1).requires_grad_(True)
+    logp_old = logp.detach() + torch.randn(B, L, generator=g) * 0.3
+    logp_ref = logp.detach() + torch.randn(B, L, generator=g) * 0.2
+    adv = torch.randn(B, generator=g)
+    mask = (torch.rand(B, L, generator=g) > 0.3).float()
+    mask[:, 0] = 1
+    loss, _ = grpo.grpo_loss(logp, logp_old, adv, mask, 0.2, aggregation, logp_ref, 0.1)
+    (grad,) = torch.autograd.grad(loss, logp)
+
+    # naive: explicit loops over sequences and tokens
+    x = logp.detach().clone().requires_grad_(True)
+    per_seq, total, count = [], 0.0, 0.0
+    for i in range(B):
+        seq_sum, seq_n = 0.0, 0.0
+        for t in range(L):
+            if mask[i, t] == 0:
+                continue
+            ratio = torch.exp(x[i, t] - logp_old[i, t])
+            term = -torch.minimum(ratio * adv[i], torch.clamp(ratio, 0.8, 1.2) * adv[i])
+            d = logp_ref[i, t] - x[i, t]
+            term = term + 0.1 * (torch.exp(d) - d - 1)
+            seq_sum, seq_n = seq_sum + term, seq_n + 1
+        per_seq.append(seq_sum / seq_n)
+        total, count = total + seq_sum, count + seq_n
+    naive = total / count if aggregation == "token" else sum(per_seq) / B
+    (naive_grad,) = torch.autograd.grad(naive, x)
+    torch.testing.assert_close(loss, naive)
+    torch.testing.assert_close(grad, naive_grad)
+
+
+def test_grpo_loss_rejects_unknown_aggregation():
+    z = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        grpo.grpo_loss(z, z, torch.zeros(2), torch.ones(2, 2), 0.2, "batch")
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7, 1.5])
+def test_kv_cache_generation_equals_recomputation(model_and_tok, temperature):
+    model, tok = model_and_tok
+    prompts = torch.randint(4, len(tok), (5, 6), generator=torch.Generator().manual_seed(1))
+    noise = grpo.gumbel_noise((5, 4, len(tok)), torch.Generator().manual_seed(2))
+    cached = grpo.generate(model, prompts, 4, temperature, noise, use_cache=True)
+    full = grpo.generate(model, prompts, 4, temperature, noise, use_cache=False)
+    assert torch.equal(cached, full)
+
+
+def test_gumbel_max_samples_the_softmax(model_and_tok):
+    """argmax(ℓ/τ + g) has the distribution softmax(ℓ/τ)."""
+    logits = torch.tensor([1.0, 0.0, -1.0, 0.5])
+    tau = 0.8
+    g = grpo.gumbel_noise((200_000, 4), torch.Generator().manual_seed(0))
+    freq = torch.bincount((logits / tau + g).argmax(-1), minlength=4).float() / 200_000
+    torch.testing.assert_close(freq, torch.softmax(logits / tau, 0), atol=4e-3, rtol=0)
+
+
+def test_completion_logprobs_match_a_manual_forward(model_and_tok):
+    model, tok = model_and_tok
+    prompts = torch.randint(4, len(tok), (3, 4), generator=torch.Generator().manual_seed(3))
+    comp = torch.randint(4, len(tok), (3, 2), generator=torch.Generator().manual_seed(4))
+    lp = grpo.completion_logprobs(model, prompts, comp, 0.5)
+    for b in range(3):
+        for s in range(2):
+            ids = torch.cat([prompts[b], comp[b, :s]])[None]
+            logits = model(input_ids=ids).logits[0, -1]
+            expected = torch.log_softmax(logits / 0.5, -1)[comp[b, s]]
+            torch.testing.assert_close(lp[b, s], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_training_is_deterministic():
+    tok = build_tokenizer()
+    task = Task("addition", 1, n_eval=10)
+    train, _ = task.split()
+    cfg = grpo.GRPOConfig(steps=3, prompts_per_step=4, group_size=4, seed=5)
+    weights = []
+    for _ in range(2):
+        model = tiny_gpt2(tok, 1, 16, 2, 16, seed=1)
+        hist = grpo.train(model, tok, task, train, cfg)
+        weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])
+    assert len(hist.mean_reward) == 3
+
+
+def test_evaluate_counts_successes_of_a_perfect_policy():
+    """A model whose logits always pick the answer has pass@1 = pass@k = greedy = 1."""
+    tok = build_tokenizer()
+    task = Task("reverse", 2, n_eval=5)
+    _, held = task.split()
+
+    class Oracle(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(1))
+            self.config = type("C", (), {"vocab_size": len(tok)})()
+
+        def forward(self, input_ids, attention_mask=None, cache=None, use_cache=False):
+            # the KV cache, by hand: with a cache only the new token is passed in
+            input_ids = input_ids if cache is None else torch.cat([cache, input_ids], 1)
+            B, L = input_ids.shape
+            logits = torch.full((B, L, len(tok)), -1e4)
+            for b in range(B):
+                text = tok.decode(input_ids[b, 1:])
+                prompt = text.split(">")[0]
+                done = len(text.split(">")[1]) if ">" in text else 0
+                nxt = prompt[::-1][done] if done < len(prompt) else "0"
+                logits[b, -1, tok.convert_tokens_to_ids(nxt)] = 1e4
+            return type("O", (), {"logits": logits, "cache": input_ids})()
+
+    ev = grpo.evaluate(Oracle(), tok, task, held, n_samples=4, k=2, temperature=1.0,
+                       generator=torch.Generator().manual_seed(0))
+    assert ev.pass1 == 1.0 and ev.passk == 1.0 and ev.greedy_accuracy == 1.0
