@@ -105,12 +105,33 @@ class PretrainGRPOParams(TrajectoryParams):
 
 
 @dataclass(frozen=True)
+class TransformerCostateParams(TrajectoryParams):
+    """Parameters of ``04_transformer_costates`` (THEORY.md §3, Theorem 2)."""
+
+    n_prompts: int = spec(4, lo=1, hi=64, help="held-out prompts per cell")
+    n_rollouts: int = spec(1000, lo=4, hi=100_000, help="rollouts per prompt and cell")
+    temperatures: tuple[float, ...] = spec((0.25, 0.5, 1.0, 2.0), lo=0.05, hi=10.0,
+                                           help="policy temperatures τ")
+    relax_temperatures: tuple[float, ...] = spec((0.1, 0.3, 1.0), lo=0.01, hi=10.0,
+                                                 help="relaxation temperatures τ_r")
+    identity_rollouts: int = spec(4000, lo=4, hi=1_000_000,
+                                  help="rollouts per prompt for the exact-gradient identity")
+
+
+@dataclass(frozen=True)
 class NotebookSpec:
     name: str
     title: str
     params: type[NotebookParams]
     profiles: dict[str, dict[str, Any]]
 
+
+# The trajectory parameters of each profile, shared by notebooks 03-05 so that they reuse
+# one cached trajectory per profile.
+SMOKE_TRAJECTORY = {"pretrain_steps": 150, "n_checkpoints": 4, "n_eval": 40, "eval_samples": 8,
+                    "k": 4}
+PAPER_TRAJECTORY = {"n_digits": 3, "n_layer": 4, "n_embd": 128, "pretrain_steps": 20_000,
+                    "n_checkpoints": 16, "n_eval": 500, "eval_samples": 32, "device": "auto"}
 
 NOTEBOOKS: dict[str, NotebookSpec] = {
     spec_.name: spec_ for spec_ in [
@@ -136,12 +157,21 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             name="03_pretraining_trajectory",
             title="Tiny transformer policies: a pretraining trajectory and GRPO",
             params=PretrainGRPOParams,
-            profiles={"smoke": {"pretrain_steps": 150, "n_checkpoints": 4, "n_eval": 40,
-                                "eval_samples": 8, "k": 4, "grpo_steps": 5, "grpo_prompts": 8},
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 5, "grpo_prompts": 8},
                       "default": {},
-                      "paper": {"n_digits": 3, "n_layer": 4, "n_embd": 128, "pretrain_steps": 20_000,
-                                "n_checkpoints": 16, "n_eval": 500, "eval_samples": 32,
-                                "grpo_steps": 200, "grpo_prompts": 32, "device": "auto"}},
+                      "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32}},
+        ),
+        NotebookSpec(
+            name="04_transformer_costates",
+            title="Theorem 2: costates inside a transformer",
+            params=TransformerCostateParams,
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "n_prompts": 2, "n_rollouts": 16,
+                                "temperatures": (0.5, 1.0), "relax_temperatures": (0.3,),
+                                "identity_rollouts": 64},
+                      "default": {},
+                      "paper": {**PAPER_TRAJECTORY, "n_prompts": 8, "n_rollouts": 4000,
+                                "temperatures": (0.25, 0.5, 1.0, 2.0, 3.0),
+                                "relax_temperatures": (0.1, 0.3, 1.0), "identity_rollouts": 20_000}},
         ),
     ]
 }

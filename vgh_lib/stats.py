@@ -71,3 +71,30 @@ def bootstrap_mean_ci(values, n_boot: int = 2000, level: float = 0.95,
     means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
     alpha = (1 - level) / 2
     return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+def pearson(x, y) -> float:
+    """Pearson correlation; NaN when either input is constant or has fewer than 2 points."""
+    a, b = _np(x).ravel(), _np(y).ravel()
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return float("nan")
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def ranks(x) -> np.ndarray:
+    """Ranks starting at 1, ties given their average rank (as scipy's ``rankdata``)."""
+    a = _np(x).ravel()
+    order = np.argsort(a, kind="mergesort")
+    r = np.empty(a.size)
+    r[order] = np.arange(1, a.size + 1)
+    for v in np.unique(a):  # average the ranks of ties
+        tie = a == v
+        if tie.sum() > 1:
+            r[tie] = r[tie].mean()
+    return r
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation: Pearson correlation of the ranks."""
+    return pearson(ranks(x), ranks(y))
