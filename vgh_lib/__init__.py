@@ -3,8 +3,12 @@
 Reproduces, empirically, the results of *Value-Gradient Hypothesis of RL for LLMs*
 (Asadulaev, Ognev, Salta, Takáč; arXiv:2605.21654) as reconstructed in the book.
 Modules, one concept each: ``rollout`` (differentiable rollouts, costates, LQR closed
-form), ``estimators`` (score-function, PPO, GRPO and pathwise gradients), ``theorem1`` and
-``actor_update`` (the experiments of notebooks 01 and 02), ``stats``, ``params`` (validated
+form), ``estimators`` (score-function, PPO, GRPO and pathwise gradients), ``tasks``
+(verifiable tasks and their tokenizer), ``models`` (tiny GPT-2, local loading), ``pretrain``
+(the cached checkpoint trajectory), ``grpo`` (sampling, loss, evaluation, training),
+``costates`` (empirical and relaxed costates in a transformer), ``impact`` (signal,
+headroom, value impact), the experiments ``theorem1``, ``actor_update`` and ``theorem2``,
+``stats``, ``params`` (validated
 notebook parameters), ``registry`` (notebooks and profiles), ``claims``
 (pre-registered claims), ``report`` (the reproduction report page), ``runner`` (papermill execution with
 caching) and ``cli``.

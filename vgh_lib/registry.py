@@ -119,6 +119,18 @@ class TransformerCostateParams(TrajectoryParams):
 
 
 @dataclass(frozen=True)
+class ValueImpactParams(PretrainGRPOParams):
+    """Parameters of ``05_value_impact`` (THEORY.md §4, the paper's Figure 1)."""
+
+    seeds: tuple[int, ...] = spec((0, 1, 2), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
+    signal_prompts: int = spec(64, lo=1, hi=100_000, help="prompts per batch for the signal S")
+    fidelity_prompts: int = spec(4, lo=1, hi=64, help="prompts for the costate fidelity ρ")
+    fidelity_rollouts: int = spec(500, lo=4, hi=100_000, help="rollouts per prompt for ρ")
+    fidelity_tau_r: float = spec(0.3, lo=0.01, hi=10.0, help="relaxation temperature of ρ")
+    jobs: int = spec(2, lo=1, hi=64, help="worker processes for the GRPO runs")
+
+
+@dataclass(frozen=True)
 class NotebookSpec:
     name: str
     title: str
@@ -172,6 +184,18 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                       "paper": {**PAPER_TRAJECTORY, "n_prompts": 8, "n_rollouts": 4000,
                                 "temperatures": (0.25, 0.5, 1.0, 2.0, 3.0),
                                 "relax_temperatures": (0.1, 0.3, 1.0), "identity_rollouts": 20_000}},
+        ),
+        NotebookSpec(
+            name="05_value_impact",
+            title="Value impact: where along the trajectory RL pays off",
+            params=ValueImpactParams,
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 3, "grpo_prompts": 4,
+                                "seeds": (0, 1), "signal_prompts": 4, "fidelity_rollouts": 8,
+                                "fidelity_prompts": 2, "jobs": 1},
+                      "default": {},
+                      "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32,
+                                "seeds": (0, 1, 2, 3, 4), "signal_prompts": 256,
+                                "fidelity_rollouts": 2000}},
         ),
     ]
 }

@@ -56,16 +56,19 @@ def _per_prompt_means(x: torch.Tensor, n: int, idx: torch.Tensor | None = None) 
 
 def _bootstrap_cosine(a: torch.Tensor, b: torch.Tensor, n: int, n_boot: int,
                       gen: torch.Generator) -> tuple[float, float]:
-    """Percentile interval of the cosine of per-prompt means, resampling rollouts in each prompt."""
+    """Percentile interval of the cosine of per-prompt means, resampling rollouts in each prompt.
+
+    Vectorised: each resample is a row of multinomial counts, so the resampled means of all
+    resamples are one matrix product per prompt.
+    """
     P = a.shape[0] // n
-    A, B = a.view(P, n, -1), b.view(P, n, -1)
-    cos = []
-    for _ in range(n_boot):
-        idx = torch.randint(n, (P, n), generator=gen)
-        ma = torch.gather(A, 1, idx[..., None].expand(-1, -1, A.shape[-1])).mean(1).reshape(-1)
-        mb = torch.gather(B, 1, idx[..., None].expand(-1, -1, B.shape[-1])).mean(1).reshape(-1)
-        cos.append(stats.cosine(ma, mb))
-    lo, hi = np.quantile(cos, [0.025, 0.975])
+    A, B = a.reshape(P, n, -1), b.reshape(P, n, -1)
+    counts = torch.stack([torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n)
+                          for _ in range(n_boot * P)]).view(n_boot, P, n).to(a.dtype) / n
+    ma = torch.einsum("rpn,pnd->rpd", counts, A).reshape(n_boot, -1)  # (R, P·d)
+    mb = torch.einsum("rpn,pnd->rpd", counts, B).reshape(n_boot, -1)
+    cos = (ma * mb).sum(1) / (ma.norm(dim=1) * mb.norm(dim=1))
+    lo, hi = np.quantile(cos.numpy(), [0.025, 0.975])
     return float(lo), float(hi)
 
 
@@ -96,7 +99,8 @@ def measure_cells(model, prompts, answers, n_rollouts: int, temperatures, relax_
                       for name in c.costates}
             cells.append(Cell(
                 step=step, pass1=pass1, tau=float(tau), tau_r=float(tau_r), cosine=cos,
-                cosine_ci=_bootstrap_cosine(lam_d, lam_c, n, n_boot, gen),
+                cosine_ci=(_bootstrap_cosine(lam_d, lam_c, n, n_boot, gen) if n_boot
+                           else (float("nan"), float("nan"))),
                 rel_error=float(np.sqrt(max(0.0, 2 * (1 - cos)))),
                 resolution_d=res_d,
                 resolution_c=stats.cosine(_per_prompt_means(lam_c, n, half),
