@@ -37,7 +37,7 @@ def test_smoke_notebooks_and_strict_book_build(book_root, capsys, monkeypatch, t
 
     monkeypatch.setenv("VGH_CACHE", str(tmp_path / "cache"))  # kernels inherit it
 
-    code = cli.main(["book", "--profile", "smoke", "--root", str(book_root)])
+    code = cli.main(["book", "--profile", "smoke", "--jobs", "2", "--root", str(book_root)])
     out = capsys.readouterr().out
     assert code == 0, out
     html = book_root / "_build" / "html"

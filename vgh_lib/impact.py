@@ -179,16 +179,3 @@ def factor_job(job: dict) -> dict:
     resolved = cell.counted(0.9)
     return {"step": job["step"], "S": s, "rho": cell.cosine if resolved else float("nan"),
             "rho_resolved": resolved}
-
-
-def run_jobs(fn, jobs: list[dict], workers: int, progress: bool = True, desc: str = "") -> list:
-    """Map ``fn`` over ``jobs`` in ``workers`` processes (in order); serial when workers = 1."""
-    from tqdm.auto import tqdm
-
-    if workers <= 1:
-        return [fn(j) for j in tqdm(jobs, desc=desc, disable=not progress)]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-        return list(tqdm(pool.map(fn, jobs), total=len(jobs), desc=desc, disable=not progress))

@@ -74,7 +74,9 @@ def load_local(path: Path | str, device: str = "cpu"):
     with safetensors weights. Returns ``(model, tokenizer)``, the model in eval mode.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     path = Path(path)
     if not (path / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a local model directory (no config.json)")

@@ -109,13 +109,14 @@ class TransformerCostateParams(TrajectoryParams):
     """Parameters of ``04_transformer_costates`` (THEORY.md §3, Theorem 2)."""
 
     n_prompts: int = spec(4, lo=1, hi=64, help="held-out prompts per cell")
-    n_rollouts: int = spec(1000, lo=4, hi=100_000, help="rollouts per prompt and cell")
+    n_rollouts: int = spec(2000, lo=4, hi=100_000, help="rollouts per prompt and cell")
     temperatures: tuple[float, ...] = spec((0.25, 0.5, 1.0, 2.0), lo=0.05, hi=10.0,
                                            help="policy temperatures τ")
     relax_temperatures: tuple[float, ...] = spec((0.1, 0.3, 1.0), lo=0.01, hi=10.0,
                                                  help="relaxation temperatures τ_r")
     identity_rollouts: int = spec(4000, lo=4, hi=1_000_000,
                                   help="rollouts per prompt for the exact-gradient identity")
+    jobs: int = spec(2, lo=1, hi=64, help="worker processes (checkpoints in parallel)")
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             params=TransformerCostateParams,
             profiles={"smoke": {**SMOKE_TRAJECTORY, "n_prompts": 2, "n_rollouts": 16,
                                 "temperatures": (0.5, 1.0), "relax_temperatures": (0.3,),
-                                "identity_rollouts": 64},
+                                "identity_rollouts": 64, "jobs": 1},
                       "default": {},
                       "paper": {**PAPER_TRAJECTORY, "n_prompts": 8, "n_rollouts": 4000,
                                 "temperatures": (0.25, 0.5, 1.0, 2.0, 3.0),

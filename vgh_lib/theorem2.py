@@ -111,19 +111,30 @@ def measure_cells(model, prompts, answers, n_rollouts: int, temperatures, relax_
     return cells
 
 
+def grid_job(job: dict) -> list[Cell]:
+    """All cells of one checkpoint (a picklable job for :func:`vgh_lib.parallel.run_jobs`)."""
+    torch.set_num_threads(job.get("threads", 1))
+    model, tok = load_local(job["path"], job["device"])
+    prompts, answers = grpo.encode_prompts(tok, job["prompts"], model.device)
+    return measure_cells(model, prompts, answers, job["n_rollouts"], job["temperatures"],
+                         job["relax_temperatures"], job["seed"], job["step"], job["pass1"])
+
+
 def run_grid(checkpoints, task, n_prompts: int, n_rollouts: int, temperatures,
-             relax_temperatures, seed: int, device: str = "cpu", progress: bool = True) -> list[Cell]:
-    """Every cell of checkpoints × τ × τ_r, on the first ``n_prompts`` held-out prompts."""
-    from tqdm.auto import tqdm
+             relax_temperatures, seed: int, device: str = "cpu", jobs: int = 1,
+             progress: bool = True) -> list[Cell]:
+    """Every cell of checkpoints × τ × τ_r on the first ``n_prompts`` held-out prompts,
+    ``jobs`` checkpoints at a time."""
+    from vgh_lib.parallel import run_jobs
 
     _, held_out = task.split()
-    cells = []
-    for ck in tqdm(checkpoints, desc="checkpoints", disable=not progress):
-        model, tok = load_local(ck.path, device)
-        prompts, answers = grpo.encode_prompts(tok, held_out[:n_prompts], model.device)
-        cells += measure_cells(model, prompts, answers, n_rollouts, temperatures,
-                               relax_temperatures, seed, ck.step, ck.metrics["pass1"])
-    return cells
+    work = [{"path": str(ck.path), "device": device, "prompts": held_out[:n_prompts],
+             "n_rollouts": n_rollouts, "temperatures": list(temperatures),
+             "relax_temperatures": list(relax_temperatures), "seed": seed, "step": ck.step,
+             "pass1": ck.metrics["pass1"], "threads": 1 if jobs > 1 else torch.get_num_threads()}
+            for ck in checkpoints]
+    return [cell for cells in run_jobs(grid_job, work, jobs, progress, "checkpoints")
+            for cell in cells]
 
 
 # ------------------------------------------------------------------------- summaries
