@@ -12,23 +12,15 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from _timing import best_of
 
 from vgh_lib import costates as cs
 from vgh_lib import grpo
 from vgh_lib.models import tiny_gpt2
 from vgh_lib.tasks import Task, build_tokenizer
 
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

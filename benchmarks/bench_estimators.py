@@ -10,21 +10,13 @@ checks that they agree, and prints the speed-up ratio.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from _timing import best_of
 
 from vgh_lib import estimators as es
 from vgh_lib import rollout as ro
 
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
