@@ -97,3 +97,13 @@ def test_cli_list_shows_every_parameter(capsys):
     for name in Theorem1Params.names():
         assert name in text
     assert "default 500000" in text
+
+
+def test_python_dash_m_is_the_same_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "vgh_lib", "run", NB, "-p", "sigma", "2"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "'sigma' = 2.0 is out of range" in out.stderr
