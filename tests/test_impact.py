@@ -83,3 +83,37 @@ def test_inverted_u_margin():
     expected = min(0.3 - 0.0 - math.hypot(0.02, 0.01), 0.3 - 0.05 - math.hypot(0.02, 0.01))
     assert impact.inverted_u_margin(m, se, 2) == pytest.approx(expected)
     assert impact.inverted_u_margin(m, se, 0) < 0
+
+
+def test_signal_is_zero_when_every_group_has_equal_rewards():
+    """An untrained model never solves 2-digit addition: all advantages vanish, so S = 0."""
+    from vgh_lib.models import tiny_gpt2
+    from vgh_lib.tasks import Task, build_tokenizer
+
+    tok = build_tokenizer()
+    model = tiny_gpt2(tok, 1, 16, 2, 16, seed=0)
+    train, _ = Task("addition", 2, n_eval=10).split()
+    assert impact.signal(model, tok, train, 4, 4, 1.0, seed=0) == 0.0
+
+
+def test_grpo_update_matches_the_gradient_of_the_surrogate_by_hand():
+    from vgh_lib import grpo
+    from vgh_lib.models import tiny_gpt2
+    from vgh_lib.tasks import Task, build_tokenizer
+
+    tok = build_tokenizer()
+    model = tiny_gpt2(tok, 1, 16, 2, 16, seed=1)
+    train, _ = Task("reverse", 1, n_eval=2).split()
+    g = impact.grpo_update(model, tok, train[:3], 4, 2.0, torch.Generator().manual_seed(0))
+    # by hand: same noise, same samples
+    gen = torch.Generator().manual_seed(0)
+    prompts, answers = grpo.encode_prompts(tok, train[:3], "cpu")
+    prompts, answers = prompts.repeat_interleave(4, 0), answers.repeat_interleave(4, 0)
+    noise = grpo.gumbel_noise((12, 1, len(tok)), gen)
+    comp = grpo.generate(model, prompts, 1, 2.0, noise)
+    adv = grpo.group_advantages((comp == answers).all(1).float(), 4)
+    loss = (adv[:, None] * grpo.completion_logprobs(model, prompts, comp, 2.0)).sum(1).mean()
+    model.zero_grad()
+    loss.backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(g, expected)

@@ -176,7 +176,7 @@ def ppo_epochs(policy, s: Samples, advantages: torch.Tensor, clip: float, epochs
         grads.append(torch.cat([x.reshape(-1) for x in g]))
         fracs.append(frac.detach())
         surs.append(sur.detach())
-        params = {k: v + lr * gk for (k, v), gk in zip(params.items(), g)}
+        params = {k: v + lr * gk for (k, v), gk in zip(params.items(), g, strict=True)}
     return PPOTrace(torch.stack(grads), torch.stack(fracs), torch.stack(surs))
 
 

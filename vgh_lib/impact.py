@@ -58,10 +58,10 @@ def grpo_update(model, tokenizer, examples, group_size: int, temperature: float,
     adv = grpo.group_advantages((comp == answers).all(1).float(), group_size)
     logp = grpo.completion_logprobs(model, prompts, comp, temperature)
     surrogate = (adv[:, None] * logp).sum(1).mean()
-    grads = torch.autograd.grad(surrogate, [p for p in model.parameters() if p.requires_grad],
-                                allow_unused=True)
-    return torch.cat([g.reshape(-1) if g is not None else torch.zeros(p.numel())
-                      for g, p in zip(grads, model.parameters())]).detach()
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(surrogate, params, allow_unused=True)
+    return torch.cat([g.reshape(-1) if g is not None else torch.zeros(p.numel(), device=p.device)
+                      for g, p in zip(grads, params, strict=True)]).detach()
 
 
 def signal(model, tokenizer, train_examples, n_prompts: int, group_size: int,
