@@ -34,7 +34,7 @@ def test_captured_costates_equal_autograd_wrt_inputs_embeds(setup):
 
 def test_layer_capture_equals_autograd_wrt_hidden_states(setup):
     model, tok, prompts, _ = setup
-    z = torch.randn(3, prompts.shape[1], 32, requires_grad=True)
+    z = torch.randn(3, prompts.shape[1], 32, generator=torch.Generator().manual_seed(5)).requires_grad_(True)
     kept = {}
     handle = cs.decoder_layers(model)[0].register_forward_hook(
         lambda m, a, out: kept.__setitem__("h", out[0] if isinstance(out, tuple) else out))
@@ -119,7 +119,7 @@ def test_exact_value_gradient_against_finite_differences(setup):
 
 def test_ablation_removes_exactly_the_cross_position_paths(setup):
     model, tok, prompts, _ = setup
-    z = torch.randn(2, 6, 32, requires_grad=True)
+    z = torch.randn(2, 6, 32, generator=torch.Generator().manual_seed(6)).requires_grad_(True)
     plain = model(inputs_embeds=z).logits
     with cs.cut_attention(model):
         cut = model(inputs_embeds=z).logits

@@ -37,19 +37,20 @@ def test_summaries_on_hand_made_cells():
     assert math.isnan(theorem2.low_gap_cosine([c for c in cells if not c.counted(0.9)], 0.9))
 
 
-def test_vectorised_bootstrap_matches_a_naive_loop_in_distribution():
+def test_vectorised_bootstrap_equals_a_naive_loop():
+    """Same resample indices (same generator seed): the same interval as a loop of gathers."""
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(800, 3, 8, dtype=torch.float64)
-    b = a + 1.5 * torch.randn(800, 3, 8, dtype=torch.float64)
-    lo, hi = theorem2._bootstrap_cosine(a, b, 200, 300, g)
+    a = torch.randn(800, 3, 8, dtype=torch.float64, generator=g)
+    b = a + 1.5 * torch.randn(800, 3, 8, dtype=torch.float64, generator=g)
+    lo, hi = theorem2._bootstrap_cosine(a, b, 200, 300, torch.Generator().manual_seed(1))
+    idx = torch.randint(200, (300, 4, 200), generator=torch.Generator().manual_seed(1))
     A, B = a.view(4, 200, -1), b.view(4, 200, -1)
     cos = []
-    for _ in range(300):
-        idx = torch.randint(200, (4, 200), generator=g)
-        ma = torch.stack([A[p, idx[p]].mean(0) for p in range(4)]).reshape(-1)
-        mb = torch.stack([B[p, idx[p]].mean(0) for p in range(4)]).reshape(-1)
+    for r in range(300):
+        ma = torch.stack([A[p, idx[r, p]].mean(0) for p in range(4)]).reshape(-1)
+        mb = torch.stack([B[p, idx[r, p]].mean(0) for p in range(4)]).reshape(-1)
         cos.append(stats.cosine(ma, mb))
     nlo, nhi = np.quantile(cos, [0.025, 0.975])
-    assert abs(lo - nlo) < 0.03 and abs(hi - nhi) < 0.03
-    full = stats.cosine(a.view(4, 200, -1).mean(1), b.view(4, 200, -1).mean(1))
+    assert lo == pytest.approx(nlo, abs=1e-12) and hi == pytest.approx(nhi, abs=1e-12)
+    full = stats.cosine(A.mean(1), B.mean(1))
     assert lo <= full <= hi

@@ -58,13 +58,15 @@ def _bootstrap_cosine(a: torch.Tensor, b: torch.Tensor, n: int, n_boot: int,
                       gen: torch.Generator) -> tuple[float, float]:
     """Percentile interval of the cosine of per-prompt means, resampling rollouts in each prompt.
 
-    Vectorised: each resample is a row of multinomial counts, so the resampled means of all
-    resamples are one matrix product per prompt.
+    Resample ``r`` draws ``idx[r, p]`` (n indices with replacement) for every prompt ``p``.
+    Vectorised: the draws become counts, and the resampled means of all resamples are one
+    matrix product per prompt.
     """
     P = a.shape[0] // n
     A, B = a.reshape(P, n, -1), b.reshape(P, n, -1)
-    counts = torch.stack([torch.bincount(torch.randint(n, (n,), generator=gen), minlength=n)
-                          for _ in range(n_boot * P)]).view(n_boot, P, n).to(a.dtype) / n
+    idx = torch.randint(n, (n_boot, P, n), generator=gen)
+    counts = torch.zeros(n_boot, P, n, dtype=a.dtype).scatter_add_(
+        2, idx, torch.ones(idx.shape, dtype=a.dtype)) / n
     ma = torch.einsum("rpn,pnd->rpd", counts, A).reshape(n_boot, -1)  # (R, P·d)
     mb = torch.einsum("rpn,pnd->rpd", counts, B).reshape(n_boot, -1)
     cos = (ma * mb).sum(1) / (ma.norm(dim=1) * mb.norm(dim=1))
