@@ -91,7 +91,7 @@ def test_kv_cache_generation_equals_recomputation(model_and_tok, temperature):
     assert torch.equal(cached, full)
 
 
-def test_gumbel_max_samples_the_softmax(model_and_tok):
+def test_gumbel_max_samples_the_softmax():
     """argmax(ℓ/τ + g) has the distribution softmax(ℓ/τ)."""
     logits = torch.tensor([1.0, 0.0, -1.0, 0.5])
     tau = 0.8
@@ -121,7 +121,7 @@ def test_training_is_deterministic():
     weights = []
     for _ in range(2):
         model = tiny_gpt2(tok, 1, 16, 2, 16, seed=1)
-        hist = grpo.train(model, tok, task, train, cfg)
+        hist = grpo.train(model, tok, train, cfg)
         weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
     assert len(hist.mean_reward) == 3
@@ -152,6 +152,6 @@ def test_evaluate_counts_successes_of_a_perfect_policy():
                 logits[b, -1, tok.convert_tokens_to_ids(nxt)] = 1e4
             return type("O", (), {"logits": logits, "cache": input_ids})()
 
-    ev = grpo.evaluate(Oracle(), tok, task, held, n_samples=4, k=2, temperature=1.0,
+    ev = grpo.evaluate(Oracle(), tok, held, n_samples=4, k=2, temperature=1.0,
                        generator=torch.Generator().manual_seed(0))
     assert ev.pass1 == 1.0 and ev.passk == 1.0 and ev.greedy_accuracy == 1.0

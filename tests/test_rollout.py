@@ -129,7 +129,7 @@ def test_make_problem_rejects_unknown_system():
         ro.make_problem("cartpole", 2, 1, 0)
 
 
-def test_costate0_samples_chunking_is_invisible(gen):
+def test_costate0_samples_chunking_is_invisible():
     sys_, pol, x0 = _problem()
     a = ro.costate0_samples(sys_, pol, x0, 0.5, 4, 100, torch.Generator().manual_seed(1), chunk=100)
     b = ro.costate0_samples(sys_, pol, x0, 0.5, 4, 100, torch.Generator().manual_seed(1), chunk=100)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from vgh_lib.tasks import Example, Task
+from vgh_lib.tasks import Example
 
 AGGREGATIONS = ("token", "sequence")
 
@@ -146,7 +146,7 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, task: Task, examples: list[Example], n_samples: int, k: int,
+def evaluate(model, tokenizer, examples: list[Example], n_samples: int, k: int,
              temperature: float, generator: torch.Generator, batch_prompts: int = 64) -> Evaluation:
     """Sample ``n_samples`` completions per prompt; count exact matches; also greedy decoding."""
     device = next(model.parameters()).device
@@ -188,7 +188,7 @@ class GRPOHistory:
     kl: list[float] = field(default_factory=list)
 
 
-def train(model, tokenizer, task: Task, train_examples: list[Example], cfg: GRPOConfig,
+def train(model, tokenizer, train_examples: list[Example], cfg: GRPOConfig,
           ref_model=None, progress: bool = False) -> GRPOHistory:
     """GRPO with the PPO-clip ratio over ``inner_epochs``, in place on ``model``."""
     from tqdm.auto import tqdm
@@ -243,7 +243,7 @@ class RLRun:
         return self.after.pass1 - self.before.pass1
 
 
-def rl_from_checkpoint(path, task: Task, train_examples: list[Example], held_out: list[Example],
+def rl_from_checkpoint(path, train_examples: list[Example], held_out: list[Example],
                        cfg: GRPOConfig, eval_samples: int, k: int, device: str = "cpu",
                        progress: bool = False) -> RLRun:
     """Load a checkpoint, evaluate, run GRPO with a fixed budget, evaluate again.
@@ -254,9 +254,9 @@ def rl_from_checkpoint(path, task: Task, train_examples: list[Example], held_out
 
     model, tokenizer = load_local(path, device)
     eval_seed = cfg.seed + 7_777_777
-    before = evaluate(model, tokenizer, task, held_out, eval_samples, k, cfg.temperature,
+    before = evaluate(model, tokenizer, held_out, eval_samples, k, cfg.temperature,
                       torch.Generator().manual_seed(eval_seed))
-    history = train(model, tokenizer, task, train_examples, cfg, progress=progress)
-    after = evaluate(model, tokenizer, task, held_out, eval_samples, k, cfg.temperature,
+    history = train(model, tokenizer, train_examples, cfg, progress=progress)
+    after = evaluate(model, tokenizer, held_out, eval_samples, k, cfg.temperature,
                      torch.Generator().manual_seed(eval_seed))
     return RLRun(before, after, history)

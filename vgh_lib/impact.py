@@ -153,7 +153,7 @@ def gain_job(job: dict) -> GainRun:
     task = cfg.task_obj()
     train, held_out = task.split()
     gcfg = grpo.GRPOConfig(**job["grpo"], seed=job["seed"])
-    run = grpo.rl_from_checkpoint(job["path"], task, train, held_out, gcfg, cfg.eval_samples,
+    run = grpo.rl_from_checkpoint(job["path"], train, held_out, gcfg, cfg.eval_samples,
                                   cfg.k, job["device"])
     return GainRun(job["step"], job["seed"], run.before.pass1, run.after.pass1,
                    run.before.successes)

@@ -112,8 +112,8 @@ def _answer_loss(model, docs: torch.Tensor, answer_len: int) -> torch.Tensor:
                                              docs[:, -answer_len:].reshape(-1))
 
 
-def _evaluate(model, tokenizer, task: Task, held_out, cfg: PretrainConfig, step: int) -> dict:
-    ev = grpo.evaluate(model, tokenizer, task, held_out, cfg.eval_samples, cfg.k, 1.0,
+def _evaluate(model, tokenizer, held_out, cfg: PretrainConfig, step: int) -> dict:
+    ev = grpo.evaluate(model, tokenizer, held_out, cfg.eval_samples, cfg.k, 1.0,
                        torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
     return {"step": step, "greedy_accuracy": ev.greedy_accuracy, "pass1": ev.pass1,
             "passk": ev.passk, "k": cfg.k, "headroom": ev.passk - ev.pass1}
@@ -165,7 +165,7 @@ def _train(cfg, traj, steps, done, dev, progress, stop_after, tqdm):
         opt.load_state_dict(state["optimizer"])
     answer_len = train_data.answers.shape[1]
     if start == 0 and 0 not in done:
-        _save(model, tokenizer, traj, 0, opt, _evaluate(model, tokenizer, task, held_out, cfg, 0)
+        _save(model, tokenizer, traj, 0, opt, _evaluate(model, tokenizer, held_out, cfg, 0)
               | {"loss": float("nan")})
     losses = []
     bar = tqdm(range(start, cfg.pretrain_steps), desc="pretrain", disable=not progress,
@@ -185,7 +185,7 @@ def _train(cfg, traj, steps, done, dev, progress, stop_after, tqdm):
         losses.append(loss.item())
         if step + 1 in steps:
             model.eval()
-            metrics = _evaluate(model, tokenizer, task, held_out, cfg, step + 1)
+            metrics = _evaluate(model, tokenizer, held_out, cfg, step + 1)
             metrics["loss"] = float(np.mean(losses[-50:]))
             _save(model, tokenizer, traj, step + 1, opt, metrics)
 
