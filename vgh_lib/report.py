@@ -25,7 +25,7 @@ def _escape(text: str) -> str:
 def render_report(executed: Path) -> str:
     """Markdown for the report, from ``executed/NAME.claims.json`` of every notebook."""
     lines = [HEADER]
-    rows = ["| claim | statement | kind | measured | threshold | verdict | notebook |",
+    rows = ["| claim | measured | threshold | verdict | kind | notebook | statement |",
             "|---|---|---|---|---|---|---|"]
     runs = ["| notebook | profile | commit | created |", "|---|---|---|---|"]
     for name in registry.NOTEBOOKS:
@@ -42,8 +42,8 @@ def render_report(executed: Path) -> str:
             if c.get("ci"):
                 value += f" [{format_value(c['ci'][0])}, {format_value(c['ci'][1])}]"
             verdict = "pass" if c["passed"] else "**FAIL**"
-            rows.append(f"| `{c['id']}` | {_escape(c['statement'])} | {c['kind']} | {value} | "
-                        f"{format_threshold(c['op'], c['threshold'])} | {verdict} | {link} |")
+            rows.append(f"| `{c['id']}` | {value} | {format_threshold(c['op'], c['threshold'])} | "
+                        f"{verdict} | {c['kind']} | {link} | {_escape(c['statement'])} |")
     lines += ["## Claims", "", *rows, "", "## Runs", "", *runs, ""]
     return "\n".join(lines)
 
