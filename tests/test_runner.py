@@ -112,3 +112,14 @@ def test_real_failing_notebook_reports_cell_and_keeps_good_output(tmp_path, monk
     assert (out / f"{NB}.claims.json").read_text() == "{}"
     failed = nbformat.read(out / "failed" / f"{NB}.ipynb", as_version=4)
     assert any(o.get("output_type") == "error" for c in failed.cells for o in c.get("outputs", []))
+
+
+def test_code_fingerprint_ignores_modules_notebooks_never_use(tmp_path, monkeypatch):
+    pkg = tmp_path / "vgh_lib"
+    shutil.copytree(runner.PACKAGE_DIR, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(runner, "PACKAGE_DIR", pkg)
+    base = runner.code_fingerprint()
+    (pkg / "report.py").write_text((pkg / "report.py").read_text() + "\n# edited\n")
+    assert runner.code_fingerprint() == base  # cannot change a notebook's results
+    (pkg / "rollout.py").write_text((pkg / "rollout.py").read_text() + "\n# edited\n")
+    assert runner.code_fingerprint() != base
