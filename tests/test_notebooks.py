@@ -30,6 +30,16 @@ def test_source_notebooks_are_committed_without_outputs(name):
             assert not cell.outputs and cell.execution_count is None
 
 
+@pytest.mark.parametrize("name", list(registry.NOTEBOOKS))
+def test_notebook_has_one_title_and_a_glued_keys_table(name):
+    """One H1 (the page title), so the book's table of contents stays readable."""
+    nb = nbformat.read(runner.notebooks_dir() / f"{name}.ipynb", as_version=4)
+    lines = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
+    titles = [line for line in lines if line.startswith("# ")]
+    assert len(titles) == 1 and titles[0].startswith("# Notebook:"), titles
+    assert "## Glued keys" in lines
+
+
 @pytest.mark.slow
 def test_smoke_notebooks_and_strict_book_build(book_root, capsys, monkeypatch, tmp_path):
     """`vgh book --profile smoke` on a copy of the book: all notebooks, then -W -n."""
