@@ -62,7 +62,6 @@ def test_gap_and_entropy_against_hand_computation(setup):
     d = cs.discrete_rollouts(model, prompts, answers, 3, 0.7, torch.Generator().manual_seed(2))
     c = cs.relaxed_rollouts(model, d, answers, 0.7, 0.5)
     E = cs.embedding_matrix(model).detach()
-    Lp = prompts.shape[1]
     b, s = 1, 0
     with torch.no_grad():
         logits = model(input_ids=d.prompts[b:b + 1]).logits[0, -1]
@@ -72,7 +71,12 @@ def test_gap_and_entropy_against_hand_computation(setup):
     torch.testing.assert_close(d.mean_gap[b, s], (E[d.tokens[b, s]] - pi @ E).norm(), rtol=1e-4, atol=1e-5)
     y = torch.softmax((logits / 0.7 + d.noise[b, s]) / 0.5, -1)
     torch.testing.assert_close(c.gap[b, s], (E[d.tokens[b, s]] - y @ E).norm(), rtol=1e-4, atol=1e-5)
-    assert Lp == prompts.shape[1]
+    # the next position, after the sampled token
+    with torch.no_grad():
+        logits1 = model(input_ids=torch.cat([d.prompts[b], d.tokens[b, :1]])[None]).logits[0, -1]
+    pi1 = torch.softmax(logits1 / 0.7, -1)
+    torch.testing.assert_close(d.entropy[b, 1], -(pi1 * torch.log(pi1)).sum(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(d.mean_gap[b, 1], (E[d.tokens[b, 1]] - pi1 @ E).norm(), rtol=1e-4, atol=1e-5)
 
 
 def test_loo_advantages_by_hand():

@@ -113,18 +113,20 @@ def test_completion_logprobs_match_a_manual_forward(model_and_tok):
             torch.testing.assert_close(lp[b, s], expected, rtol=1e-5, atol=1e-5)
 
 
-def test_training_is_deterministic():
+def test_training_is_deterministic_and_moves_the_policy():
+    """1-digit reversal: a random policy succeeds about 1 time in 17, so the groups carry signal."""
     tok = build_tokenizer()
-    task = Task("addition", 1, n_eval=10)
-    train, _ = task.split()
-    cfg = grpo.GRPOConfig(steps=3, prompts_per_step=4, group_size=4, seed=5)
-    weights = []
+    train, _ = Task("reverse", 1, n_eval=2).split()
+    cfg = grpo.GRPOConfig(steps=3, prompts_per_step=8, group_size=8, temperature=2.0, seed=5)
+    weights, start = [], None
     for _ in range(2):
         model = tiny_gpt2(tok, 1, 16, 2, 16, seed=1)
+        start = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
         hist = grpo.train(model, tok, train, cfg)
         weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]))
     assert torch.equal(weights[0], weights[1])
-    assert len(hist.mean_reward) == 3
+    assert len(hist.mean_reward) == 3 and max(hist.mean_reward) > 0
+    assert not torch.equal(weights[0], start)  # GRPO changed the weights
 
 
 def test_evaluate_counts_successes_of_a_perfect_policy():

@@ -129,10 +129,17 @@ def test_make_problem_rejects_unknown_system():
         ro.make_problem("cartpole", 2, 1, 0)
 
 
-def test_costate0_samples_chunking_is_invisible():
+def test_costate0_samples_are_reproducible_and_chunked_samples_are_costates():
     sys_, pol, x0 = _problem()
     a = ro.costate0_samples(sys_, pol, x0, 0.5, 4, 100, torch.Generator().manual_seed(1), chunk=100)
     b = ro.costate0_samples(sys_, pol, x0, 0.5, 4, 100, torch.Generator().manual_seed(1), chunk=100)
     torch.testing.assert_close(a, b)
-    c = ro.costate0_samples(sys_, pol, x0, 0.5, 4, 100, torch.Generator().manual_seed(1), chunk=30)
+    # chunks draw their noise in turn: the last chunk's rows are the costates of its own noise
+    g = torch.Generator().manual_seed(1)
+    c = ro.costate0_samples(sys_, pol, x0, 0.5, 4, 100, g, chunk=30)
+    g2 = torch.Generator().manual_seed(1)
+    for b_ in (30, 30, 30):
+        ro.sample_noise(4, b_, 2, g2)
+    last = ro.costates(sys_, pol, x0, ro.sample_noise(4, 10, 2, g2), 0.5)[0]
     assert c.shape == (100, 3)
+    torch.testing.assert_close(c[90:], last)
