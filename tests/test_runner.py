@@ -12,19 +12,25 @@ from vgh_lib import runner
 NB = "01_costates_are_value_gradients"
 
 
-def _fake_execute(calls, fail=False):
-    """Stand-in for papermill: writes a notebook holding a claims record."""
+def _fake_execute(calls, fail=False, claim_fails=False):
+    """Stand-in for papermill: writes a notebook holding a claims record.
+
+    ``fail``: the notebook errors before recording claims; ``claim_fails``: it records a
+    failed identity claim and then raises, as ``ClaimSet.finish`` does.
+    """
 
     def execute(src, dest, parameters):
         calls.append(parameters)
         s = cm.ClaimSet(NB, parameters["profile"], parameters)
-        s.add("x", "statement", 1.0, "<=", 2.0)
+        s.add("x", "statement", 3.0 if claim_fails else 1.0, "<=", 2.0)
         rec = json.dumps(s.record())
         out = nbformat.v4.new_output(
             "display_data", data={"application/papermill.record/text/plain": rec},
             metadata={"scrapbook": {"name": cm.CLAIMS_GLUE_KEY}})
         cell = nbformat.v4.new_code_cell("pass", outputs=[] if fail else [out])
         nbformat.write(nbformat.v4.new_notebook(cells=[cell]), dest)
+        if claim_fails:
+            return "cell 1 raised ClaimFailure: identity claim(s) failed"
         return "cell 1 raised RuntimeError: boom" if fail else None
 
     return execute
@@ -123,3 +129,24 @@ def test_code_fingerprint_ignores_modules_notebooks_never_use(tmp_path, monkeypa
     assert runner.code_fingerprint() == base  # cannot change a notebook's results
     (pkg / "rollout.py").write_text((pkg / "rollout.py").read_text() + "\n# edited\n")
     assert runner.code_fingerprint() != base
+
+
+def test_failed_identity_claim_is_kept_and_reported(tmp_path, monkeypatch):
+    from vgh_lib.report import render_report
+
+    calls = []
+    monkeypatch.setattr(runner, "_execute", _fake_execute(calls))
+    out = tmp_path / "out"
+    assert runner.run_notebook(NB, "smoke", out=out).ok
+    monkeypatch.setattr(runner, "_execute", _fake_execute(calls, claim_fails=True))
+    res = runner.run_notebook(NB, "smoke", {"seed": "4"}, out=out)
+    assert res.status == "failed"
+    failed = json.loads((out / "failed" / f"{NB}.claims.json").read_text())
+    assert failed["claims"][0]["passed"] is False
+    report = render_report(out)
+    assert "## Failed runs" in report and "`x` = 3" in report
+    # the next successful run clears the failed record
+    monkeypatch.setattr(runner, "_execute", _fake_execute(calls))
+    assert runner.run_notebook(NB, "smoke", out=out, force=True).ok
+    assert not (out / "failed" / f"{NB}.claims.json").exists()
+    assert "## Failed runs" not in render_report(out)

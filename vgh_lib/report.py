@@ -28,7 +28,11 @@ def render_report(executed: Path) -> str:
     rows = ["| claim | measured | threshold | verdict | kind | notebook | statement |",
             "|---|---|---|---|---|---|---|"]
     runs = ["| notebook | profile | commit | created |", "|---|---|---|---|"]
+    failed_runs = []
     for name in registry.NOTEBOOKS:
+        failed_nb = executed / "failed" / f"{name}.ipynb"
+        if failed_nb.exists():
+            failed_runs.append(_failed_run(executed, name))
         path = executed / f"{name}.claims.json"
         if not path.exists():
             runs.append(f"| {name} | not run | | |")
@@ -44,8 +48,26 @@ def render_report(executed: Path) -> str:
             verdict = "pass" if c["passed"] else "**FAIL**"
             rows.append(f"| `{c['id']}` | {value} | {format_threshold(c['op'], c['threshold'])} | "
                         f"{verdict} | {c['kind']} | {link} | {_escape(c['statement'])} |")
+    if failed_runs:
+        lines += ["## Failed runs", "",
+                  "The latest run of these notebooks failed; the book shows their last good run.",
+                  "", *failed_runs, ""]
     lines += ["## Claims", "", *rows, "", "## Runs", "", *runs, ""]
     return "\n".join(lines)
+
+
+def _failed_run(executed: Path, name: str) -> str:
+    """A bullet for a failed run, with the claims it recorded before failing (if any)."""
+    text = f"- `{name}`: see `book/executed/failed/{name}.ipynb`"
+    claims_path = executed / "failed" / f"{name}.claims.json"
+    if claims_path.exists():
+        record = json.loads(claims_path.read_text())
+        failed = [f"`{c['id']}` = {format_value(c['value'])} "
+                  f"(required {format_threshold(c['op'], c['threshold'])})"
+                  for c in record["claims"] if not c["passed"]]
+        if failed:
+            text += "; failed claims: " + ", ".join(failed)
+    return text
 
 
 def write_report(executed: Path, dest: Path) -> None:

@@ -153,6 +153,7 @@ def run_notebook(name: str, profile: str = "default", overrides: dict[str, Any] 
             failed_dir.mkdir(exist_ok=True)
             if tmp_nb.exists():
                 shutil.copyfile(tmp_nb, failed_dir / f"{name}.ipynb")
+                _keep_failed_claims(tmp_nb, failed_dir / f"{name}.claims.json")
             msg = (f"[{name}] FAILED after {seconds:.1f}s: {error}\n"
                    f"  the failed run is in {failed_dir / (name + '.ipynb')}; "
                    f"the last good output (if any) is untouched")
@@ -161,14 +162,27 @@ def run_notebook(name: str, profile: str = "default", overrides: dict[str, Any] 
         record["cache_key"] = key
         os.replace(tmp_nb, out / f"{name}.ipynb")
         _write_atomic(out / f"{name}.claims.json", json.dumps(record, indent=2) + "\n")
-    stale = out / "failed" / f"{name}.ipynb"
-    if stale.exists():
-        stale.unlink()
+    for stale in (out / "failed" / f"{name}.ipynb", out / "failed" / f"{name}.claims.json"):
+        if stale.exists():
+            stale.unlink()
     failed = _gating_failures(record)
     n_fail = sum(not c["passed"] for c in record["claims"])
     log(f"[{name}] done in {seconds:.1f}s: {len(record['claims'])} claims, {n_fail} failed"
         + (f" (gating: {', '.join(failed)})" if failed else ""))
     return RunResult(name, "ran", seconds, claims=record, failed_claims=failed)
+
+
+def _keep_failed_claims(nb_path: Path, dest: Path) -> None:
+    """Save the claims a failed run recorded (an identity claim that failed raises after the
+    record is glued), so that the reproduction report can show them."""
+    try:
+        record = claims_mod.read_claims_from_notebook(nbformat.read(nb_path, as_version=4))
+    except Exception:  # noqa: BLE001 - a notebook cut short anywhere
+        record = None
+    if record is not None:
+        _write_atomic(dest, json.dumps(record, indent=2) + "\n")
+    elif dest.exists():
+        dest.unlink()
 
 
 def _execute(src: Path, dest: Path, parameters: dict[str, Any]) -> str | None:
