@@ -88,6 +88,7 @@ def test_pretraining_is_deterministic_cached_and_resumable(tmp_path):
     assert part[-1].step == mid and len(part) == 3
     resumed = pretrain.pretrain(TINY, root=tmp_path / "c", progress=False)
     assert torch.equal(_weights(full[-1].path), _weights(resumed[-1].path))
+    assert resumed[-1].metrics == full[-1].metrics  # the logged loss survives the interruption
     # cached: a second call trains nothing (the files are untouched)
     stamp = (resumed[-1].path / "model.safetensors").stat().st_mtime_ns
     pretrain.pretrain(TINY, root=tmp_path / "c", progress=False)

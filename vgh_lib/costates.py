@@ -154,7 +154,7 @@ def cut_attention(model):
 class DiscreteRollouts:
     """Rollouts of process D and their empirical costates (per rollout)."""
 
-    prompts: torch.Tensor        # (B, Lp) prompt ids, rollout-major (n per prompt)
+    prompts: torch.Tensor        # (B, Lp) prompt ids, prompt-major (n consecutive rollouts per prompt)
     tokens: torch.Tensor         # (B, La) sampled answer tokens
     noise: torch.Tensor          # (B, La, V) Gumbel noise
     rewards: torch.Tensor        # (B,)
@@ -197,7 +197,7 @@ def discrete_rollouts(model, prompts: torch.Tensor, answers: torch.Tensor, n_rol
         logp_all = torch.log_softmax(logits / temperature, -1)
         logp = logp_all.gather(-1, tokens[..., None]).squeeze(-1)  # (B, La)
         surrogate = (adv[:, None] * logp).sum()  # Σ_i A_i Σ_s log π(a_s^i)
-        surrogate.backward()
+        torch.autograd.grad(surrogate, z)  # fires the capture hooks; no parameter .grad is touched
     with torch.no_grad():
         pi = logp_all.exp()
         entropy = -(pi * logp_all).sum(-1)
@@ -253,13 +253,14 @@ def exact_value_gradient(model, prompt: torch.Tensor, answer: torch.Tensor, temp
     V, La = E.shape[0], answer.shape[0]
     conts = torch.tensor(list(itertools.product(range(V), repeat=La)), device=prompt.device)
     z = E[prompt].clone().requires_grad_(True)  # (Lp, d)
-    value = z.new_zeros(())
-    for i in range(0, conts.shape[0], chunk):
+    value, grad = 0.0, torch.zeros_like(z)
+    for i in range(0, conts.shape[0], chunk):  # one graph per chunk: memory stays bounded
         c = conts[i:i + chunk]
         inputs = torch.cat([z.expand(c.shape[0], -1, -1), E[c[:, :-1]]], 1)
         logits = _at_least_f32(model(inputs_embeds=inputs).logits[:, prompt.shape[0] - 1:])
         logp = torch.log_softmax(logits / temperature, -1).gather(-1, c[..., None]).squeeze(-1).sum(1)
         reward = (c == answer).all(1).to(logp.dtype)
-        value = value + (logp.exp() * reward).sum()
-    (grad,) = torch.autograd.grad(value, z)
-    return value.item(), grad
+        part = (logp.exp() * reward).sum()
+        (g,) = torch.autograd.grad(part, z)
+        value, grad = value + part.item(), grad + g
+    return value, grad

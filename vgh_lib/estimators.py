@@ -218,7 +218,7 @@ def fd_objective_gradient(system, policy, x0, sigma: float, horizon: int, n_roll
     eye = torch.eye(P, dtype=flat.dtype)
     thetas = torch.cat([flat + step * eye, flat - step * eye])  # (2P, P)
 
-    def mc_objective(theta, eps):  # eps (T, b, m) -> mean return
+    def mc_objective(theta, eps):  # eps (T, b, m) -> summed return over the b rollouts
         p = unflatten(theta)
         x = x0.expand(eps.shape[1], -1)
         total = x.new_zeros(eps.shape[1])

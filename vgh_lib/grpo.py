@@ -214,7 +214,7 @@ def train(model, tokenizer, train_examples: list[Example], cfg: GRPOConfig,
             logp_old = completion_logprobs(model, prompts, comp, cfg.temperature)
             logp_ref = (completion_logprobs(ref_model, prompts, comp, cfg.temperature)
                         if ref_model is not None and cfg.kl_coef > 0 else None)
-        model.train()
+        # the update stays in eval mode: with dropout, train mode would make ρ ≠ 1 at θ_old
         stats = {"clipfrac": 0.0, "kl": 0.0}
         for _ in range(cfg.inner_epochs):
             logp = completion_logprobs(model, prompts, comp, cfg.temperature)
@@ -253,10 +253,11 @@ def rl_from_checkpoint(path, train_examples: list[Example], held_out: list[Examp
     from vgh_lib.models import load_local
 
     model, tokenizer = load_local(path, device)
+    ref_model = load_local(path, device)[0].requires_grad_(False) if cfg.kl_coef > 0 else None
     eval_seed = cfg.seed + 7_777_777
     before = evaluate(model, tokenizer, held_out, eval_samples, k, cfg.temperature,
                       torch.Generator().manual_seed(eval_seed))
-    history = train(model, tokenizer, train_examples, cfg, progress=progress)
+    history = train(model, tokenizer, train_examples, cfg, ref_model=ref_model, progress=progress)
     after = evaluate(model, tokenizer, held_out, eval_samples, k, cfg.temperature,
                      torch.Generator().manual_seed(eval_seed))
     return RLRun(before, after, history)

@@ -31,6 +31,7 @@ from vgh_lib import grpo, models
 from vgh_lib.tasks import Task, build_tokenizer
 
 FORMAT_VERSION = 1  # bump when training changes what a configuration produces
+CODE_FILES = ("pretrain.py", "tasks.py", "models.py", "grpo.py")  # what a trajectory depends on
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,11 @@ class PretrainConfig:
     k: int = 8
 
     def key(self) -> str:
-        blob = json.dumps({"format": FORMAT_VERSION, **dataclasses.asdict(self)}, sort_keys=True)
+        """Hash of the configuration and of the code that trains and evaluates it."""
+        here = Path(__file__).resolve().parent
+        code = hashlib.sha256(b"".join((here / f).read_bytes() for f in CODE_FILES)).hexdigest()
+        blob = json.dumps({"format": FORMAT_VERSION, "code": code, **dataclasses.asdict(self)},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def task_obj(self) -> Task:
@@ -67,7 +72,8 @@ def cache_root() -> Path:
 
 
 def checkpoint_steps(total: int, n: int) -> list[int]:
-    """``n`` checkpoint steps: 0 (untrained), then log-spaced from ``total/100`` to ``total``.
+    """Up to ``n`` checkpoint steps (fewer if rounding merges some): 0 (untrained), then
+    log-spaced from ``total/100`` to ``total``.
 
     Starting the log grid at 1 % of training (not at step 1) spends the checkpoints on the
     steep middle of the trajectory instead of on the first few steps, where nothing changes.
@@ -161,13 +167,14 @@ def _train(cfg, traj, steps, done, dev, progress, stop_after, tqdm):
                                  cfg.seed).to(dev)
         state = None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    losses = []
     if state is not None:
         opt.load_state_dict(state["optimizer"])
+        losses = list(state.get("recent_losses", []))
     answer_len = train_data.answers.shape[1]
     if start == 0 and 0 not in done:
         _save(model, tokenizer, traj, 0, opt, _evaluate(model, tokenizer, held_out, cfg, 0)
               | {"loss": float("nan")})
-    losses = []
     bar = tqdm(range(start, cfg.pretrain_steps), desc="pretrain", disable=not progress,
                mininterval=5)
     for step in bar:
@@ -187,12 +194,13 @@ def _train(cfg, traj, steps, done, dev, progress, stop_after, tqdm):
             model.eval()
             metrics = _evaluate(model, tokenizer, held_out, cfg, step + 1)
             metrics["loss"] = float(np.mean(losses[-50:]))
-            _save(model, tokenizer, traj, step + 1, opt, metrics)
+            _save(model, tokenizer, traj, step + 1, opt, metrics, losses[-50:])
 
 
-def _save(model, tokenizer, traj, step, opt, metrics):
+def _save(model, tokenizer, traj, step, opt, metrics, recent_losses=()):
     path = models.save_checkpoint(model, tokenizer, traj / f"step_{step:06d}.tmp", None)
-    torch.save({"optimizer": opt.state_dict()}, path / "train_state.pt")
+    torch.save({"optimizer": opt.state_dict(), "recent_losses": list(recent_losses)},
+               path / "train_state.pt")
     (path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")  # marks completion
     final = traj / f"step_{step:06d}"
     if final.exists():

@@ -126,7 +126,8 @@ def make_problem(system: str, n_state: int, n_action: int, seed: int,
 
     ``system`` is ``"lqr"``, ``"tanh"`` or ``"pendulum"`` (the pendulum ignores
     ``n_state``/``n_action``: it has 2 and 1). The closed loop ``A + BK`` has spectral
-    radius ``radius`` for the linear systems, and ``‖x0‖ = 1``. The policy is *not* the
+    radius ``radius`` for the linear systems, and ``‖x0‖ = 1`` (the pendulum starts near
+    θ = 0.8 instead). The policy is *not* the
     optimal one, so the policy gradient is non-zero.
     """
     g = torch.Generator().manual_seed(seed)

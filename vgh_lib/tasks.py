@@ -65,7 +65,7 @@ class Task:
         return self.n_digits + 1 if self.name == "addition" else self.n_digits
 
     def _operands(self) -> list[tuple[int, ...]]:
-        """Every operand tuple when there are at most 2·10⁶, else 2·10⁵ distinct random ones."""
+        """Every operand tuple when there are at most 2·10⁶, else up to 2·10⁵ distinct random ones."""
         top = 10 ** self.n_digits
         arity = 2 if self.name == "addition" else 1
         if top ** arity <= 2_000_000:

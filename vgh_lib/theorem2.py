@@ -64,13 +64,13 @@ def _bootstrap_cosine(a: torch.Tensor, b: torch.Tensor, n: int, n_boot: int,
     """
     P = a.shape[0] // n
     A, B = a.reshape(P, n, -1), b.reshape(P, n, -1)
-    idx = torch.randint(n, (n_boot, P, n), generator=gen)
-    counts = torch.zeros(n_boot, P, n, dtype=a.dtype).scatter_add_(
-        2, idx, torch.ones(idx.shape, dtype=a.dtype)) / n
+    idx = torch.randint(n, (n_boot, P, n), generator=gen).to(a.device)
+    counts = torch.zeros(n_boot, P, n, dtype=a.dtype, device=a.device).scatter_add_(
+        2, idx, torch.ones(idx.shape, dtype=a.dtype, device=a.device)) / n
     ma = torch.einsum("rpn,pnd->rpd", counts, A).reshape(n_boot, -1)  # (R, P·d)
     mb = torch.einsum("rpn,pnd->rpd", counts, B).reshape(n_boot, -1)
     cos = (ma * mb).sum(1) / (ma.norm(dim=1) * mb.norm(dim=1))
-    lo, hi = np.quantile(cos.numpy(), [0.025, 0.975])
+    lo, hi = np.quantile(cos.cpu().numpy(), [0.025, 0.975])
     return float(lo), float(hi)
 
 
