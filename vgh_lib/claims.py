@@ -50,7 +50,10 @@ def format_value(value: float | None) -> str:
     if v == 0.0:
         return "0"
     if 1e-3 <= abs(v) < 1e5:
-        return f"{v:.4g}"
+        text = f"{v:.4g}"
+        if text in ("1", "-1") and abs(v) != 1.0:  # a cosine of 0.99999 must not read as exactly 1
+            text = f"{v:.7f}"
+        return text
     return f"{v:.3e}"
 
 
