@@ -62,6 +62,7 @@ def test_smoke_notebooks_and_strict_book_build(book_root, capsys, monkeypatch, t
     for name in registry.NOTEBOOKS:
         for c in json.loads((executed / f"{name}.claims.json").read_text())["claims"]:
             assert c["id"] in report
+            assert c["fails_if"].strip(), f"claim {c['id']} says nothing about what would fail it"
     # glued numbers made it into the chapter (no unresolved glue keys)
     chapter = (html / "book" / "01_theorem1.html").read_text()
     assert "n_rollouts=4000" in chapter

@@ -77,6 +77,7 @@ class Claim:
     passed: bool
     ci: list[float] | None = None
     exact: bool = False
+    fails_if: str = ""
 
     def gates(self, profile: str) -> bool:
         """Does a failure of this claim fail the run in ``profile``?"""
@@ -130,8 +131,12 @@ class ClaimSet:
 
     def add(self, id: str, statement: str, value: float | None, op: str, threshold,
             kind: str = "identity", ci: Sequence[float] | None = None,
-            exact: bool = False, require_ci: bool = False) -> Claim:
+            exact: bool = False, require_ci: bool = False, fails_if: str = "") -> Claim:
         """Record a claim. ``threshold`` is a number, or ``[lo, hi]`` for ``op="in"``.
+
+        ``fails_if`` says in a few words what result would have failed the claim (shown in
+        the Reproduction report); a claim that no plausible result could fail belongs in
+        ``tests/``, not here.
 
         With ``require_ci`` the claim passes only when the whole interval ``ci`` satisfies
         the comparison (e.g. ``> 0`` with a 95 % interval that excludes 0).
@@ -151,7 +156,8 @@ class ClaimSet:
             passed = passed and all(evaluate(float(end), op, threshold) for end in ci)
         claim = Claim(id=id, statement=statement, kind=kind, value=value, op=op,
                       threshold=threshold, passed=passed,
-                      ci=None if ci is None else [float(c) for c in ci], exact=exact)
+                      ci=None if ci is None else [float(c) for c in ci], exact=exact,
+                      fails_if=fails_if)
         self.claims.append(claim)
         return claim
 

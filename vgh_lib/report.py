@@ -25,8 +25,8 @@ def _escape(text: str) -> str:
 def render_report(executed: Path) -> str:
     """Markdown for the report, from ``executed/NAME.claims.json`` of every notebook."""
     lines = [HEADER]
-    rows = ["| claim | measured | threshold | verdict | kind | notebook | statement |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| claim | measured | threshold | verdict | kind | notebook | statement | fails if |",
+            "|---|---|---|---|---|---|---|---|"]
     runs = ["| notebook | profile | commit | created |", "|---|---|---|---|"]
     failed_runs = []
     for name in registry.NOTEBOOKS:
@@ -47,7 +47,8 @@ def render_report(executed: Path) -> str:
                 value += f" [{format_value(c['ci'][0])}, {format_value(c['ci'][1])}]"
             verdict = "pass" if c["passed"] else "**FAIL**"
             rows.append(f"| `{c['id']}` | {value} | {format_threshold(c['op'], c['threshold'])} | "
-                        f"{verdict} | {c['kind']} | {link} | {_escape(c['statement'])} |")
+                        f"{verdict} | {c['kind']} | {link} | {_escape(c['statement'])} | "
+                        f"{_escape(c.get('fails_if', ''))} |")
     if failed_runs:
         lines += ["## Failed runs", "",
                   "The latest run of these notebooks failed; the book shows their last good run.",
