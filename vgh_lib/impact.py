@@ -76,6 +76,76 @@ def signal(model, tokenizer, train_examples, n_prompts: int, group_size: int,
     return unbiased_norm(g_a, g_b)
 
 
+# ------------------------------------------------------------ the pre-registered design
+# Written down before the pilot ran (book/05_preregistration.md); none of these rules looks at
+# I, S, H or any gain.
+PILOT = {
+    "trajectory_seed": 0,
+    "pass1_targets": (0.25, 0.5, 0.9),
+    "lrs": {"adamw": (1e-3, 3e-4, 1e-4, 3e-5, 1e-5),
+            "sgd": (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01)},
+    "steps": 20,
+    "collapse_tolerance": 0.05,
+    "passk_range": (0.1, 0.99),
+    "grid_size": 9,
+    "step_choices": (60, 40, 30),
+    "grpo_budget_s": 300.0,
+    "workers": 2,
+}
+
+
+def pilot_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
+    """Indices of the checkpoints whose pass@1 is closest to each target (distinct, in order)."""
+    pass1 = np.asarray(pass1, float)
+    chosen: list[int] = []
+    for t in targets:
+        order = np.argsort(np.abs(pass1 - t), kind="stable")
+        chosen.append(int(next(j for j in order if j not in chosen)))
+    return sorted(chosen)
+
+
+def choose_lr(largest_drops: dict[float, list[float]],
+              tolerance: float = PILOT["collapse_tolerance"]) -> float:
+    """The largest learning rate whose probe value never fell more than ``tolerance`` below its
+    start at any pilot checkpoint; the smallest rate if none qualifies.
+
+    ``largest_drops[lr]`` holds, per pilot checkpoint, ``GRPOHistory.largest_drop()``.
+    """
+    if not largest_drops:
+        raise ValueError("no pilot runs to choose a learning rate from")
+    safe = [lr for lr, drops in largest_drops.items() if max(drops) <= tolerance]
+    return max(safe) if safe else min(largest_drops)
+
+
+def crossing_step(steps, values, level: float) -> float:
+    """The first step where ``values`` reaches ``level``, interpolated linearly in log(step + 1)."""
+    x, y = np.log(np.asarray(steps, float) + 1), np.asarray(values, float)
+    for j in range(1, len(y)):
+        if y[j] >= level > y[j - 1]:
+            frac = (level - y[j - 1]) / (y[j] - y[j - 1])
+            return float(np.exp(x[j - 1] + frac * (x[j] - x[j - 1])) - 1)
+    raise ValueError(f"the curve never crosses {level} from below")
+
+
+def learning_region_grid(steps, passk, total: int, size: int = PILOT["grid_size"],
+                         passk_range=PILOT["passk_range"]) -> tuple[int, ...]:
+    """``size`` checkpoint steps geometrically spaced between the steps where pass@k reaches
+    the two ends of ``passk_range``, plus the last step ``total``."""
+    lo, hi = (crossing_step(steps, passk, level) for level in passk_range)
+    grid = np.unique(np.round(np.geomspace(max(lo, 1.0), hi, size)).astype(int))
+    return tuple(int(g) for g in grid) + ((total,) if total > grid[-1] else ())
+
+
+def steps_for_budget(seconds_per_step: float, n_runs: int, choices=PILOT["step_choices"],
+                     budget_s: float = PILOT["grpo_budget_s"],
+                     workers: int = PILOT["workers"]) -> int:
+    """The largest number of GRPO steps whose predicted wall time fits the budget."""
+    for steps in sorted(choices, reverse=True):
+        if seconds_per_step * steps * n_runs / workers <= budget_s:
+            return steps
+    return min(choices)
+
+
 # ------------------------------------------------------------------------ predictions
 def fit_alpha(impact, gain) -> float:
     """Least squares through the origin: ``α = Σ I·gain / Σ I²``."""
