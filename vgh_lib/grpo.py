@@ -1,9 +1,7 @@
-"""GRPO for transformer policies: sampling, group advantages, the clipped loss, evaluation.
+"""GRPO for transformer policies: group advantages, the clipped loss, training.
 
-Serves THEORY.md §2–§4: GRPO's actor update on a causal LM. Sampling uses the Gumbel-max
-trick, ``a = argmax(ℓ/τ + g)`` with Gumbel noise ``g`` drawn up front from a seeded
-generator: the same distribution as softmax sampling at temperature τ, reproducible, and
-the noise is what the relaxed rollout of Theorem 2 reuses.
+Serves THEORY.md §2–§4: GRPO's actor update on a causal LM. Sampling and evaluation live in
+:mod:`vgh_lib.sampling` and are re-exported here.
 
 Shapes: prompts (B, Lp), completions (B, La), logits (B, L, V).
 """
@@ -16,54 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vgh_lib.sampling import (  # noqa: F401 - re-exported: grpo.generate etc.
+    Evaluation, completion_logprobs, encode_prompts, evaluate, exact_value, exact_values,
+    generate,
+    gumbel_noise, pass_at_k)
 from vgh_lib.tasks import Example
 
 AGGREGATIONS = ("token", "sequence")
-
-
-# ----------------------------------------------------------------------- sampling
-def gumbel_noise(shape, generator: torch.Generator, device="cpu") -> torch.Tensor:
-    """i.i.d. standard Gumbel noise ``−log(−log U)``."""
-    u = torch.rand(shape, generator=generator, dtype=torch.float32).clamp_(1e-10, 1 - 1e-7)
-    return (-torch.log(-torch.log(u))).to(device)
-
-
-def _forward(model, ids, cache=None):
-    out = model(input_ids=ids, attention_mask=None, cache=cache, use_cache=True)
-    return out.logits, out.cache
-
-
-@torch.no_grad()
-def generate(model, prompts: torch.Tensor, n_new: int, temperature: float,
-             noise: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
-    """Sample ``n_new`` tokens after each prompt: ``argmax(ℓ/τ + g)`` (greedy when τ = 0).
-
-    ``noise`` (B, n_new, V) is the Gumbel noise; with the same noise, cached generation and
-    full recomputation give the same tokens. Returns completions (B, n_new).
-    """
-    ids, cache, out = prompts, None, []
-    for s in range(n_new):
-        if use_cache:
-            logits, cache = _forward(model, ids if s == 0 else ids[:, -1:], cache)
-        else:
-            logits = model(input_ids=ids).logits
-        last = logits[:, -1].float()  # (B, V)
-        if temperature == 0:
-            tok = last.argmax(-1)
-        else:
-            tok = (last / temperature + noise[:, s]).argmax(-1)
-        out.append(tok)
-        ids = torch.cat([ids, tok[:, None]], dim=1)
-    return torch.stack(out, dim=1)
-
-
-def completion_logprobs(model, prompts: torch.Tensor, completions: torch.Tensor,
-                        temperature: float) -> torch.Tensor:
-    """``log π_τ(a_s | prefix)`` of every completion token, (B, La), with gradients."""
-    ids = torch.cat([prompts, completions], dim=1)
-    logits = model(input_ids=ids).logits[:, prompts.shape[1] - 1:-1].float()  # (B, La, V)
-    logp = torch.log_softmax(logits / temperature, dim=-1)
-    return logp.gather(-1, completions[..., None]).squeeze(-1)
 
 
 # -------------------------------------------------------------------- advantages and loss
@@ -103,102 +60,93 @@ def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tens
     return loss, {"clipfrac": float(clipfrac), "kl": float((kl * mask).sum() / mask.sum().clamp(min=1))}
 
 
-# -------------------------------------------------------------------------- evaluation
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from ``n`` samples with ``c`` successes: ``1 − C(n−c, k)/C(n, k)``."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"need 0 ≤ c ≤ n and 1 ≤ k ≤ n, got n={n}, c={c}, k={k}")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-def encode_prompts(tokenizer, examples: list[Example], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``<bos> prompt`` ids (B, Lp) and answer ids (B, La); prompts of a task share a length."""
-    prompts = [[tokenizer.bos_token_id] + tokenizer(e.prompt)["input_ids"] for e in examples]
-    answers = [tokenizer(e.answer)["input_ids"] for e in examples]
-    return torch.tensor(prompts, device=device), torch.tensor(answers, device=device)
-
-
-@dataclass
-class Evaluation:
-    """Per prompt: ``successes`` out of ``n_samples`` at the temperature, and greedy success."""
-
-    successes: np.ndarray      # (P,)
-    greedy: np.ndarray         # (P,) 0/1
-    n_samples: int
-    k: int
-
-    @property
-    def pass1(self) -> float:
-        return float(np.mean(self.successes / self.n_samples))
-
-    @property
-    def passk(self) -> float:
-        return float(np.mean([pass_at_k(self.n_samples, int(c), self.k) for c in self.successes]))
-
-    @property
-    def greedy_accuracy(self) -> float:
-        return float(np.mean(self.greedy))
-
-    def per_prompt_pass1(self) -> np.ndarray:
-        return self.successes / self.n_samples
-
-
-@torch.no_grad()
-def evaluate(model, tokenizer, examples: list[Example], n_samples: int, k: int,
-             temperature: float, generator: torch.Generator, batch_prompts: int = 64) -> Evaluation:
-    """Sample ``n_samples`` completions per prompt; count exact matches; also greedy decoding."""
-    device = next(model.parameters()).device
-    succ, greedy = [], []
-    V = model.config.vocab_size
-    for i in range(0, len(examples), batch_prompts):
-        chunk = examples[i:i + batch_prompts]
-        prompts, answers = encode_prompts(tokenizer, chunk, device)
-        La = answers.shape[1]
-        g = generate(model, prompts, La, 0.0)
-        greedy.append((g == answers).all(1).cpu().numpy().astype(float))
-        rep = prompts.repeat_interleave(n_samples, 0)
-        noise = gumbel_noise((rep.shape[0], La, V), generator, device)
-        comp = generate(model, rep, La, temperature, noise)
-        ok = (comp == answers.repeat_interleave(n_samples, 0)).all(1).view(len(chunk), n_samples)
-        succ.append(ok.sum(1).cpu().numpy())
-    return Evaluation(np.concatenate(succ), np.concatenate(greedy), n_samples, k)
-
-
 # ---------------------------------------------------------------------------- training
+OPTIMIZERS = ("adamw", "sgd")
+
+
 @dataclass(frozen=True)
 class GRPOConfig:
+    """One GRPO run. ``optimizer`` is ``adamw`` (no weight decay) or plain ``sgd``: under SGD
+    the step is ``lr·∇``, so its size scales with the signal ``S = ‖∇J‖``; Adam normalises it.
+
+    Every ``probe_every`` steps (and at step 0 and the end) the exact value ``J`` of the fixed
+    probe prompts is recorded: a noise-free reading of whether the run improves the policy.
+    """
+
     steps: int = 60
     prompts_per_step: int = 16
     group_size: int = 8
     temperature: float = 1.0
-    lr: float = 1e-3
+    lr: float = 1e-4
+    optimizer: str = "adamw"
     clip: float = 0.2
     inner_epochs: int = 1
     kl_coef: float = 0.0
     aggregation: str = "token"
+    probe_every: int = 5
     seed: int = 0
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        if self.steps < 1 or self.probe_every < 1 or not self.lr > 0:
+            raise ValueError("steps and probe_every must be ≥ 1 and lr > 0")
+
+    def make_optimizer(self, params):
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr)
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
 
 
 @dataclass
 class GRPOHistory:
+    """Per step: the training batch's mean reward, clip fraction and KL; and the exact value of
+    the probe prompts at ``probe_steps``."""
+
     mean_reward: list[float] = field(default_factory=list)
     clipfrac: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
+    probe_steps: list[int] = field(default_factory=list)
+    probe_value: list[float] = field(default_factory=list)
+
+    def largest_drop(self) -> float:
+        """How far the probe value ever fell below its value before training (≥ 0)."""
+        if not self.probe_value:
+            return 0.0
+        return float(max(0.0, self.probe_value[0] - min(self.probe_value)))
+
+    def collapsed(self, tolerance: float = 0.05) -> bool:
+        """The probe value fell more than ``tolerance`` below its start at some point."""
+        return self.largest_drop() > tolerance
 
 
 def train(model, tokenizer, train_examples: list[Example], cfg: GRPOConfig,
-          ref_model=None, progress: bool = False) -> GRPOHistory:
-    """GRPO with the PPO-clip ratio over ``inner_epochs``, in place on ``model``."""
+          ref_model=None, progress: bool = False,
+          probe_examples: list[Example] | None = None, sign: float = 1.0) -> GRPOHistory:
+    """GRPO with the PPO-clip ratio over ``inner_epochs``, in place on ``model``.
+
+    ``probe_examples`` (default: the first 64 training examples) are the prompts whose exact
+    value the history records. ``sign = −1`` descends the objective instead: only for tests
+    that check that the real sign raises J.
+    """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    opt = cfg.make_optimizer(model.parameters())
     history = GRPOHistory()
+    probe = probe_examples if probe_examples is not None else train_examples[:64]
+
+    def record_probe(step):
+        model.eval()
+        history.probe_steps.append(step)
+        history.probe_value.append(exact_value(model, tokenizer, probe, cfg.temperature))
+
+    record_probe(0)
     V = model.config.vocab_size
-    for _ in tqdm(range(cfg.steps), desc="GRPO", disable=not progress, mininterval=5):
+    for step in tqdm(range(cfg.steps), desc="GRPO", disable=not progress, mininterval=5):
         idx = torch.randint(len(train_examples), (cfg.prompts_per_step,), generator=gen)
         prompts, answers = encode_prompts(tokenizer, [train_examples[i] for i in idx], device)
         prompts = prompts.repeat_interleave(cfg.group_size, 0)
@@ -221,43 +169,43 @@ def train(model, tokenizer, train_examples: list[Example], cfg: GRPOConfig,
             loss, stats = grpo_loss(logp, logp_old, adv, mask, cfg.clip, cfg.aggregation,
                                     logp_ref, cfg.kl_coef)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (sign * loss).backward()
             opt.step()
         history.mean_reward.append(float(rewards.mean()))
         history.clipfrac.append(stats["clipfrac"])
         history.kl.append(stats["kl"])
+        if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
+            record_probe(step + 1)
     model.eval()
     return history
 
 
 @dataclass
 class RLRun:
-    """GRPO from one checkpoint: held-out evaluations before and after, and the history."""
+    """GRPO from one checkpoint: the exact per-prompt values of the held-out prompts before and
+    after (their mean is the expected pass@1), and the training history."""
 
-    before: Evaluation
-    after: Evaluation
+    before: np.ndarray   # (P,) exact value of each held-out prompt before RL
+    after: np.ndarray    # (P,) the same prompts after RL
     history: GRPOHistory
 
     @property
     def gain(self) -> float:
-        return self.after.pass1 - self.before.pass1
+        """The paired gain in expected held-out pass@1, without evaluation noise."""
+        return float(np.mean(self.after - self.before))
 
 
 def rl_from_checkpoint(path, train_examples: list[Example], held_out: list[Example],
-                       cfg: GRPOConfig, eval_samples: int, k: int, device: str = "cpu",
-                       progress: bool = False) -> RLRun:
-    """Load a checkpoint, evaluate, run GRPO with a fixed budget, evaluate again.
-
-    Both evaluations use the same held-out prompts and the same evaluation noise seed.
-    """
+                       cfg: GRPOConfig, device: str = "cpu", progress: bool = False,
+                       probe_examples: list[Example] | None = None) -> RLRun:
+    """Load a checkpoint, run GRPO with a fixed budget, and measure the exact held-out values
+    before and after on the same prompts (a paired gain with no evaluation noise)."""
     from vgh_lib.models import load_local
 
     model, tokenizer = load_local(path, device)
     ref_model = load_local(path, device)[0].requires_grad_(False) if cfg.kl_coef > 0 else None
-    eval_seed = cfg.seed + 7_777_777
-    before = evaluate(model, tokenizer, held_out, eval_samples, k, cfg.temperature,
-                      torch.Generator().manual_seed(eval_seed))
-    history = train(model, tokenizer, train_examples, cfg, ref_model=ref_model, progress=progress)
-    after = evaluate(model, tokenizer, held_out, eval_samples, k, cfg.temperature,
-                     torch.Generator().manual_seed(eval_seed))
+    before = exact_values(model, tokenizer, held_out, cfg.temperature)
+    history = train(model, tokenizer, train_examples, cfg, ref_model=ref_model, progress=progress,
+                    probe_examples=probe_examples)
+    after = exact_values(model, tokenizer, held_out, cfg.temperature)
     return RLRun(before, after, history)

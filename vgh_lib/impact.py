@@ -64,16 +64,28 @@ def grpo_update(model, tokenizer, examples, group_size: int, temperature: float,
                       for g, p in zip(grads, params, strict=True)]).detach()
 
 
-def signal(model, tokenizer, train_examples, n_prompts: int, group_size: int,
-           temperature: float, seed: int) -> float:
-    """``S`` from two independent batches of ``n_prompts`` training prompts each."""
+def signal_gram(model, tokenizer, train_examples, n_batches: int, n_prompts: int,
+                group_size: int, temperature: float, seed: int) -> np.ndarray:
+    """The (M, M) Gram matrix of ``n_batches`` independent GRPO-update estimates, each from
+    ``n_prompts`` distinct training prompts (no prompt is in two batches)."""
+    if n_batches < 2:
+        raise ValueError(f"the signal needs at least 2 batches, got {n_batches}")
+    if n_batches * n_prompts > len(train_examples):
+        raise ValueError(f"{n_batches} batches of {n_prompts} prompts need more than the "
+                         f"{len(train_examples)} training prompts")
     gen = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(train_examples), generator=gen)[: 2 * n_prompts].tolist()
-    batch_a = [train_examples[i] for i in idx[:n_prompts]]
-    batch_b = [train_examples[i] for i in idx[n_prompts:]]
-    g_a = grpo_update(model, tokenizer, batch_a, group_size, temperature, gen)
-    g_b = grpo_update(model, tokenizer, batch_b, group_size, temperature, gen)
-    return unbiased_norm(g_a, g_b)
+    idx = torch.randperm(len(train_examples), generator=gen)[: n_batches * n_prompts].tolist()
+    g = torch.stack([grpo_update(model, tokenizer,
+                                 [train_examples[i] for i in idx[b * n_prompts:(b + 1) * n_prompts]],
+                                 group_size, temperature, gen).double()
+                     for b in range(n_batches)])
+    return (g @ g.T).cpu().numpy()
+
+
+def signal(gram) -> tuple[float, float]:
+    """``S`` and its standard error from the Gram matrix of independent update estimates: the
+    square root of the U-statistic of ``‖∇J‖²`` (:func:`vgh_lib.stats.u_statistic_sq_norm`)."""
+    return stats.norm_from_sq(stats.u_statistic_sq_norm(gram), stats.u_statistic_se(gram))
 
 
 # ------------------------------------------------------------ the pre-registered design
@@ -136,6 +148,28 @@ def learning_region_grid(steps, passk, total: int, size: int = PILOT["grid_size"
     return tuple(int(g) for g in grid) + ((total,) if total > grid[-1] else ())
 
 
+def pilot_jobs(checkpoints, pretrain: dict, grpo_base: dict, device: str) -> list[dict]:
+    """Every (pilot checkpoint × optimizer × learning rate) run of the pilot, GRPO seed 0."""
+    return [{"path": str(c.path), "step": c.step, "trajectory": pretrain["seed"],
+             "pretrain": pretrain, "device": device, "seed": 0,
+             "grpo": {**grpo_base, "steps": PILOT["steps"], "optimizer": opt, "lr": lr}}
+            for c in checkpoints for opt, lrs in PILOT["lrs"].items() for lr in lrs]
+
+
+def choose_design(pilot_runs: list["GainRun"]) -> dict:
+    """Apply the pre-registered rules to the pilot runs: the learning rate of each optimizer,
+    and the measured seconds per GRPO step (for :func:`steps_for_budget`)."""
+    lrs = {}
+    for opt in PILOT["lrs"]:
+        drops: dict[float, list[float]] = {}
+        for r in pilot_runs:
+            if r.optimizer == opt:
+                drops.setdefault(r.lr, []).append(r.largest_drop)
+        lrs[opt] = choose_lr(drops)
+    per_step = float(np.mean([r.seconds / PILOT["steps"] for r in pilot_runs]))
+    return {"lr": lrs, "seconds_per_step": per_step}
+
+
 def steps_for_budget(seconds_per_step: float, n_runs: int, choices=PILOT["step_choices"],
                      budget_s: float = PILOT["grpo_budget_s"],
                      workers: int = PILOT["workers"]) -> int:
@@ -154,98 +188,142 @@ def fit_alpha(impact, gain) -> float:
     return float(i @ g / denom) if denom > 0 else float("nan")
 
 
-def leave_one_out_error(impact, gain) -> float:
-    """RMS error of predicting each checkpoint's gain with α fitted on the others."""
-    i, g = np.asarray(impact, float), np.asarray(gain, float)
-    errs = []
-    for k in range(i.size):
-        keep = np.arange(i.size) != k
-        errs.append(fit_alpha(i[keep], g[keep]) * i[k] - g[k])
-    return float(np.sqrt(np.nanmean(np.square(errs))))
-
-
-@dataclass
-class Correlation:
-    name: str
-    spearman: float
-    spearman_ci: tuple[float, float]
-    pearson: float
-    pearson_ci: tuple[float, float]
-
-
-def correlate(name: str, x, y, n_boot: int = 2000, seed: int = 0) -> Correlation:
-    """Spearman and Pearson of ``x`` with ``y``, with percentile bootstrap intervals over the
-    points (checkpoints); resamples where either input is constant are skipped."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    rng = np.random.default_rng(seed)
-    sp, pe = [], []
-    for _ in range(n_boot):
-        idx = rng.integers(0, x.size, x.size)
-        s, p = stats.spearman(x[idx], y[idx]), stats.pearson(x[idx], y[idx])
-        if not np.isnan(s):
-            sp.append(s)
-        if not np.isnan(p):
-            pe.append(p)
-
-    def ci(v):
-        return (float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))) if v else (np.nan, np.nan)
-
-    return Correlation(name, stats.spearman(x, y), ci(sp), stats.pearson(x, y), ci(pe))
-
-
-def inverted_u_margin(gain_mean, gain_se, peak: int) -> float:
-    """``min over e ∈ {first, last} of (gain[peak] − gain[e] − sqrt(se[peak]² + se[e]²))``:
-    positive when the peak's gain exceeds both ends by more than their combined errors."""
-    m, s = np.asarray(gain_mean, float), np.asarray(gain_se, float)
-    return float(min(m[peak] - m[e] - np.hypot(s[peak], s[e]) for e in (0, m.size - 1)))
-
-
 # ------------------------------------------------------------------- the experiment
+def _trajectory_data(pretrain: dict):
+    from vgh_lib.pretrain import PretrainConfig
+
+    cfg = PretrainConfig(**{**pretrain, "checkpoint_at": tuple(pretrain.get("checkpoint_at", ()))})
+    return cfg, *cfg.task_obj().split()
+
+
 @dataclass
 class GainRun:
+    """One GRPO run: exact per-prompt held-out values before and after, and its probe curve."""
+
+    trajectory: int
     step: int
+    optimizer: str
+    lr: float
     seed: int
-    pass1_before: float
-    pass1_after: float
-    successes_before: np.ndarray  # per held-out prompt, out of eval_samples
+    before: np.ndarray          # (P,) exact value of each held-out prompt
+    after: np.ndarray
+    probe_steps: list[int]
+    probe_value: list[float]
+    seconds: float
 
     @property
     def gain(self) -> float:
-        return self.pass1_after - self.pass1_before
+        return float(np.mean(self.after - self.before))
+
+    @property
+    def largest_drop(self) -> float:
+        return float(max(0.0, self.probe_value[0] - min(self.probe_value)))
 
 
 def gain_job(job: dict) -> GainRun:
-    """One GRPO run from one checkpoint with one seed (a picklable job for a process pool)."""
-    torch.set_num_threads(1)
-    from vgh_lib.pretrain import PretrainConfig
+    """One GRPO run from one checkpoint with one seed (a picklable job for a process pool).
 
-    cfg = PretrainConfig(**job["pretrain"])
-    task = cfg.task_obj()
-    train, held_out = task.split()
+    ``job``: path, step, trajectory (its seed), pretrain (a PretrainConfig as a dict), grpo
+    (GRPOConfig fields without the seed), seed, device.
+    """
+    import time
+
+    torch.set_num_threads(1)
+    _, train, held_out = _trajectory_data(job["pretrain"])
     gcfg = grpo.GRPOConfig(**job["grpo"], seed=job["seed"])
-    run = grpo.rl_from_checkpoint(job["path"], train, held_out, gcfg, cfg.eval_samples,
-                                  cfg.k, job["device"])
-    return GainRun(job["step"], job["seed"], run.before.pass1, run.after.pass1,
-                   run.before.successes)
+    t0 = time.perf_counter()
+    run = grpo.rl_from_checkpoint(job["path"], train, held_out, gcfg, job["device"])
+    return GainRun(job["trajectory"], job["step"], gcfg.optimizer, gcfg.lr, job["seed"],
+                   run.before, run.after, run.history.probe_steps, run.history.probe_value,
+                   time.perf_counter() - t0)
 
 
 def factor_job(job: dict) -> dict:
-    """S and the costate fidelity ρ of one checkpoint (a picklable job for a process pool)."""
+    """Pre-RL factors of one checkpoint (a picklable job for a process pool): the Gram matrix
+    of the signal's batch estimates, and per-prompt success counts of an evaluation on
+    training prompts (independent of the held-out prompts that the gain uses)."""
     torch.set_num_threads(1)
-    from vgh_lib import theorem2
     from vgh_lib.models import load_local
-    from vgh_lib.pretrain import PretrainConfig
 
-    cfg = PretrainConfig(**job["pretrain"])
-    task = cfg.task_obj()
-    train, held_out = task.split()
+    cfg, train, _ = _trajectory_data(job["pretrain"])
     model, tok = load_local(job["path"], job["device"])
-    s = signal(model, tok, train, job["signal_prompts"], job["group_size"], job["temperature"],
-               job["seed"])
-    prompts, answers = grpo.encode_prompts(tok, held_out[: job["fidelity_prompts"]], model.device)
-    cell = theorem2.measure_cells(model, prompts, answers, job["fidelity_rollouts"],
-                                  [job["temperature"]], [job["fidelity_tau_r"]], job["seed"],
-                                  job["step"], n_boot=0)[0]
-    resolved = cell.counted(0.9)
-    return {"step": job["step"], "S": s, "rho": cell.cosine if resolved else float("nan"),
-            "rho_resolved": resolved}
+    gram = signal_gram(model, tok, train, job["signal_batches"], job["signal_prompts"],
+                       job["group_size"], job["temperature"], job["seed"])
+    probe = train[-job["factor_prompts"]:]  # disjoint from the GRPO probe prompts (the first 64)
+    ev = grpo.evaluate(model, tok, probe, job["factor_samples"], job["k"], job["temperature"],
+                       torch.Generator().manual_seed(job["seed"] + 424_242))
+    return {"trajectory": job["trajectory"], "step": job["step"], "gram": gram,
+            "successes": ev.successes, "n_samples": job["factor_samples"], "k": job["k"]}
+
+
+# ------------------------------------------------------------------------- inference
+@dataclass
+class CheckpointData:
+    """Everything measured at one checkpoint, in the form the nested bootstrap resamples."""
+
+    step: int
+    gram: np.ndarray            # (M, M) signal batch estimates
+    successes: np.ndarray       # (P_f,) factor evaluation, out of n_samples
+    n_samples: int
+    k: int
+    gains: np.ndarray           # (seeds, P_h) per-seed, per-held-out-prompt paired gains
+
+    def __post_init__(self):
+        c = np.asarray(self.successes, int)
+        self._pass1 = c / self.n_samples
+        self._passk = np.array([pass_at_k(self.n_samples, int(ci), self.k) for ci in c])
+        self._std = np.sqrt(self._pass1 * (1 - self._pass1))
+
+    def predictors(self, batches=None, prompts=None) -> dict[str, float]:
+        """S, H, I = S·H, reward-std, pass@1 and 1 − pass@1, optionally on resampled batches
+        and factor prompts."""
+        sel = slice(None) if prompts is None else prompts
+        s = float(np.sqrt(max(0.0, stats.u_statistic_sq_norm(self.gram, batches))))
+        p1 = float(self._pass1[sel].mean())
+        h = float(self._passk[sel].mean()) - p1
+        return {"I": s * h, "S": s, "H": h, "reward std": float(self._std[sel].mean()),
+                "1 − pass@1": 1 - p1, "pass@1": p1}
+
+    def gain(self, seeds=None, prompts=None) -> float:
+        g = self.gains if seeds is None else self.gains[seeds]
+        return float((g if prompts is None else g[:, prompts]).mean())
+
+
+PREDICTORS = ("I", "S", "H", "reward std", "1 − pass@1")
+
+
+def nested_bootstrap(trajectories: list[list[CheckpointData]], n_boot: int = 2000,
+                     seed: int = 0) -> dict[str, np.ndarray]:
+    """Resample, within every checkpoint, the GRPO seeds, the held-out prompts of the gain,
+    the signal's batches and the factor prompts (never the checkpoints, which are fixed
+    design points). Returns, per predictor, the (n_boot, n_trajectories) Spearman correlations
+    with the gain, and ``"gain"``: the (n_boot, total checkpoints) resampled mean gains."""
+    rng = np.random.default_rng(seed)
+    out = {name: np.empty((n_boot, len(trajectories))) for name in PREDICTORS}
+    gains_all = []
+    for t, cps in enumerate(trajectories):
+        gain = np.empty((n_boot, len(cps)))
+        pred = {name: np.empty((n_boot, len(cps))) for name in PREDICTORS}
+        for j, cp in enumerate(cps):
+            n_seeds, n_prompts = cp.gains.shape
+            M, P_f = cp.gram.shape[0], cp.successes.size
+            for b in range(n_boot):
+                gain[b, j] = cp.gain(rng.integers(0, n_seeds, n_seeds),
+                                     rng.integers(0, n_prompts, n_prompts))
+                p = cp.predictors(rng.integers(0, M, M), rng.integers(0, P_f, P_f))
+                for name in PREDICTORS:
+                    pred[name][b, j] = p[name]
+        for name in PREDICTORS:
+            out[name][:, t] = stats.spearman_rows(pred[name], gain)
+        gains_all.append(gain)
+    out["gain"] = np.concatenate(gains_all, axis=1)
+    return out
+
+
+def percentile_ci(samples, level: float = 0.95) -> tuple[float, float]:
+    v = np.asarray(samples, float)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    return float(np.quantile(v, a)), float(np.quantile(v, 1 - a))

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgh_lib import grpo, models
+from vgh_lib import models, sampling
 from vgh_lib.tasks import Task, build_tokenizer
 
 FORMAT_VERSION = 1  # bump when training changes what a configuration produces
-CODE_FILES = ("pretrain.py", "tasks.py", "models.py", "grpo.py")  # what a trajectory depends on
+CODE_FILES = ("pretrain.py", "tasks.py", "models.py", "sampling.py")  # what a trajectory depends on
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,19 @@ class PretrainConfig:
     n_eval: int = 200
     eval_samples: int = 16
     k: int = 8
+    checkpoint_at: tuple[int, ...] = ()  # explicit checkpoint steps; empty: log-spaced
+
+    def __post_init__(self):
+        bad = [s for s in self.checkpoint_at if not 0 < s <= self.pretrain_steps]
+        if bad:
+            raise ValueError(f"checkpoint_at steps must be in [1, pretrain_steps = "
+                             f"{self.pretrain_steps}], got {bad}")
+
+    def steps(self) -> list[int]:
+        """The checkpoint steps: 0, then ``checkpoint_at`` (with the last step), or log-spaced."""
+        if self.checkpoint_at:
+            return sorted({0, *self.checkpoint_at, self.pretrain_steps})
+        return checkpoint_steps(self.pretrain_steps, self.n_checkpoints)
 
     def key(self) -> str:
         """Hash of the configuration and of the code that trains and evaluates it."""
@@ -119,7 +132,7 @@ def _answer_loss(model, docs: torch.Tensor, answer_len: int) -> torch.Tensor:
 
 
 def _evaluate(model, tokenizer, held_out, cfg: PretrainConfig, step: int) -> dict:
-    ev = grpo.evaluate(model, tokenizer, held_out, cfg.eval_samples, cfg.k, 1.0,
+    ev = sampling.evaluate(model, tokenizer, held_out, cfg.eval_samples, cfg.k, 1.0,
                        torch.Generator().manual_seed(cfg.seed * 1_000_003 + step))
     return {"step": step, "greedy_accuracy": ev.greedy_accuracy, "pass1": ev.pass1,
             "passk": ev.passk, "k": cfg.k, "headroom": ev.passk - ev.pass1}
@@ -135,7 +148,7 @@ def pretrain(cfg: PretrainConfig, root: Path | None = None, device: str = "cpu",
 
     root = Path(root) if root is not None else cache_root()
     traj = root / "trajectories" / cfg.key()
-    steps = checkpoint_steps(cfg.pretrain_steps, cfg.n_checkpoints)
+    steps = cfg.steps()
     dev = models.resolve_device(device)
     with _locked(root / "trajectories" / f"{cfg.key()}.lock"):
         traj.mkdir(parents=True, exist_ok=True)

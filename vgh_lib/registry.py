@@ -8,6 +8,7 @@ in the notebook's ``parameters`` cell. ``PROFILES[NAME]`` holds the overrides fo
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,16 +94,25 @@ class TrajectoryParams(NotebookParams):
             eval_samples=self.eval_samples, k=self.k)
 
 
+# The GRPO design chosen on the pilot trajectory (seed 0) by the pre-registered rules of
+# book/05_preregistration.md; committed before any confirmation run.
+PILOT_CHOSEN = {"adamw_lr": 3e-4, "sgd_lr": 0.01, "grpo_steps": 60,
+                "checkpoint_grid": (86, 113, 150, 198, 262, 346, 458, 605, 800, 3000)}
+
+
 @dataclass(frozen=True)
 class PretrainGRPOParams(TrajectoryParams):
     """Parameters of ``03_pretraining_trajectory`` (THEORY.md §3–§4 groundwork)."""
 
-    grpo_steps: int = spec(60, lo=1, hi=100_000, help="GRPO budget: optimizer steps")
+    grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
     grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
     group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    grpo_lr: float = spec(1e-3, lo=1e-7, hi=1.0, help="GRPO learning rate (AdamW)")
+    grpo_optimizer: str = spec("adamw", choices=("adamw", "sgd"), help="GRPO optimizer")
+    grpo_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=100.0,
+                          help="GRPO learning rate (chosen on the pilot for AdamW)")
     temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
-
+    grpo_seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1,
+                                       help="GRPO seeds from the mid checkpoint")
 
 @dataclass(frozen=True)
 class TransformerCostateParams(TrajectoryParams):
@@ -120,15 +130,47 @@ class TransformerCostateParams(TrajectoryParams):
 
 
 @dataclass(frozen=True)
-class ValueImpactParams(PretrainGRPOParams):
-    """Parameters of ``05_value_impact`` (THEORY.md §4, the paper's Figure 1)."""
+class ValueImpactParams(TrajectoryParams):
+    """Parameters of ``05_value_impact`` (THEORY.md §4, the paper's Figure 1).
 
-    seeds: tuple[int, ...] = spec((0, 1, 2), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
-    signal_prompts: int = spec(64, lo=1, hi=100_000, help="prompts per batch for the signal S")
-    fidelity_prompts: int = spec(4, lo=1, hi=64, help="prompts for the costate fidelity ρ")
-    fidelity_rollouts: int = spec(500, lo=4, hi=100_000, help="rollouts per prompt for ρ")
-    fidelity_tau_r: float = spec(0.3, lo=0.01, hi=10.0, help="relaxation temperature of ρ")
+    ``seed`` is the *pilot* trajectory (the design was chosen on it); the confirmation runs on
+    the trajectories ``confirmation_seeds`` with checkpoints at ``checkpoint_grid``.
+    """
+
+    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
+                                               help="trajectory seeds of the confirmation")
+    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
+                                            help="confirmation checkpoint steps")
+    grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
+    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
+    adamw_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=1.0, help="AdamW learning rate")
+    sgd_lr: float = spec(PILOT_CHOSEN["sgd_lr"], lo=1e-7, hi=100.0, help="SGD learning rate")
+    seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
+    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
+    factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the pre-RL evaluation")
+    n_boot: int = spec(2000, lo=10, hi=100_000, help="nested-bootstrap resamples")
+    n_perm: int = spec(10_000, lo=10, hi=1_000_000, help="permutations of the p-value")
+    pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
     jobs: int = spec(2, lo=1, hi=64, help="worker processes for the GRPO runs")
+
+    def check(self) -> None:
+        super().check()
+        if self.seed in self.confirmation_seeds:
+            raise ParameterError(f"parameter 'confirmation_seeds' = {self.confirmation_seeds} must "
+                                 f"not contain the pilot trajectory 'seed' = {self.seed}")
+        if len(self.seeds) < 2:
+            raise ParameterError("parameter 'seeds' needs at least 2 GRPO seeds for intervals")
+        if max(self.checkpoint_grid) > self.pretrain_steps:
+            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
+                                 f"= {self.pretrain_steps}")
+
+    def confirmation_config(self, seed: int):
+        """The pretraining configuration of one confirmation trajectory."""
+        return dataclasses.replace(self.pretrain_config(), seed=seed,
+                                   checkpoint_at=tuple(self.checkpoint_grid))
 
 
 @dataclass(frozen=True)
@@ -170,7 +212,8 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             name="03_pretraining_trajectory",
             title="Tiny transformer policies: a pretraining trajectory and GRPO",
             params=PretrainGRPOParams,
-            profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 5, "grpo_prompts": 8},
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 5, "grpo_prompts": 8,
+                                "grpo_seeds": (0, 1)},
                       "default": {},
                       "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32}},
         ),
@@ -191,12 +234,16 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="Value impact: where along the trajectory RL pays off",
             params=ValueImpactParams,
             profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 3, "grpo_prompts": 4,
-                                "seeds": (0, 1), "signal_prompts": 4, "fidelity_rollouts": 8,
-                                "fidelity_prompts": 2, "jobs": 1},
+                                "confirmation_seeds": (1,), "checkpoint_grid": (20, 40, 80, 150),
+                                "seeds": (0, 1), "signal_batches": 3, "signal_prompts": 4,
+                                "factor_prompts": 8, "n_boot": 50, "n_perm": 100,
+                                "pilot": False, "jobs": 1},
                       "default": {},
+                      # the default design, its grid scaled to the longer trajectory
                       "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32,
-                                "seeds": (0, 1, 2, 3, 4), "signal_prompts": 256,
-                                "fidelity_rollouts": 2000}},
+                                "seeds": (0, 1, 2, 3, 4, 5, 6, 7), "signal_prompts": 128,
+                                "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
+                                                         PILOT_CHOSEN["checkpoint_grid"])}},
         ),
     ]
 }

@@ -98,3 +98,73 @@ def ranks(x) -> np.ndarray:
 def spearman(x, y) -> float:
     """Spearman rank correlation: Pearson correlation of the ranks."""
     return pearson(ranks(x), ranks(y))
+
+
+# ------------------------------------------------------------ U-statistic of a squared norm
+def u_statistic_sq_norm(gram, members=None) -> float:
+    """``‖g‖²`` estimated without bias from M independent unbiased estimates ``ĝ_1..ĝ_M`` of
+    ``g``: the mean of ``⟨ĝ_i, ĝ_j⟩`` over pairs ``i ≠ j``. ``gram`` is their (M, M) Gram matrix.
+
+    ``members`` (indices into the M estimates, repeats allowed, as in a bootstrap draw) uses
+    only the pairs of draws that are *different* estimates, so that a repeated estimate never
+    pairs with itself (that would add its noise ``‖ĝ − g‖²``).
+    """
+    gram = np.asarray(gram, float)
+    idx = np.arange(gram.shape[0]) if members is None else np.asarray(members)
+    sub = gram[np.ix_(idx, idx)]
+    distinct = idx[:, None] != idx[None, :]
+    if not distinct.any():
+        return float("nan")
+    return float(sub[distinct].mean())
+
+
+def u_statistic_se(gram) -> float:
+    """Jackknife standard error of :func:`u_statistic_sq_norm` (leave one estimate out)."""
+    gram = np.asarray(gram, float)
+    M = gram.shape[0]
+    if M < 3:
+        return float("nan")
+    loo = np.array([u_statistic_sq_norm(gram, np.delete(np.arange(M), i)) for i in range(M)])
+    return float(np.sqrt((M - 1) / M * np.sum((loo - loo.mean()) ** 2)))
+
+
+def norm_from_sq(sq: float, sq_se: float = float("nan")) -> tuple[float, float]:
+    """``(sqrt(max(0, sq)), its delta-method SE)`` from a squared-norm estimate and its SE."""
+    s = float(np.sqrt(max(0.0, sq)))
+    return s, (float(sq_se / (2 * s)) if s > 0 else float("nan"))
+
+
+# ---------------------------------------------------------------- permutation inference
+def spearman_rows(x, y) -> np.ndarray:
+    """Spearman correlation of ``x`` (n,) or (R, n) with every row of ``y`` (R, n); NaN where a
+    row is constant. Vectorised :func:`spearman` (average ranks for ties)."""
+    from scipy.stats import rankdata
+
+    y = np.atleast_2d(np.asarray(y, float))
+    x = np.broadcast_to(np.atleast_2d(np.asarray(x, float)), y.shape)
+    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx = rx - rx.mean(1, keepdims=True)
+    ry = ry - ry.mean(1, keepdims=True)
+    den = np.sqrt((rx ** 2).sum(1) * (ry ** 2).sum(1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (rx * ry).sum(1) / np.where(den > 0, den, 1), np.nan)
+
+
+def permutation_pvalue(xs, ys, n_perm: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """One-sided permutation test of a positive rank correlation, pooled over groups.
+
+    ``xs``, ``ys``: lists of equally long arrays, one pair per group (e.g. per trajectory).
+    The statistic is the mean over groups of Spearman(x, y); the null permutes ``y`` within
+    each group (the design points are fixed, only which outcome goes with which point is
+    random under the null). Returns ``(statistic, p)`` with ``p = (1 + #{T* ≥ T}) / (1 + n_perm)``.
+    """
+    rng = np.random.default_rng(seed)
+    observed, null = [], []
+    for x, y in zip(xs, ys, strict=True):
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        observed.append(spearman_rows(x, y[None])[0])
+        perms = rng.permuted(np.tile(y, (n_perm, 1)), axis=1)
+        null.append(spearman_rows(x, perms))
+    t = float(np.mean(observed))
+    t_null = np.nanmean(np.stack(null), axis=0)
+    return t, float((1 + np.sum(t_null >= t - 1e-12)) / (1 + n_perm))
