@@ -28,8 +28,12 @@ from vgh_lib.grpo import pass_at_k
 def headroom(successes, n_samples: int, k: int) -> float:
     """``E_x[pass@k − pass@1]`` from per-prompt success counts out of ``n_samples``."""
     c = np.asarray(successes, dtype=int)
-    passk = np.mean([pass_at_k(n_samples, int(ci), k) for ci in c])
-    return float(passk - np.mean(c / n_samples))
+    return mean_passk(c, n_samples, k) - float(np.mean(c / n_samples))
+
+
+def mean_passk(successes, n_samples: int, k: int) -> float:
+    """``E_x pass@k`` from per-prompt success counts out of ``n_samples``."""
+    return float(np.mean([pass_at_k(n_samples, int(c), k) for c in np.asarray(successes, int)]))
 
 
 def reward_std_signal(successes, n_samples: int) -> float:
@@ -327,3 +331,67 @@ def percentile_ci(samples, level: float = 0.95) -> tuple[float, float]:
         return float("nan"), float("nan")
     a = (1 - level) / 2
     return float(np.quantile(v, a)), float(np.quantile(v, 1 - a))
+
+
+# ------------------------------------------------------------------------- the analysis
+def checkpoint_data(factors: list[dict], runs: list[GainRun], optimizer: str,
+                    trajectory: int) -> list[CheckpointData]:
+    """Assemble one trajectory's checkpoints for one optimizer, in step order."""
+    out = []
+    for f in sorted((f for f in factors if f["trajectory"] == trajectory), key=lambda f: f["step"]):
+        mine = sorted((r for r in runs if r.trajectory == trajectory and r.step == f["step"]
+                       and r.optimizer == optimizer), key=lambda r: r.seed)
+        if not mine:
+            raise ValueError(f"no {optimizer} runs at step {f['step']} of trajectory {trajectory}")
+        out.append(CheckpointData(f["step"], f["gram"], f["successes"], f["n_samples"], f["k"],
+                                  np.stack([r.after - r.before for r in mine])))
+    return out
+
+
+@dataclass
+class Analysis:
+    """Point estimates and nested-bootstrap inference for one optimizer."""
+
+    optimizer: str
+    steps: list[np.ndarray]                # per trajectory
+    gain: list[np.ndarray]                 # mean gain per checkpoint
+    gain_ci: list[np.ndarray]              # (K, 2) per trajectory
+    predictors: list[dict[str, np.ndarray]]
+    spearman: dict[str, np.ndarray]        # predictor -> per-trajectory point estimates
+    spearman_ci: dict[str, list[tuple[float, float]]]   # per trajectory
+    pooled: dict[str, float]               # predictor -> mean over trajectories
+    pooled_ci: dict[str, tuple[float, float]]
+    versus_i: dict[str, tuple[float, float, float]]     # predictor -> (I − P, lo, hi), pooled
+    p_value: float                         # one-sided permutation p of the pooled Spearman(I, gain)
+
+
+def analyse(trajectories: list[list[CheckpointData]], optimizer: str, n_boot: int, n_perm: int,
+            seed: int = 0) -> Analysis:
+    """Spearman of every predictor with the gain, per trajectory and pooled (the mean over
+    trajectories), with nested-bootstrap intervals, paired differences from I, and the
+    permutation p-value of Spearman(I, gain)."""
+    steps = [np.array([c.step for c in cps]) for cps in trajectories]
+    gain = [np.array([c.gain() for c in cps]) for cps in trajectories]
+    preds = [{name: np.array([c.predictors()[name] for c in cps]) for name in (*PREDICTORS, "pass@1")}
+             for cps in trajectories]
+    boot = nested_bootstrap(trajectories, n_boot, seed)
+    spear = {n: np.array([stats.spearman(p[n], g) for p, g in zip(preds, gain)]) for n in PREDICTORS}
+    spear_ci = {n: [percentile_ci(boot[n][:, t]) for t in range(len(trajectories))] for n in PREDICTORS}
+    pooled = {n: float(np.mean(spear[n])) for n in PREDICTORS}
+    pooled_boot = {n: np.nanmean(boot[n], axis=1) for n in PREDICTORS}
+    pooled_ci = {n: percentile_ci(pooled_boot[n]) for n in PREDICTORS}
+    versus = {}
+    for n in PREDICTORS[1:]:
+        lo, hi = percentile_ci(pooled_boot["I"] - pooled_boot[n])
+        versus[n] = (pooled["I"] - pooled[n], lo, hi)
+    offsets = np.cumsum([0] + [len(s) for s in steps])
+    gain_ci = [np.array([percentile_ci(boot["gain"][:, offsets[t] + j]) for j in range(len(steps[t]))])
+               for t in range(len(steps))]
+    _, p = stats.permutation_pvalue([p["I"] for p in preds], gain, n_perm, seed)
+    return Analysis(optimizer, steps, gain, gain_ci, preds, spear, spear_ci, pooled, pooled_ci,
+                    versus, p)
+
+
+def mid_checkpoint(before_values: list[float], target: float = 0.5) -> int:
+    """The index of the checkpoint whose pre-RL held-out pass@1 is closest to ``target``."""
+    return int(np.argmin(np.abs(np.asarray(before_values, float) - target)))
