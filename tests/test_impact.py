@@ -1,3 +1,6 @@
+"""Value impact: factors, the U-statistic signal, the pre-registered rules and the inference
+(nested bootstrap coverage, permutation calibration)."""
+
 import math
 
 import numpy as np
@@ -15,87 +18,185 @@ def test_headroom_on_hand_made_tables():
     assert impact.headroom([0, 4, 1], 4, 2) == pytest.approx((0 + 0 + 0.25) / 3)
     assert impact.headroom([0, 0], 8, 4) == 0.0  # never succeeds: no headroom
     assert impact.headroom([8, 8], 8, 4) == 0.0  # always succeeds: none left
+    assert impact.mean_passk([0, 4, 1], 4, 2) == pytest.approx((0 + 1 + 0.5) / 3)
 
 
 def test_reward_std_signal():
     assert impact.reward_std_signal([0, 4, 2], 4) == pytest.approx((0 + 0 + 0.5) / 3)
 
 
-def test_unbiased_norm_is_unbiased_on_a_toy_problem():
-    """Noisy unbiased estimates of a known gradient: ⟨ĝ_A, ĝ_B⟩ averages to ‖g‖², ‖ĝ‖² does not."""
-    g = torch.tensor([0.3, -0.4, 0.0, 0.1], dtype=torch.float64)
-    gen = torch.Generator().manual_seed(0)
-    inner, naive = [], []
-    for _ in range(20000):
-        a = g + torch.randn(4, generator=gen, dtype=torch.float64)
-        b = g + torch.randn(4, generator=gen, dtype=torch.float64)
-        inner.append(float(a @ b))
-        naive.append(float(a @ a))
-    inner, naive = np.array(inner), np.array(naive)
-    true = float(g @ g)
-    assert abs(inner.mean() - true) < 4 * inner.std() / math.sqrt(inner.size)
-    assert naive.mean() - true > 3.5  # biased by tr Var = 4
-    assert impact.unbiased_norm(torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0])) == 0.0
-    assert impact.unbiased_norm(torch.tensor([3.0, 0.0]), torch.tensor([3.0, 4.0])) == 3.0
-
-
-def test_fit_alpha_and_leave_one_out():
-    i = np.array([1.0, 2.0, 3.0])
-    assert impact.fit_alpha(i, 2 * i) == pytest.approx(2.0)
-    assert impact.leave_one_out_error(i, 2 * i) == pytest.approx(0.0, abs=1e-12)
-    g = np.array([1.0, 2.0, 7.0])
-    loo = [impact.fit_alpha(np.delete(i, k), np.delete(g, k)) * i[k] - g[k] for k in range(3)]
-    assert impact.leave_one_out_error(i, g) == pytest.approx(np.sqrt(np.mean(np.square(loo))))
-
-
-def test_statistics_helpers_against_scipy():
+def test_u_statistic_is_unbiased_for_the_squared_norm():
+    """M noisy unbiased estimates of g: the U-statistic averages to ‖g‖², the mean squared norm
+    is biased by tr Var; the jackknife SE is conservative (Efron–Stein) but of the right size."""
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        x = rng.normal(size=12)
-        y = x + rng.normal(size=12)
-        x[3] = x[5]  # a tie
-        assert stats.spearman(x, y) == pytest.approx(scipy.stats.spearmanr(x, y).statistic, abs=1e-12)
-        assert stats.pearson(x, y) == pytest.approx(scipy.stats.pearsonr(x, y).statistic, abs=1e-12)
-        np.testing.assert_allclose(stats.ranks(x), scipy.stats.rankdata(x))
-    assert math.isnan(stats.spearman([1, 1, 1], [1, 2, 3]))
+    g = np.array([0.3, -0.4, 0.0, 0.1, 0.2])
+    true = float(g @ g)
+    M, reps = 6, 4000
+    u, naive, se = [], [], []
+    for _ in range(reps):
+        est = g + rng.normal(size=(M, g.size))
+        gram = est @ est.T
+        u.append(stats.u_statistic_sq_norm(gram))
+        naive.append(np.mean(np.diag(gram)))
+        se.append(stats.u_statistic_se(gram))
+    u = np.array(u)
+    assert abs(u.mean() - true) < 4 * u.std() / math.sqrt(reps)
+    assert np.mean(naive) - true > 4.5  # biased by tr Var = 5
+    assert u.std() <= np.mean(se) <= 1.4 * u.std()
 
 
-def test_correlate_intervals_contain_the_estimate():
-    x = np.arange(10.0)
-    y = x + np.random.default_rng(1).normal(scale=2, size=10)
-    c = impact.correlate("x", x, y, n_boot=500)
-    assert c.spearman_ci[0] <= c.spearman <= c.spearman_ci[1]
-    assert c.pearson_ci[0] <= c.pearson <= c.pearson_ci[1]
+def test_u_statistic_pairs_only_distinct_estimates():
+    rng = np.random.default_rng(1)
+    est = rng.normal(size=(4, 3))
+    gram = est @ est.T
+    members = np.array([0, 0, 2, 3])
+    pairs = [est[a] @ est[b] for i, a in enumerate(members) for j, b in enumerate(members)
+             if i != j and a != b]
+    assert stats.u_statistic_sq_norm(gram, members) == pytest.approx(np.mean(pairs))
+    assert math.isnan(stats.u_statistic_sq_norm(gram, [1, 1, 1]))
+    s, s_se = stats.norm_from_sq(4.0, 0.4)
+    assert (s, s_se) == (2.0, pytest.approx(0.1))
+    assert stats.norm_from_sq(-1.0, 0.4)[0] == 0.0
 
 
-def test_bootstrap_mean_ci_covers_the_mean():
+def test_spearman_rows_against_scipy():
     rng = np.random.default_rng(2)
-    hits = 0
-    for _ in range(200):
-        lo, hi = stats.bootstrap_mean_ci(rng.normal(size=50), n_boot=400, seed=int(rng.integers(1e9)))
-        hits += lo <= 0 <= hi
-    assert 0.88 <= hits / 200 <= 0.99
+    x = rng.normal(size=11)
+    y = rng.normal(size=(5, 11))
+    y[0, 3] = y[0, 4]  # a tie
+    expected = [scipy.stats.spearmanr(x, row).statistic for row in y]
+    np.testing.assert_allclose(stats.spearman_rows(x, y), expected, atol=1e-12)
+    assert np.isnan(stats.spearman_rows(x, np.ones((1, 11)))[0])
 
 
-def test_inverted_u_margin():
-    m = [0.0, 0.1, 0.3, 0.05]
-    se = [0.01, 0.01, 0.02, 0.01]
-    expected = min(0.3 - 0.0 - math.hypot(0.02, 0.01), 0.3 - 0.05 - math.hypot(0.02, 0.01))
-    assert impact.inverted_u_margin(m, se, 2) == pytest.approx(expected)
-    assert impact.inverted_u_margin(m, se, 0) < 0
+def test_permutation_pvalue_is_calibrated_under_the_null():
+    """Independent x and y at 10 points, two groups: P(p ≤ α) ≈ α."""
+    rng = np.random.default_rng(3)
+    ps = np.array([stats.permutation_pvalue([rng.normal(size=10) for _ in range(2)],
+                                            [rng.normal(size=10) for _ in range(2)],
+                                            n_perm=400, seed=i)[1] for i in range(600)])
+    for alpha in (0.05, 0.2, 0.5):
+        rate = np.mean(ps <= alpha)
+        assert abs(rate - alpha) < 3.5 * math.sqrt(alpha * (1 - alpha) / ps.size) + 0.01, (alpha, rate)
+    # and it has power: a perfect monotone relation in both groups
+    t, p = stats.permutation_pvalue([np.arange(10.0)] * 2, [np.arange(10.0) ** 2] * 2, n_perm=2000)
+    assert t == pytest.approx(1.0) and p < 0.001
 
 
-def test_signal_is_zero_when_every_group_has_equal_rewards():
-    """An untrained model never solves 2-digit addition: all advantages vanish, so S = 0."""
-    from vgh_lib.models import tiny_gpt2
-    from vgh_lib.tasks import Task, build_tokenizer
+def test_permutation_pvalue_by_exhaustive_enumeration():
+    """At 5 points the null has 120 permutations; the Monte Carlo p approaches the exact one."""
+    import itertools
 
-    tok = build_tokenizer()
-    model = tiny_gpt2(tok, 1, 16, 2, 16, seed=0)
-    train, _ = Task("addition", 2, n_eval=10).split()
-    assert impact.signal(model, tok, train, 4, 4, 1.0, seed=0) == 0.0
+    x, y = np.array([1.0, 2, 3, 4, 5]), np.array([2.0, 1, 4, 3, 5])
+    obs = stats.spearman(x, y)
+    exact = np.mean([stats.spearman(x, y[list(p)]) >= obs - 1e-12
+                     for p in itertools.permutations(range(5))])
+    _, p = stats.permutation_pvalue([x], [y], n_perm=20_000, seed=0)
+    assert p == pytest.approx(exact, abs=0.01)
 
 
+def _simulated_gains(rng, mean, n_seeds=4, n_prompts=200):
+    """Seed effect, prompt effect and residual, as in a real GRPO run."""
+    return (mean + rng.normal(0, 0.03, (n_seeds, 1)) + rng.normal(0, 0.05, (1, n_prompts))
+            + rng.normal(0, 0.05, (n_seeds, n_prompts)))
+
+
+def test_nested_bootstrap_covers_the_true_gain_at_the_real_design():
+    """10 checkpoints, 4 GRPO seeds, 200 prompts: the 95 % intervals cover the true mean gain
+    about 95 % of the time; without the small-sample scale they under-cover."""
+    rng = np.random.default_rng(4)
+    mu = np.linspace(0.0, 0.12, 10)
+    hits = {True: 0, False: 0}
+    n = 0
+    for _ in range(100):
+        for m in mu:
+            g = _simulated_gains(rng, m)
+            for scale in (True, False):
+                lo, hi = impact.percentile_ci(impact.bootstrap_gain(g, 800, rng, scale))
+                hits[scale] += lo <= m <= hi
+            n += 1
+    assert 0.92 <= hits[True] / n <= 0.995, hits[True] / n
+    assert hits[False] / n < 0.9  # the plain percentile bootstrap over 4 seeds is too narrow
+
+
+def test_bootstrap_predictors_against_a_naive_replicate():
+    rng = np.random.default_rng(5)
+    est = rng.normal(size=(5, 7)) + 1.0
+    cp = impact.CheckpointData(100, est @ est.T, rng.integers(0, 9, 12), 8, 4,
+                               rng.normal(size=(3, 12)))
+    out = impact.bootstrap_predictors(cp, 3, np.random.default_rng(9))
+    draw = np.random.default_rng(9)
+    bi = draw.integers(0, 5, (3, 5))
+    pi = draw.integers(0, 12, (3, 12))
+    for b in range(3):
+        c = cp.successes[pi[b]]
+        s = math.sqrt(max(0.0, stats.u_statistic_sq_norm(cp.gram, bi[b])))
+        h = impact.headroom(c, 8, 4)
+        assert out["S"][b] == pytest.approx(s)
+        assert out["H"][b] == pytest.approx(h)
+        assert out["I"][b] == pytest.approx(s * h)
+        assert out["reward std"][b] == pytest.approx(impact.reward_std_signal(c, 8))
+    full = cp.predictors()
+    assert full["S"] == pytest.approx(math.sqrt(stats.u_statistic_sq_norm(cp.gram)))
+
+
+def test_analyse_finds_a_planted_relation_and_not_a_planted_null():
+    rng = np.random.default_rng(6)
+
+    def trajectory(relation):
+        cps = []
+        for k in range(10):
+            scale = 1.0 + k  # I grows with k through S
+            est = scale * np.ones((6, 4)) + rng.normal(0, 0.1, (6, 4))
+            succ = rng.integers(1, 8, 50)
+            mean = 0.01 * k if relation else rng.normal(0, 0.001)
+            cps.append(impact.CheckpointData(k, est @ est.T, succ, 8, 4,
+                                             _simulated_gains(rng, mean, 4, 50) * 0.1))
+        return cps
+
+    good = impact.analyse([trajectory(True), trajectory(True)], "adamw", 300, 500)
+    assert good.pooled["I"] > 0.8 and good.p_value < 0.01
+    assert good.pooled_ci["I"][0] <= good.pooled["I"] + 1e-9
+    null = impact.analyse([trajectory(False), trajectory(False)], "adamw", 300, 500)
+    assert null.p_value > 0.01
+
+
+# ------------------------------------------------------------------- pre-registered rules
+def test_choose_lr_takes_the_largest_safe_rate():
+    drops = {1e-3: [0.0, 0.2], 3e-4: [0.01, 0.05], 1e-4: [0.0, 0.0]}
+    assert impact.choose_lr(drops) == 3e-4  # 0.05 is not *more* than 0.05
+    assert impact.choose_lr({1e-3: [0.3], 1e-4: [0.1]}) == 1e-4  # none safe: the smallest
+    with pytest.raises(ValueError):
+        impact.choose_lr({})
+
+
+def test_crossing_and_grid():
+    steps = [0, 9, 99, 999]
+    passk = [0.0, 0.05, 0.5, 1.0]
+    # log(step+1): 0, log 10, log 100, log 1000; 0.1 is 1/9 of the way from 0.05 to 0.5
+    assert impact.crossing_step(steps, passk, 0.1) == pytest.approx(10 ** (1 + 1 / 9) - 1)
+    assert impact.crossing_step(steps, passk, 0.5) == pytest.approx(99)
+    with pytest.raises(ValueError, match="never crosses"):
+        impact.crossing_step(steps, passk, 1.5)
+    grid = impact.learning_region_grid(steps, passk, 3000, size=3, passk_range=(0.05, 0.5))
+    assert grid == (9, 30, 99, 3000)
+
+
+def test_pilot_checkpoints_and_budget():
+    assert impact.pilot_checkpoints([0.0, 0.1, 0.3, 0.52, 0.8, 0.95]) == [2, 3, 5]
+    assert impact.pilot_checkpoints([0.5, 0.5, 0.5]) == [0, 1, 2]  # distinct
+    assert impact.steps_for_budget(0.05, 160) == 60   # 0.05·60·160/2 = 240 s ≤ 300
+    assert impact.steps_for_budget(0.08, 160) == 40   # 384 s > 300; 256 s fits
+    assert impact.steps_for_budget(1.0, 160) == 30    # nothing fits: the smallest
+
+
+def test_small_sample_scale():
+    assert impact.small_sample_scale(4) == pytest.approx(
+        scipy.stats.t.ppf(0.975, 3) / scipy.stats.norm.ppf(0.975) * math.sqrt(4 / 3))
+    assert impact.small_sample_scale(10_000) == pytest.approx(1.0, abs=1e-3)
+
+
+# ------------------------------------------------------------------- on a real model
 def test_grpo_update_matches_the_gradient_of_the_surrogate_by_hand():
     from vgh_lib import grpo
     from vgh_lib.models import tiny_gpt2
@@ -117,3 +218,26 @@ def test_grpo_update_matches_the_gradient_of_the_surrogate_by_hand():
     loss.backward()
     expected = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
     torch.testing.assert_close(g, expected)
+
+
+def test_signal_gram_holds_the_inner_products_of_independent_batches():
+    """Entry (a, b) is ⟨ĝ_a, ĝ_b⟩ of the batches drawn in order from one generator."""
+    from vgh_lib.models import tiny_gpt2
+    from vgh_lib.tasks import Task, build_tokenizer
+
+    tok = build_tokenizer()
+    model = tiny_gpt2(tok, 1, 16, 2, 16, seed=2)
+    train, _ = Task("reverse", 2, n_eval=10).split()
+    gram = impact.signal_gram(model, tok, train, 3, 5, 4, 2.0, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    idx = torch.randperm(len(train), generator=gen)[:15].tolist()
+    g = [impact.grpo_update(model, tok, [train[i] for i in idx[5 * b:5 * b + 5]], 4, 2.0, gen).double()
+         for b in range(3)]
+    for a in range(3):
+        for b in range(3):
+            assert gram[a, b] == pytest.approx(float(g[a] @ g[b]), rel=1e-9, abs=1e-12)
+    assert np.any(gram != 0)  # the batches carried signal (some groups had unequal rewards)
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        impact.signal_gram(model, tok, train, 1, 5, 4, 2.0, seed=0)
+    with pytest.raises(ValueError, match="need more than"):
+        impact.signal_gram(model, tok, train, 100, 5, 4, 2.0, seed=0)

@@ -42,12 +42,6 @@ def reward_std_signal(successes, n_samples: int) -> float:
     return float(np.mean(np.sqrt(p * (1 - p))))
 
 
-def unbiased_norm(g_a: torch.Tensor, g_b: torch.Tensor) -> float:
-    """``sqrt(max(0, ⟨ĝ_A, ĝ_B⟩))``: for independent unbiased estimates, ``E⟨ĝ_A, ĝ_B⟩ = ‖g‖²``
-    exactly, whereas ``E‖ĝ‖² = ‖g‖² + tr Var ĝ`` is biased upwards by the noise."""
-    return float(np.sqrt(max(0.0, float(g_a.reshape(-1) @ g_b.reshape(-1)))))
-
-
 def grpo_update(model, tokenizer, examples, group_size: int, temperature: float,
                 generator: torch.Generator) -> torch.Tensor:
     """One batch's expected-update estimate at θ: ``mean_i A_i Σ_s ∇_θ log π(a_s^i)``,
@@ -184,14 +178,6 @@ def steps_for_budget(seconds_per_step: float, n_runs: int, choices=PILOT["step_c
     return min(choices)
 
 
-# ------------------------------------------------------------------------ predictions
-def fit_alpha(impact, gain) -> float:
-    """Least squares through the origin: ``α = Σ I·gain / Σ I²``."""
-    i, g = np.asarray(impact, float), np.asarray(gain, float)
-    denom = float(i @ i)
-    return float(i @ g / denom) if denom > 0 else float("nan")
-
-
 # ------------------------------------------------------------------- the experiment
 def _trajectory_data(pretrain: dict):
     from vgh_lib.pretrain import PretrainConfig
@@ -296,29 +282,66 @@ class CheckpointData:
 PREDICTORS = ("I", "S", "H", "reward std", "1 − pass@1")
 
 
+def small_sample_scale(n: int, level: float = 0.95) -> float:
+    """``t_{n−1}/z · sqrt(n/(n−1))``: widens bootstrap deviations over ``n`` units to what a
+    t-interval gives. With few GRPO seeds (n = 4) a plain percentile bootstrap under-covers:
+    it uses the variance with divisor n and normal-like tails (the coverage test in
+    ``tests/test_impact.py`` measures both)."""
+    from scipy.stats import norm, t
+
+    if n < 2:
+        return 1.0
+    q = 1 - (1 - level) / 2
+    return float(t.ppf(q, n - 1) / norm.ppf(q) * np.sqrt(n / (n - 1)))
+
+
+def bootstrap_gain(gains, n_boot: int, rng: np.random.Generator, scale: bool = True) -> np.ndarray:
+    """Resampled mean gains of one checkpoint, (n_boot,): GRPO seeds and held-out prompts are
+    resampled with replacement (the same prompts for every seed, since every seed is evaluated
+    on the same prompts); with ``scale``, deviations from the estimate are widened by
+    :func:`small_sample_scale` of the number of seeds."""
+    g = np.asarray(gains, float)
+    n_seeds, n_prompts = g.shape
+    si = rng.integers(0, n_seeds, (n_boot, n_seeds))
+    pi = rng.integers(0, n_prompts, (n_boot, n_prompts))
+    boot = g[si[:, :, None], pi[:, None, :]].mean(axis=(1, 2))
+    est = g.mean()
+    return est + (small_sample_scale(n_seeds) if scale else 1.0) * (boot - est)
+
+
+def bootstrap_predictors(cp: "CheckpointData", n_boot: int,
+                         rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Resampled predictors of one checkpoint, each (n_boot,): the signal's batches and the
+    factor evaluation's prompts are resampled with replacement (a batch never pairs with a
+    copy of itself in the U-statistic)."""
+    M, P = cp.gram.shape[0], cp.successes.size
+    bi = rng.integers(0, M, (n_boot, M))
+    sub = cp.gram[bi[:, :, None], bi[:, None, :]]
+    distinct = bi[:, :, None] != bi[:, None, :]
+    with np.errstate(invalid="ignore"):
+        sq = (sub * distinct).sum((1, 2)) / distinct.sum((1, 2))
+    s = np.sqrt(np.clip(np.nan_to_num(sq), 0, None))
+    pi = rng.integers(0, P, (n_boot, P))
+    p1 = cp._pass1[pi].mean(1)
+    h = cp._passk[pi].mean(1) - p1
+    return {"I": s * h, "S": s, "H": h, "reward std": cp._std[pi].mean(1), "1 − pass@1": 1 - p1}
+
+
 def nested_bootstrap(trajectories: list[list[CheckpointData]], n_boot: int = 2000,
                      seed: int = 0) -> dict[str, np.ndarray]:
-    """Resample, within every checkpoint, the GRPO seeds, the held-out prompts of the gain,
-    the signal's batches and the factor prompts (never the checkpoints, which are fixed
-    design points). Returns, per predictor, the (n_boot, n_trajectories) Spearman correlations
-    with the gain, and ``"gain"``: the (n_boot, total checkpoints) resampled mean gains."""
+    """Resample, within every checkpoint, the GRPO seeds and held-out prompts of the gain
+    (:func:`bootstrap_gain`), and the signal's batches and the factor prompts
+    (:func:`bootstrap_predictors`); never the checkpoints, which are fixed design points.
+    Returns, per predictor, the (n_boot, n_trajectories) Spearman correlations with the gain,
+    and ``"gain"``: the (n_boot, total checkpoints) resampled mean gains."""
     rng = np.random.default_rng(seed)
     out = {name: np.empty((n_boot, len(trajectories))) for name in PREDICTORS}
     gains_all = []
     for t, cps in enumerate(trajectories):
-        gain = np.empty((n_boot, len(cps)))
-        pred = {name: np.empty((n_boot, len(cps))) for name in PREDICTORS}
-        for j, cp in enumerate(cps):
-            n_seeds, n_prompts = cp.gains.shape
-            M, P_f = cp.gram.shape[0], cp.successes.size
-            for b in range(n_boot):
-                gain[b, j] = cp.gain(rng.integers(0, n_seeds, n_seeds),
-                                     rng.integers(0, n_prompts, n_prompts))
-                p = cp.predictors(rng.integers(0, M, M), rng.integers(0, P_f, P_f))
-                for name in PREDICTORS:
-                    pred[name][b, j] = p[name]
+        gain = np.stack([bootstrap_gain(cp.gains, n_boot, rng) for cp in cps], axis=1)
+        pred = [bootstrap_predictors(cp, n_boot, rng) for cp in cps]
         for name in PREDICTORS:
-            out[name][:, t] = stats.spearman_rows(pred[name], gain)
+            out[name][:, t] = stats.spearman_rows(np.stack([p[name] for p in pred], axis=1), gain)
         gains_all.append(gain)
     out["gain"] = np.concatenate(gains_all, axis=1)
     return out
