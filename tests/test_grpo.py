@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,6 +128,56 @@ def test_training_is_deterministic_and_moves_the_policy():
     assert torch.equal(weights[0], weights[1])
     assert len(hist.mean_reward) == 3 and max(hist.mean_reward) > 0
     assert not torch.equal(weights[0], start)  # GRPO changed the weights
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.5), ("adamw", 1e-2)])
+def test_grpo_raises_the_exact_objective_and_the_flipped_sign_lowers_it(optimizer, lr):
+    """On 1-digit reversal the exact J (probability of the correct answer, by teacher forcing)
+    rises under GRPO; descending the same loss lowers it. A sign error fails this."""
+    tok = build_tokenizer()
+    train, _ = Task("reverse", 1, n_eval=2).split()
+    cfg = grpo.GRPOConfig(steps=8, prompts_per_step=8, group_size=8, lr=lr, optimizer=optimizer,
+                          seed=3)
+    result = {}
+    for sign in (1.0, -1.0):
+        model = tiny_gpt2(tok, 1, 16, 2, 16, seed=1).eval()
+        j0 = grpo.exact_value(model, tok, train, 1.0)
+        hist = grpo.train(model, tok, train, cfg, sign=sign)
+        assert hist.probe_value[0] == pytest.approx(j0)
+        assert hist.probe_steps == [0, 5, 8]
+        result[sign] = (j0, grpo.exact_value(model, tok, train, 1.0))
+        assert hist.probe_value[-1] == pytest.approx(result[sign][1])
+    (j0, up), (_, down) = result[1.0], result[-1.0]
+    assert up > 1.2 * j0, (j0, up)
+    assert down < 0.8 * j0, (j0, down)
+
+
+def test_exact_values_are_the_probability_of_the_answer(model_and_tok):
+    """Against a naive product of per-step softmax probabilities, and against sampling."""
+    model, tok = model_and_tok
+    examples = Task("addition", 1, n_eval=2).split()[0][:3]
+    got = grpo.exact_values(model, tok, examples, 1.5)
+    for e, v in zip(examples, got):
+        ids = [tok.bos_token_id] + tok(e.prompt)["input_ids"]
+        prob = 1.0
+        for c in tok(e.answer)["input_ids"]:
+            logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+            prob *= torch.softmax(logits / 1.5, -1)[c].item()
+            ids.append(c)
+        assert v == pytest.approx(prob, rel=1e-4)
+    # Monte Carlo: the mean exact-match reward of samples at τ converges to the exact value
+    ev = grpo.evaluate(model, tok, examples, 20_000, 1, 1.5, torch.Generator().manual_seed(0))
+    se = np.sqrt(got * (1 - got) / 20_000)
+    assert np.all(np.abs(ev.successes / 20_000 - got) < 4 * se + 1e-12)
+
+
+def test_history_largest_drop_and_collapse():
+    h = grpo.GRPOHistory(probe_steps=[0, 5, 10], probe_value=[0.5, 0.43, 0.6])
+    assert h.largest_drop() == pytest.approx(0.07)
+    assert h.collapsed(0.05) and not h.collapsed(0.1)
+    assert grpo.GRPOHistory(probe_value=[0.5, 0.6]).largest_drop() == 0.0
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        grpo.GRPOConfig(optimizer="adam")
 
 
 def test_evaluate_counts_successes_of_a_perfect_policy():
