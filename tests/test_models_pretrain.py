@@ -100,3 +100,18 @@ def test_trajectory_key_changes_with_configuration():
 
     assert TINY.key() != dataclasses.replace(TINY, seed=1).key()
     assert TINY.key() == pretrain.PretrainConfig(**dataclasses.asdict(TINY)).key()
+
+
+def test_an_explicit_grid_saves_the_same_models_at_shared_steps(tmp_path):
+    """Checkpoints are only saves: the weights at a step do not depend on the grid."""
+    import dataclasses
+
+    log = pretrain.pretrain(TINY, root=tmp_path / "log", progress=False)
+    shared = log[2].step
+    grid = dataclasses.replace(TINY, checkpoint_at=(shared, 7))
+    assert grid.steps() == sorted({0, 7, shared, TINY.pretrain_steps})
+    explicit = {c.step: c for c in pretrain.pretrain(grid, root=tmp_path / "grid", progress=False)}
+    assert torch.equal(_weights(log[2].path), _weights(explicit[shared].path))
+    assert torch.equal(_weights(log[-1].path), _weights(explicit[TINY.pretrain_steps].path))
+    with pytest.raises(ValueError, match="checkpoint_at steps must be in"):
+        dataclasses.replace(TINY, checkpoint_at=(0,))

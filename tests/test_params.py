@@ -107,3 +107,21 @@ def test_python_dash_m_is_the_same_command():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "'sigma' = 2.0 is out of range" in out.stderr
+
+
+@pytest.mark.parametrize("overrides,match", [
+    ({"confirmation_seeds": "0,1"}, r"'confirmation_seeds'.*must not contain the pilot"),
+    ({"seeds": "0"}, r"'seeds' needs at least 2"),
+    ({"checkpoint_grid": "100,4000"}, r"'checkpoint_grid' has steps beyond"),
+])
+def test_value_impact_design_is_checked(overrides, match):
+    with pytest.raises(ParameterError, match=match):
+        registry.resolve("05_value_impact", "default", overrides)
+
+
+def test_confirmation_trajectories_use_the_committed_grid():
+    p = registry.resolve("05_value_impact")
+    cfg = p.confirmation_config(p.confirmation_seeds[0])
+    assert cfg.seed == p.confirmation_seeds[0] != p.seed
+    assert cfg.steps() == [0, *registry.PILOT_CHOSEN["checkpoint_grid"]]
+    assert cfg.key() != p.pretrain_config().key()
