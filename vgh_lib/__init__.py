@@ -5,9 +5,10 @@ Reproduces, empirically, the results of *Value-Gradient Hypothesis of RL for LLM
 Modules, one concept each: ``rollout`` (differentiable rollouts, costates, LQR closed
 form), ``estimators`` (score-function, PPO, GRPO and pathwise gradients), ``tasks``
 (verifiable tasks and their tokenizer), ``models`` (tiny GPT-2, local loading), ``pretrain``
-(the cached checkpoint trajectory), ``grpo`` (sampling, loss, evaluation, training),
+(the cached checkpoint trajectory), ``sampling`` (generation, exact values, evaluation),
+``grpo`` (advantages, loss, training),
 ``costates`` (empirical and relaxed costates in a transformer), ``impact`` (signal,
-headroom, value impact), the experiments ``theorem1``, ``actor_update`` and ``theorem2``,
+headroom, value impact; the pre-registered design and its inference), the experiments ``theorem1``, ``actor_update`` and ``theorem2``,
 ``stats``, ``params`` (validated
 notebook parameters), ``registry`` (notebooks and profiles), ``claims``
 (pre-registered claims), ``report`` (the reproduction report page), ``runner`` (papermill execution with
