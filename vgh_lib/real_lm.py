@@ -11,7 +11,8 @@ The GGUF is converted **once** into an ordinary safetensors Hugging Face directo
 conversion never leaves a half directory); afterwards :func:`vgh_lib.models.load_local` loads
 it in seconds, with no network and no remote code. :func:`load_model` is the one entry point:
 ``model_path=None`` (or ``"smollm2"``) is the shipped model, a ``.gguf`` file is converted the
-same way, and any other local causal-LM directory is loaded as it is.
+same way, ``"tiny"`` is a tiny random llama GGUF (the ``smoke`` profile), and any other local
+causal-LM directory is loaded as it is.
 
 :func:`write_tiny_llama_gguf` writes a tiny random llama GGUF (byte-level vocabulary) with the
 ``gguf`` package, for the tests and the ``smoke`` profile.
@@ -143,15 +144,21 @@ def convert_gguf(gguf_path: Path | str, out_dir: Path | str) -> Path:
 def resolve_model_dir(model_path: str | Path | None = None, root: Path | None = None) -> Path:
     """The local safetensors directory for ``model_path`` (converting a GGUF once if needed).
 
-    ``None`` or ``"smollm2"``: the shipped SmolLM2-135M-Instruct; a ``.gguf`` file: converted
-    into the cache; a directory: used as it is.
+    ``None``, ``""`` or ``"smollm2"``: the shipped SmolLM2-135M-Instruct; ``"tiny"``: the tiny
+    random llama of the ``smoke`` profile; a ``.gguf`` file: converted into the cache; a
+    directory: used as it is.
     """
-    if model_path is None or str(model_path) == "smollm2":
+    if model_path is None or str(model_path) in ("", "smollm2"):
         gguf_path = shipped_gguf()
         return convert_gguf(gguf_path, cache_dir_for(gguf_path, SHIPPED_NAME, root))
+    if str(model_path) == "tiny":
+        return resolve_model_dir(tiny_model_path(root), root)
     path = Path(model_path)
-    if path.suffix == ".gguf":
+    if path.suffix == ".gguf" and path.is_file():
         return convert_gguf(path, cache_dir_for(path, None, root))
+    if path.suffix == ".gguf":
+        raise ModelLoadError(f"GGUF file {path} does not exist; check the path (or pass a local "
+                             "model directory instead)")
     if not path.exists():
         raise ModelLoadError(f"model path {path} does not exist; pass a local causal-LM directory "
                              "(config.json + safetensors), a .gguf file, or leave it empty for the "
