@@ -172,12 +172,23 @@ def loo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
 
 def discrete_rollouts(model, prompts: torch.Tensor, answers: torch.Tensor, n_rollouts: int,
                       temperature: float, generator: torch.Generator, advantage: str = "loo",
-                      layers: bool = True, cut: bool = False) -> DiscreteRollouts:
+                      layers: bool = True, cut: bool = False,
+                      group_size: int | None = None) -> DiscreteRollouts:
     """Sample ``n_rollouts`` answers per prompt and capture λ^D in the loss's own backward.
 
-    ``advantage`` is ``loo`` (``R_i − mean of the others``, for which ``E[λ^D] = ∇V^D``) or
-    ``grpo`` (group-normalised). With ``cut`` the attention ablation is active.
+    ``advantage`` is ``loo`` (``R_i − mean of the others``, for which ``E[λ^D] = ∇V^D``),
+    ``grpo`` (group-normalised) or ``one`` (``A_i = 1``: the costate of rollout ``i`` is then
+    its score ``∂_z Σ_s log π(a_s^i)``, from which any advantage can be applied afterwards,
+    because rollout ``i``'s costate is ``A_i`` times its score). Advantages are computed
+    within consecutive groups of ``group_size`` rollouts of a prompt (default: all
+    ``n_rollouts``; it must divide ``n_rollouts``), so that disjoint groups are independent.
+    With ``cut`` the attention ablation is active.
     """
+    group_size = n_rollouts if group_size is None else group_size
+    if group_size < 2 or n_rollouts % group_size:
+        raise ValueError(f"group_size {group_size} must be ≥ 2 and divide n_rollouts {n_rollouts}")
+    if advantage not in ("loo", "grpo", "one"):
+        raise ValueError(f"advantage must be 'loo', 'grpo' or 'one', got {advantage!r}")
     E = embedding_matrix(model)
     P, Lp = prompts.shape
     La = answers.shape[1]
@@ -186,8 +197,9 @@ def discrete_rollouts(model, prompts: torch.Tensor, answers: torch.Tensor, n_rol
     noise = grpo.gumbel_noise((ids.shape[0], La, E.shape[0]), generator, ids.device)
     tokens = grpo.generate(model, ids, La, temperature, noise)
     rewards = (tokens == ans).all(1).to(E.dtype)
-    adv = (loo_advantages(rewards, n_rollouts) if advantage == "loo"
-           else grpo.group_advantages(rewards, n_rollouts))
+    adv = (loo_advantages(rewards, group_size) if advantage == "loo"
+           else grpo.group_advantages(rewards, group_size) if advantage == "grpo"
+           else torch.ones_like(rewards))
     full = torch.cat([ids, tokens[:, :-1]], 1)  # inputs: prompt and all but the last answer token
     z = E.detach()[full].clone().requires_grad_(True)  # (B, Lp + La − 1, d)
     ctx = cut_attention(model) if cut else contextlib.nullcontext()
@@ -219,18 +231,45 @@ class RelaxedRollouts:
 
 def relaxed_rollouts(model, d: DiscreteRollouts, answers: torch.Tensor, temperature: float,
                      relax_temperature: float, layers: bool = True) -> RelaxedRollouts:
-    """Run process C with the Gumbel noise of ``d`` and backpropagate ``R̃ = Π_s y_s[c_s]``."""
+    """Run process C with the Gumbel noise of ``d`` and backpropagate ``R̃ = Π_s y_s[c_s]``.
+
+    The gap is measured against the discrete tokens of ``d`` (the same noise). Sharing the
+    noise correlates D and C; :func:`relaxed_rollouts_from_noise` runs C on its own noise.
+    """
+    return relaxed_rollouts_from_noise(model, d.prompts, answers, d.noise, temperature,
+                                       relax_temperature, layers, tokens=d.tokens)
+
+
+def relaxed_rollouts_from_noise(model, prompts: torch.Tensor, answers: torch.Tensor,
+                                noise: torch.Tensor, temperature: float,
+                                relax_temperature: float, layers: bool = True,
+                                tokens: torch.Tensor | None = None) -> RelaxedRollouts:
+    """Process C on ``prompts`` (B, Lp), prompt-major with ``B / len(answers)`` rollouts per
+    prompt, driven by the Gumbel ``noise`` (B, La, V): soft tokens, ``R̃ = Π_s y_s[c_s]``, and
+    its BPTT costates.
+
+    The gap ``‖E[a_s] − y_sᵀE‖`` compares each soft token with the hard token the same noise
+    picks: ``tokens`` when given (the discrete rollout under that noise), else
+    ``argmax(ℓ_s/τ + g_s)`` at C's own logits.
+    """
     E = embedding_matrix(model).detach()
-    Lp, La = d.prompts.shape[1], d.tokens.shape[1]
-    n = d.prompts.shape[0] // answers.shape[0]
+    Lp, La = prompts.shape[1], answers.shape[1]
+    n = prompts.shape[0] // answers.shape[0]
     ans = answers.repeat_interleave(n, 0)
-    zp = E[d.prompts].clone().requires_grad_(True)  # (B, Lp, d)
+    zp = E[prompts].clone().requires_grad_(True)  # (B, Lp, d)
+    hard = []
     with CostateCapture(model, Lp, layers) as cap:
         cap.watch(zp)
-        z, soft, gen_inputs = zp, [], []
+        z, soft, gen_inputs, cache = zp, [], [], None
         for s in range(La):
-            logits = _at_least_f32(model(inputs_embeds=z).logits[:, -1])  # (B, V)
-            y = torch.softmax((logits / temperature + d.noise[:, s]) / relax_temperature, -1)
+            if layers:  # full recomputation: the layer hooks see every position
+                logits = _at_least_f32(model(inputs_embeds=z).logits[:, -1])  # (B, V)
+            else:  # the key/value cache keeps its graph: the same gradients, less compute
+                out = model(inputs_embeds=z if s == 0 else z[:, -1:], cache=cache, use_cache=True)
+                logits, cache = _at_least_f32(out.logits[:, -1]), out.cache
+            perturbed = logits / temperature + noise[:, s]
+            hard.append(perturbed.detach().argmax(-1))
+            y = torch.softmax(perturbed / relax_temperature, -1)
             soft.append(y)
             if s < La - 1:
                 e = y @ E  # (B, d) the soft token fed forward
@@ -240,7 +279,8 @@ def relaxed_rollouts(model, d: DiscreteRollouts, answers: torch.Tensor, temperat
         relaxed = y_all.gather(-1, ans[..., None]).squeeze(-1).prod(1)  # R̃ = Π_s y_s[c_s]
         grads = torch.autograd.grad(relaxed.sum(), [zp] + gen_inputs)[1:]  # zp: fires the hooks
     gen = torch.stack(grads, 1) if grads else zp.new_zeros(zp.shape[0], 0, zp.shape[2])
-    gap = (E[d.tokens] - y_all.detach() @ E).norm(dim=-1)
+    ref = torch.stack(hard, 1) if tokens is None else tokens
+    gap = (E[ref] - y_all.detach() @ E).norm(dim=-1)
     return RelaxedRollouts(y_all.detach(), relaxed.detach(), dict(cap.grads), gen, gap)
 
 
@@ -264,3 +304,27 @@ def exact_value_gradient(model, prompt: torch.Tensor, answer: torch.Tensor, temp
         (g,) = torch.autograd.grad(part, z)
         value, grad = value + part.item(), grad + g
     return value, grad
+
+
+def teacher_forced_value_gradient(model, prompts: torch.Tensor, answers: torch.Tensor,
+                                  temperature: float, cut: bool = False
+                                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``V^D = Π_s π(c_s | x, c_<s)`` of an exact-match reward for every prompt, and
+    ``∇_z V^D`` at the prompt embeddings, by one teacher-forced forward and one backward
+    (THEORY.md §4b): values (P,), gradients (P, Lp, d). Rows do not interact, so one
+    backward of ``Σ_p V_p`` gives every prompt's gradient.
+
+    With ``cut`` the attention ablation is active: the gradient then holds only the paths
+    that never cross positions (at the prompt, only the last position's own prediction).
+    """
+    E = embedding_matrix(model).detach()
+    Lp = prompts.shape[1]
+    z = E[prompts].clone().requires_grad_(True)  # (P, Lp, d)
+    inputs = torch.cat([z, E[answers[:, :-1]]], 1)
+    ctx = cut_attention(model) if cut else contextlib.nullcontext()
+    with ctx:
+        logits = _at_least_f32(model(inputs_embeds=inputs).logits[:, Lp - 1:])  # (P, La, V)
+    logp = torch.log_softmax(logits / temperature, -1).gather(-1, answers[..., None]).squeeze(-1)
+    values = logp.sum(1).exp()
+    (grad,) = torch.autograd.grad(values.sum(), z)
+    return values.detach(), grad

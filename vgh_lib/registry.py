@@ -126,7 +126,16 @@ class TransformerCostateParams(TrajectoryParams):
                                                  help="relaxation temperatures τ_r")
     identity_rollouts: int = spec(4000, lo=4, hi=1_000_000,
                                   help="rollouts per prompt for the exact-gradient identity")
+    fidelity_rollouts: int = spec(2048, lo=128, hi=1_000_000,
+                                  help="rollouts per prompt for the one-batch fidelity curve")
+    share_prompts: int = spec(64, lo=2, hi=200, help="prompts for the attention-only share")
     jobs: int = spec(2, lo=1, hi=64, help="worker processes (checkpoints in parallel)")
+
+    def check(self) -> None:
+        super().check()
+        if self.share_prompts > self.n_eval:
+            raise ParameterError(f"parameter 'share_prompts' = {self.share_prompts} must be at "
+                                 f"most 'n_eval' = {self.n_eval}")
 
 
 @dataclass(frozen=True)
@@ -171,6 +180,43 @@ class ValueImpactParams(TrajectoryParams):
         """The pretraining configuration of one confirmation trajectory."""
         return dataclasses.replace(self.pretrain_config(), seed=seed,
                                    checkpoint_at=tuple(self.checkpoint_grid))
+
+
+@dataclass(frozen=True)
+class RealLMParams(NotebookParams):
+    """Parameters of ``06_real_lm`` (THEORY.md §3 and §4b on SmolLM2-135M)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds every rollout")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
+                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
+    target: str = spec("task", choices=("task", "greedy"),
+                       help="reward target: the task's answer, or the model's own greedy answer")
+    per_task: int = spec(8, lo=1, hi=400, help="held-out prompts per task in the capability screen")
+    n_prompts: int = spec(4, lo=1, hi=64, help="prompts for the Theorem 2 measurements")
+    value_lo: float = spec(0.1, lo=0.0, hi=1.0, help="a Theorem 2 prompt has V^D ≥ value_lo")
+    value_hi: float = spec(0.9, lo=0.0, hi=1.0, help="a Theorem 2 prompt has V^D ≤ value_hi")
+    n_rollouts: int = spec(512, lo=16, hi=1_000_000, help="rollouts per prompt for λ^D (τ = 1)")
+    group_size: int = spec(16, lo=2, hi=4096, help="GRPO group size G of the identity test")
+    group_sizes: tuple[int, ...] = spec((2, 4, 8, 16, 32, 64), lo=2, hi=65536,
+                                        help="group sizes G of the one-batch fidelity curve")
+    temperatures: tuple[float, ...] = spec((0.5, 1.0, 2.0), lo=0.05, hi=10.0, help="policy temperatures τ")
+    relax_temperatures: tuple[float, ...] = spec((0.1, 0.3, 1.0), lo=0.01, hi=10.0,
+                                                 help="relaxation temperatures τ_r")
+    relax_rollouts: int = spec(256, lo=8, hi=1_000_000, help="relaxed rollouts per prompt and cell")
+    relax_blocks: int = spec(4, lo=3, hi=64, help="independent blocks of the relaxed rollouts (folds)")
+    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+
+    def check(self) -> None:
+        if self.value_lo > self.value_hi:
+            raise ParameterError(f"parameter 'value_lo' = {self.value_lo} must be at most "
+                                 f"'value_hi' = {self.value_hi}")
+        if self.n_rollouts < 3 * self.group_size:
+            raise ParameterError(f"parameter 'n_rollouts' = {self.n_rollouts} must be at least "
+                                 f"3 × group_size = {3 * self.group_size}")
+        if self.relax_rollouts % self.relax_blocks:
+            raise ParameterError(f"parameter 'relax_rollouts' = {self.relax_rollouts} must be a "
+                                 f"multiple of 'relax_blocks' = {self.relax_blocks}")
 
 
 @dataclass(frozen=True)
@@ -223,7 +269,8 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             params=TransformerCostateParams,
             profiles={"smoke": {**SMOKE_TRAJECTORY, "n_prompts": 2, "n_rollouts": 16,
                                 "temperatures": (0.5, 1.0), "relax_temperatures": (0.3,),
-                                "identity_rollouts": 64, "jobs": 1},
+                                "identity_rollouts": 64, "fidelity_rollouts": 128,
+                                "share_prompts": 8, "jobs": 1},
                       "default": {},
                       "paper": {**PAPER_TRAJECTORY, "n_prompts": 8, "n_rollouts": 4000,
                                 "temperatures": (0.25, 0.5, 1.0, 2.0, 3.0),
@@ -244,6 +291,21 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                                 "seeds": (0, 1, 2, 3, 4, 5, 6, 7), "signal_prompts": 128,
                                 "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
                                                          PILOT_CHOSEN["checkpoint_grid"])}},
+        ),
+        NotebookSpec(
+            name="06_real_lm",
+            title="A real pretrained language model: Theorem 2 in SmolLM2-135M",
+            params=RealLMParams,
+            profiles={"smoke": {"model_path": "tiny", "target": "greedy", "per_task": 2,
+                                "n_prompts": 2, "value_lo": 0.0, "value_hi": 1.0,
+                                "n_rollouts": 64, "group_size": 8, "group_sizes": (2, 4, 8),
+                                "temperatures": (1.0,), "relax_temperatures": (0.3, 1.0),
+                                "relax_rollouts": 32},
+                      "default": {},
+                      "paper": {"per_task": 40, "n_prompts": 12, "n_rollouts": 8192,
+                                "group_sizes": (2, 4, 8, 16, 32, 64, 128, 256),
+                                "temperatures": (0.25, 0.5, 1.0, 2.0),
+                                "relax_rollouts": 4096, "relax_blocks": 8, "device": "auto"}},
         ),
     ]
 }

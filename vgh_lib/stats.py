@@ -168,3 +168,86 @@ def permutation_pvalue(xs, ys, n_perm: int = 10_000, seed: int = 0) -> tuple[flo
     t = float(np.mean(observed))
     t_null = np.nanmean(np.stack(null), axis=0)
     return t, float((1 + np.sum(t_null >= t - 1e-12)) / (1 + n_perm))
+
+
+# ------------------------------------------------- noise-corrected statistics (THEORY.md §4b)
+def _fold_matrix(folds) -> np.ndarray:
+    x = _np(folds)
+    return x.reshape(x.shape[0], -1)
+
+
+def _crossfit_parts(A: np.ndarray, B: np.ndarray, keep: np.ndarray) -> tuple[float, float, float]:
+    """Cross-fitted ⟨μ_A, μ_B⟩, ‖μ_A‖², ‖μ_B‖² from the folds in ``keep`` (pairs i ≠ j only)."""
+    a, b = A[keep], B[keep]
+    k = a.shape[0]
+    off = ~np.eye(k, dtype=bool)
+    gab, gaa, gbb = a @ b.T, a @ a.T, b @ b.T
+    return float(gab[off].mean()), float(gaa[off].mean()), float(gbb[off].mean())
+
+
+def crossfit_cosine(folds_a, folds_b) -> tuple[float, float]:
+    """Noise-corrected cosine of two expectations from ``K ≥ 2`` independent folds of each.
+
+    ``folds_a`` (K, …) holds the means of K independent, equal-size folds of the samples of
+    one process, ``folds_b`` those of the other. With ``U_ab = mean_{i≠j} ⟨a_i, b_j⟩`` and
+    ``U_aa = mean_{i≠j} ⟨a_i, a_j⟩``, ``ρ = U_ab / sqrt(U_aa U_bb)``; for K = 2 this is
+    ``½(⟨a_A, b_B⟩ + ⟨a_B, b_A⟩) / sqrt(⟨a_A, a_B⟩⟨b_A, b_B⟩)``. Each U is an unbiased estimate
+    of the corresponding inner product of the expectations, so ρ is free of the attenuation
+    that noise causes in the raw cosine (and of inflation by noise shared between the
+    processes: pairs within one fold are never used). As a ratio it keeps a small upward bias
+    of order 1/N (the square root in the denominator), and it can leave [−1, 1] by noise.
+
+    Returns ``(ρ, se)``: the delete-one-fold jackknife standard error (NaN for K = 2 or when
+    a squared-norm estimate is not positive; then ρ is NaN too if the full-sample one is not).
+    """
+    A, B = _fold_matrix(folds_a), _fold_matrix(folds_b)
+    if A.shape != B.shape or A.shape[0] < 2:
+        raise ValueError(f"need matching fold arrays with K ≥ 2 folds, got {A.shape} and {B.shape}")
+    K = A.shape[0]
+
+    def rho(keep):
+        ab, aa, bb = _crossfit_parts(A, B, keep)
+        return ab / np.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
+
+    full = rho(np.ones(K, dtype=bool))
+    if K < 3 or np.isnan(full):
+        return float(full), float("nan")
+    loo = np.array([rho(np.arange(K) != k) for k in range(K)])
+    if np.isnan(loo).any():
+        return float(full), float("nan")
+    se = np.sqrt((K - 1) / K * np.sum((loo - loo.mean()) ** 2))
+    return float(full), float(se)
+
+
+def reliability(folds) -> float:
+    """Share of the squared norm of the pooled mean that is signal: ``U / ‖mean‖²`` with
+    ``U = mean_{i≠j} ⟨m_i, m_j⟩`` over K ≥ 2 independent equal-size fold means ``m_i``.
+
+    ``E‖mean‖² = ‖μ‖² + tr Σ / N`` and ``E U = ‖μ‖²``: 1 for a noiseless mean, about 0 for
+    pure noise. NaN when the pooled mean is zero.
+    """
+    A = _fold_matrix(folds)
+    K = A.shape[0]
+    if K < 2:
+        raise ValueError("need at least 2 folds")
+    m = A.mean(0)
+    denom = float(m @ m)
+    if denom == 0.0:
+        return float("nan")
+    g = A @ A.T
+    return float(g[~np.eye(K, dtype=bool)].mean() / denom)
+
+
+def norm_z(diff, se) -> float:
+    """``‖diff‖ / sqrt(Σ se²)``: a discrepancy vector against its Monte Carlo standard errors.
+
+    ``diff`` is an estimate of a vector that is zero when the identity holds, ``se`` its
+    per-component standard errors (same shape). Under the identity ``z²`` has mean about 1,
+    and for a Gaussian estimate ``P(z > 3) ≤ P(χ²₁ > 9) ≈ 0.0027`` whatever the covariance
+    (a weighted mean of χ²₁ variables has a lighter tail than one χ²₁ beyond about 1.5).
+    """
+    d, s = _np(diff).ravel(), _np(se).ravel()
+    var = float(np.sum(s ** 2))
+    if var == 0.0:
+        return float("inf") if np.any(d != 0) else 0.0
+    return float(np.linalg.norm(d) / np.sqrt(var))
