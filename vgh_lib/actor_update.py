@@ -44,6 +44,7 @@ class ActorUpdateResult:
     bias_se: dict[str, np.ndarray]         # estimator -> standard error of that mean
     sf_pd_rel_diff: float                  # ‖mean g_SF − mean g_PD‖ / ‖∇J‖
     sf_pd_z: float                         # ‖mean D‖ / sqrt(tr Cov(D)/N), D = g_SF − g_PD paired
+    z: dict[str, float]                    # estimator -> ‖mean − ∇J‖ / sqrt(tr Cov/N) (PD, SF)
     ppo_identity_rel: float                # ‖∇PPO(θ_old) − mean g_SF‖ / ‖mean g_SF‖
     ppo_clipfrac: np.ndarray               # (K+1,)
     ppo_grad_norm: np.ndarray              # (K+1,) ‖∇ surrogate‖ / ‖∇J‖
@@ -147,6 +148,8 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         cosine={k_: stats.cosine(g.mean(0), exact) for k_, g in grads.items()},
         bias_mean=bias_mean, bias_se=bias_se,
         sf_pd_rel_diff=float(d_mean.norm() / exact.norm()), sf_pd_z=z,
+        z={k_: stats.norm_z(grads[k_].mean(0) - exact, grads[k_].std(0) / np.sqrt(n_rollouts))
+           for k_ in ("PD (BPTT)", "SF (leave-one-out)")},
         ppo_identity_rel=ppo_identity, ppo_clipfrac=trace.clipfrac.numpy(),
         ppo_grad_norm=(trace.grads.norm(dim=1) / exact.norm()).numpy(),
         ppo_cosine=np.array([stats.cosine(g, exact) for g in trace.grads]),

@@ -7,6 +7,8 @@ gradients in expectation.
 * A nonlinear system (tanh plant or damped pendulum): the mean ``λ_0`` against a central
   finite difference of the Monte Carlo value with common random numbers, drawn from
   noise independent of the costate sample.
+* Each identity is judged against the run's own Monte Carlo error: the z-score
+  ``‖discrepancy‖ / sqrt(Σ SE²)`` (:func:`vgh_lib.stats.norm_z`).
 """
 
 from __future__ import annotations
@@ -41,12 +43,15 @@ class Theorem1Result:
     nonlinear_costate: np.ndarray   # (n,) mean λ_0 on the nonlinear system
     nonlinear_costate_se: np.ndarray
     nonlinear_fd: np.ndarray        # (n,) finite-difference gradient of the MC value
+    nonlinear_fd_se: np.ndarray     # (n,) its standard errors (between independent batches)
     nonlinear_cosine: float
+    lqr_z: float = float("nan")        # ‖mean λ_0 − ∇V_0‖ / sqrt(Σ SE²)
+    nonlinear_z: float = float("nan")  # ‖mean λ_0 − FD‖ / sqrt(Σ SE_λ² + Σ SE_FD²)
 
 
 def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         n_rollouts: int, system: str, fd_step: float = 1e-4,
-        n_step_rollouts: int = 20000, n_sizes: int = 12) -> Theorem1Result:
+        n_step_rollouts: int = 20000, n_sizes: int = 12, fd_batches: int = 16) -> Theorem1Result:
     """Run the Theorem 1 experiment. Noise streams are derived from ``seed``."""
     # LQR: Theorem 1: E[λ_0 | x_0] = ∇V_0(x_0) = −2 P_0 x_0
     lqr, policy, x0 = ro.make_problem("lqr", n_state, n_action, seed)
@@ -84,9 +89,14 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
     # Nonlinear: mean costate vs finite difference of the MC value (independent noise).
     nl, nl_policy, nl_x0 = ro.make_problem(system, n_state, n_action, seed)
     nl_lam0 = ro.costate0_samples(nl, nl_policy, nl_x0, sigma, horizon, n_rollouts, gen)
+    # The FD reference in ``fd_batches`` independent batches: their spread is its standard error.
     fd_gen = torch.Generator().manual_seed(seed + 1_000_003)
-    fd = ro.fd_value_gradient(nl, nl_policy, nl_x0, sigma, horizon, n_rollouts, fd_gen, fd_step)
+    per = n_rollouts // fd_batches
+    fds = torch.stack([ro.fd_value_gradient(nl, nl_policy, nl_x0, sigma, horizon, per, fd_gen,
+                                            fd_step) for _ in range(fd_batches)])
+    fd, fd_se = fds.mean(0), fds.std(0) / np.sqrt(fd_batches)
     nl_mean = nl_lam0.mean(0)
+    nl_se = nl_lam0.std(0) / np.sqrt(n_rollouts)
 
     return Theorem1Result(
         sizes=np.asarray(sizes), errors=errors, slope=slope, slope_se=slope_se,
@@ -95,6 +105,9 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         step_fit=fits.numpy(), step_exact=exact.numpy(), step_rel_error=step_rel.numpy(),
         adjoint_max_rel=adjoint_max_rel,
         nonlinear_system=system, nonlinear_costate=nl_mean.numpy(),
-        nonlinear_costate_se=(nl_lam0.std(0) / np.sqrt(n_rollouts)).numpy(),
-        nonlinear_fd=fd.numpy(), nonlinear_cosine=stats.cosine(nl_mean, fd),
+        nonlinear_costate_se=nl_se.numpy(),
+        nonlinear_fd=fd.numpy(), nonlinear_fd_se=fd_se.numpy(),
+        nonlinear_cosine=stats.cosine(nl_mean, fd),
+        lqr_z=stats.norm_z(mean - analytic, se),
+        nonlinear_z=stats.norm_z(nl_mean - fd, torch.sqrt(nl_se ** 2 + fd_se ** 2)),
     )
