@@ -57,7 +57,8 @@ def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tens
     else:
         loss = ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
     clipfrac = (((ratio - 1).abs() > clip).to(mask.dtype) * mask).sum() / mask.sum().clamp(min=1)
-    return loss, {"clipfrac": float(clipfrac), "kl": float((kl * mask).sum() / mask.sum().clamp(min=1))}
+    kl_mean = (kl.detach() * mask).sum() / mask.sum().clamp(min=1)
+    return loss, {"clipfrac": float(clipfrac), "kl": float(kl_mean)}
 
 
 # ---------------------------------------------------------------------------- training
