@@ -154,3 +154,64 @@ def test_capture_with_input_ids_records_the_embedding_costate(setup):
     z = cs.embedding_matrix(model).detach()[prompts].clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(model(inputs_embeds=z).logits[:, -1, 3].sum(), z)
     torch.testing.assert_close(cap.grads["embed"], expected)
+
+
+def test_teacher_forced_value_gradient_equals_enumeration(setup):
+    """V^D = Π_s π(c_s | …) and its whole gradient by one teacher-forced pass, against the
+    sum over every continuation (float64 model)."""
+    model, tok, prompts, answers = setup
+    model64 = tiny_gpt2(tok, 2, 16, 2, 16, seed=7).double().eval()
+    values, grads = cs.teacher_forced_value_gradient(model64, prompts, answers, 0.7)
+    for p in range(prompts.shape[0]):
+        v, g = cs.exact_value_gradient(model64, prompts[p], answers[p], 0.7)
+        assert values[p].item() == pytest.approx(v, rel=1e-10)
+        torch.testing.assert_close(grads[p], g, rtol=1e-8, atol=1e-14)
+    # with the attention cut, only the last prompt position keeps a gradient
+    _, cut = cs.teacher_forced_value_gradient(model64, prompts, answers, 0.7, cut=True)
+    assert torch.all(cut[:, :-1] == 0) and cut[:, -1].abs().sum() > 0
+
+
+def test_relaxed_rollout_with_cache_equals_full_recomputation(setup):
+    """Process C on its own noise: the cached path (layers=False) gives the same soft tokens,
+    costates and gaps as full recomputation (layers=True), and the gap is measured against
+    the hard token that the same noise picks at C's own logits."""
+    model, tok, prompts, answers = setup
+    n = 5
+    ids = prompts.repeat_interleave(n, 0)
+    V = cs.embedding_matrix(model).shape[0]
+    noise = grpo.gumbel_noise((ids.shape[0], answers.shape[1], V), torch.Generator().manual_seed(4))
+    a = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, 0.8, 0.4, layers=False)
+    b = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, 0.8, 0.4, layers=True)
+    torch.testing.assert_close(a.soft, b.soft, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(a.costates["embed"], b.costates["embed"], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(a.gen_costates, b.gen_costates, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(a.gap, b.gap, rtol=1e-4, atol=1e-6)
+    # first position: hard token = argmax(ℓ/τ + g) at the prompt's logits
+    E = cs.embedding_matrix(model).detach()
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[:, -1]
+    hard = (logits / 0.8 + noise[:, 0]).argmax(-1)
+    torch.testing.assert_close(a.gap[:, 0], (E[hard] - a.soft[:, 0] @ E).norm(dim=-1),
+                               rtol=1e-4, atol=1e-5)
+    # relaxed_rollouts (shared noise, gap against the discrete tokens) is the same process
+    d = cs.discrete_rollouts(model, prompts, answers, n, 0.8, torch.Generator().manual_seed(4),
+                             layers=False)
+    c = cs.relaxed_rollouts(model, d, answers, 0.8, 0.4, layers=False)
+    torch.testing.assert_close(c.costates["embed"], a.costates["embed"], rtol=1e-4, atol=1e-6)
+
+
+def test_advantage_groups_and_score_only_costates(setup):
+    """Advantages within groups of ``group_size``; with ``advantage='one'`` the costate of a
+    rollout is its score, and A_i times it is the leave-one-out costate."""
+    model, tok, prompts, answers = setup
+    gen = lambda: torch.Generator().manual_seed(8)  # noqa: E731
+    d = cs.discrete_rollouts(model, prompts, answers, 8, 1.0, gen(), layers=False, group_size=4)
+    torch.testing.assert_close(d.advantages, cs.loo_advantages(d.rewards, 4))
+    one = cs.discrete_rollouts(model, prompts, answers, 8, 1.0, gen(), layers=False, advantage="one")
+    assert torch.equal(one.tokens, d.tokens)
+    torch.testing.assert_close(d.advantages[:, None, None] * one.costates["embed"],
+                               d.costates["embed"], rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="divide"):
+        cs.discrete_rollouts(model, prompts, answers, 8, 1.0, gen(), group_size=3)
+    with pytest.raises(ValueError, match="advantage"):
+        cs.discrete_rollouts(model, prompts, answers, 8, 1.0, gen(), advantage="bogus")

@@ -81,8 +81,11 @@ def test_lyapunov_recursion_matches_brute_force_monte_carlo(horizon, sigma, gen)
     exact = -(x0 @ P[0] @ x0 + c[0])
     se = G0.std() / math.sqrt(B)
     assert abs(G0.mean() - exact) < 4 * se
-    # c_0 > 0 and grows with σ: the noise costs reward
+    # c_0 > 0 and grows as σ² exactly (P does not depend on σ): the noise costs reward
     assert c[0] > 0
+    P2, c2 = ro.lqr_value_matrices(sys_, pol.K.detach(), 2 * sigma, horizon)
+    torch.testing.assert_close(P2, P)
+    torch.testing.assert_close(c2, 4 * c)
 
 
 def test_value_at_later_steps_is_the_shorter_horizon_value():

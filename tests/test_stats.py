@@ -42,3 +42,75 @@ def test_log_spaced_sizes():
     s = stats.log_spaced_sizes(10, 1000, 3)
     assert s == [10, 100, 1000]
     assert len(set(stats.log_spaced_sizes(1, 3, 10))) == len(stats.log_spaced_sizes(1, 3, 10))
+
+
+def test_crossfit_cosine_with_two_folds_is_the_half_split_formula():
+    rng = np.random.default_rng(1)
+    mu = rng.normal(size=7)
+    dA, dB, cA, cB = mu + 0.3 * rng.normal(size=(4, 7))
+    rho, se = stats.crossfit_cosine(np.stack([dA, dB]), np.stack([cA, cB]))
+    expect = 0.5 * (dA @ cB + dB @ cA) / np.sqrt((dA @ dB) * (cA @ cB))
+    assert dA @ dB > 0 and cA @ cB > 0
+    assert rho == pytest.approx(expect, rel=1e-12)
+    assert np.isnan(se)  # no jackknife with two folds
+    # a non-positive squared-norm estimate: ρ is undefined
+    assert np.isnan(stats.crossfit_cosine(np.stack([dA, -dA]), np.stack([cA, cB]))[0])
+
+
+def test_crossfit_cosine_by_naive_loops_and_jackknife():
+    rng = np.random.default_rng(2)
+    mu = rng.normal(size=5)
+    a = mu + 0.3 * rng.normal(size=(6, 5))
+    b = 0.5 * mu + rng.normal(size=5) * 0.2 + 0.3 * rng.normal(size=(6, 5))
+
+    def naive(idx):
+        ab = np.mean([a[i] @ b[j] for i in idx for j in idx if i != j])
+        aa = np.mean([a[i] @ a[j] for i in idx for j in idx if i != j])
+        bb = np.mean([b[i] @ b[j] for i in idx for j in idx if i != j])
+        return ab / np.sqrt(aa * bb)
+
+    rho, se = stats.crossfit_cosine(a, b)
+    assert rho == pytest.approx(naive(range(6)), rel=1e-12)
+    loo = np.array([naive([i for i in range(6) if i != k]) for k in range(6)])
+    assert se == pytest.approx(np.sqrt(5 / 6 * np.sum((loo - loo.mean()) ** 2)), rel=1e-12)
+
+
+def test_crossfit_cosine_is_calibrated_where_the_raw_cosine_is_attenuated():
+    """Simulation: two processes with expectations at cosine 0.8 and heavy noise. The mean of ρ
+    is close to 0.8 (raw cosine far below), and the jackknife SE matches the spread of ρ."""
+    rng = np.random.default_rng(3)
+    d, K, m = 20, 8, 50
+    u = rng.normal(size=d)
+    u /= np.linalg.norm(u)
+    w = rng.normal(size=d)
+    w -= (w @ u) * u
+    w /= np.linalg.norm(w)
+    mu_a, mu_b = u, 0.8 * u + 0.6 * w  # cosine 0.8
+    rhos, ses, raws = [], [], []
+    for _ in range(400):
+        fa = mu_a + rng.normal(size=(K, m, d)).mean(1) * 1.5
+        fb = mu_b + rng.normal(size=(K, m, d)).mean(1) * 1.5
+        r, s = stats.crossfit_cosine(fa, fb)
+        rhos.append(r)
+        ses.append(s)
+        raws.append(stats.cosine(fa.mean(0), fb.mean(0)))
+    rhos, ses = np.array(rhos), np.array(ses)
+    assert abs(rhos.mean() - 0.8) < 0.02
+    assert np.mean(raws) < 0.75  # what the correction removes
+    assert 0.75 < np.median(ses) / rhos.std() < 1.4
+    assert np.mean(np.abs(rhos - 0.8) <= 2 * ses) > 0.88  # ±2 SE covers about 95 %
+
+
+def test_reliability_and_norm_z():
+    f = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    assert stats.reliability(f) == pytest.approx(1.0)  # no noise
+    g = np.array([[1.0, 0.0], [-1.0, 0.0]])
+    assert np.isnan(stats.reliability(g))  # mean is zero
+    assert stats.norm_z([3.0, 4.0], [1.0, 0.0]) == pytest.approx(5.0)
+    assert stats.norm_z([0.0, 0.0], [0.0, 0.0]) == 0.0
+    # calibration: Gaussian means under the identity exceed z = 3 rarely (≤ P(χ²₁ > 9))
+    rng = np.random.default_rng(4)
+    sd = np.array([3.0, 1.0, 0.1, 0.1])
+    zs = [stats.norm_z(rng.normal(size=4) * sd, sd) for _ in range(20000)]
+    assert np.mean(np.square(zs)) == pytest.approx(1.0, abs=0.05)
+    assert np.mean(np.array(zs) > 3) < 0.0027 + 0.001
