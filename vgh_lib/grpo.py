@@ -25,7 +25,12 @@ AGGREGATIONS = ("token", "sequence")
 
 # -------------------------------------------------------------------- advantages and loss
 def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) -> torch.Tensor:
-    """``A_i = (r_i − mean_group) / (std_group + eps)`` over consecutive groups, (B,)."""
+    """``A_i = (r_i − mean_group) / (std_group + eps)`` over consecutive groups, (B,).
+
+    ``std_group`` is the population standard deviation (no Bessel correction). TRL's
+    ``GRPOTrainer`` divides by the Bessel-corrected std plus ``1e-4`` instead; with
+    ``c = sqrt(G/(G−1))`` its advantages are exactly ``group_advantages(r, G, 1e-4/c) / c``.
+    """
     g = rewards.view(-1, group_size)
     return ((g - g.mean(1, keepdim=True)) / (g.std(1, unbiased=False, keepdim=True) + eps)).view(-1)
 
@@ -84,6 +89,7 @@ class GRPOConfig:
     inner_epochs: int = 1
     kl_coef: float = 0.0
     aggregation: str = "token"
+    adv_eps: float = 1e-6   # added to the group std in the advantages (TRL: 1e-4, on a Bessel std)
     probe_every: int = 5
     seed: int = 0
 
@@ -157,7 +163,7 @@ def train(model, tokenizer, train_examples: list[Example], cfg: GRPOConfig,
         noise = gumbel_noise((prompts.shape[0], La, V), gen, device)
         comp = generate(model, prompts, La, cfg.temperature, noise)
         rewards = (comp == answers).all(1).float()
-        adv = group_advantages(rewards, cfg.group_size)
+        adv = group_advantages(rewards, cfg.group_size, cfg.adv_eps)
         mask = torch.ones_like(comp, dtype=torch.float32)
         with torch.no_grad():
             logp_old = completion_logprobs(model, prompts, comp, cfg.temperature)
