@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--jobs", type=int, default=1)
     book.add_argument("--root", type=Path, default=runner.REPO_ROOT,
                       help="book root holding _config.yml and _toc.yml")
+
+    from vgh_lib import probe
+    probe.add_arguments(sub.add_parser("probe", help="value impact (S, H, I = S·H) of local checkpoints"))
     return p
 
 
@@ -73,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        if args.command == "probe":
+            from vgh_lib import probe
+            return probe.run_cli(args)
         if args.command == "run":
             overrides = dict(args.parameter)
             result = runner.run_notebook(args.name, args.profile, overrides, out=args.out,
