@@ -5,17 +5,23 @@ Examples::
     vgh list
     vgh run 01_costates_are_value_gradients --profile smoke -p seed 3
     vgh reproduce --profile default --jobs 2
+    vgh reproduce --dask tcp://scheduler:8786      # the grids run on a Dask cluster
     vgh book
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from vgh_lib import registry, runner
+from vgh_lib import parallel, registry, runner
 from vgh_lib.params import PROFILE_NAMES, ParameterError
+
+
+DASK_HELP = (f"run the experiment grids on the Dask cluster at this scheduler address "
+             f"(default: ${parallel.SCHEDULER_ENV}); workers need vgh_lib and a shared filesystem")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=runner.DEFAULT_OUT,
                      help="output folder (default: book/executed)")
     run.add_argument("--force", action="store_true", help="run even if cached")
+    run.add_argument("--dask", metavar="ADDRESS", help=DASK_HELP)
 
     rep = sub.add_parser("reproduce", help="execute every notebook (cached ones are skipped)")
     rep.add_argument("--profile", default="default", choices=PROFILE_NAMES)
@@ -39,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", nargs="+", metavar="NAME")
     rep.add_argument("--out", type=Path, default=runner.DEFAULT_OUT)
     rep.add_argument("--force", action="store_true")
+    rep.add_argument("--dask", metavar="ADDRESS", help=DASK_HELP)
 
     book = sub.add_parser("book", help="reproduce, then build the HTML book (strict)")
     book.add_argument("--profile", default="default", choices=PROFILE_NAMES)
@@ -76,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _list()
+        address = getattr(args, "dask", None) or parallel.scheduler_address()
+        if address and args.command in ("run", "reproduce"):
+            # papermill's kernels inherit the environment; run_jobs reads it there. The address
+            # is neither a parameter nor part of the cache key: results do not depend on it.
+            os.environ[parallel.SCHEDULER_ENV] = address
+            try:
+                print(f"grids run on the {parallel.check_scheduler(address)}")
+            except (ImportError, ConnectionError) as exc:
+                print(f"vgh: error: {exc}", file=sys.stderr)
+                return 2
         if args.command == "probe":
             from vgh_lib import probe
             return probe.run_cli(args)
