@@ -155,3 +155,22 @@ def test_a_failed_dask_job_in_a_notebook_keeps_the_run_out_of_the_good_outputs(
     assert (out / "failed" / f"{name}.ipynb").exists()
     assert not (out / f"{name}.ipynb").exists() and not (out / f"{name}.claims.json").exists()
     assert os.environ[parallel.SCHEDULER_ENV] == cluster.scheduler_address
+
+
+def test_vgh_run_and_reproduce_pass_the_address_to_the_kernels(cluster, monkeypatch, capsys):
+    from vgh_lib import cli, runner
+
+    addr, seen = cluster.scheduler_address, []
+
+    def fake_run(name, *args, **kwargs):
+        seen.append(os.environ.get(parallel.SCHEDULER_ENV))  # what papermill's kernel inherits
+        return runner.RunResult(name, "ran")
+
+    monkeypatch.setattr(runner, "run_notebook", fake_run)
+    monkeypatch.setattr(runner, "reproduce", lambda *a, **k: [fake_run("all")])
+    monkeypatch.setenv(parallel.SCHEDULER_ENV, "tcp://127.0.0.1:9")  # --dask wins over it
+    assert cli.main(["run", "01_costates_are_value_gradients", "--dask", addr]) == 0
+    assert "with 2 workers" in capsys.readouterr().out
+    monkeypatch.setenv(parallel.SCHEDULER_ENV, addr)  # honoured without --dask
+    assert cli.main(["reproduce", "--profile", "smoke"]) == 0
+    assert seen == [addr, addr]
