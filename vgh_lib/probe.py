@@ -55,7 +55,7 @@ class ProbeConfig:
     samples: int = 8          # completions per prompt: the GRPO group and the pass@k sample
     k: int = 4
     batches: int = 4          # independent batches of the signal's U-statistic
-    prompts: int = 32         # distinct prompts in all, split evenly over the batches
+    prompts: int = 24         # distinct prompts in all, split evenly over the batches
     temperature: float = 1.0
     seed: int = 0
     device: str = "cpu"
@@ -172,7 +172,7 @@ def is_task_tokenizer(tokenizer) -> bool:
     return tokenizer.get_vocab() == {t: i for i, t in enumerate(SPECIAL_TOKENS + SYMBOLS)}
 
 
-def encode(tokenizer, item) -> tuple[list[int], list[int]]:
+def encode(tokenizer, item, task_tokenizer: bool | None = None) -> tuple[list[int], list[int]]:
     """``(prompt ids, answer ids)`` as :func:`vgh_lib.lm_tasks.encode` tokenizes them (the
     tokenizer's own special tokens; the answer as the model would write it after the prompt),
     with ``<bos>`` first for the book's task tokenizer, as its checkpoints were trained."""
@@ -180,7 +180,9 @@ def encode(tokenizer, item) -> tuple[list[int], list[int]]:
 
     p, a = lm_encode(tokenizer, item)
     p = p.tolist()
-    if is_task_tokenizer(tokenizer) and (not p or p[0] != tokenizer.bos_token_id):
+    if task_tokenizer is None:
+        task_tokenizer = is_task_tokenizer(tokenizer)
+    if task_tokenizer and (not p or p[0] != tokenizer.bos_token_id):
         p = [tokenizer.bos_token_id] + p
     if not len(a):
         raise ValueError(f"the answer {item.answer!r} of prompt {item.prompt!r} has no tokens")
@@ -303,7 +305,8 @@ def measure(model, tokenizer, items: list[ProbeItem], cfg: ProbeConfig, pool_siz
     """The probe on one loaded model: ``items`` are the prompts :func:`select` chose from a
     pool of ``pool_size``; the sampling noise continues the generator of that draw, as in
     :func:`vgh_lib.impact.signal_gram`."""
-    encoded = [encode(tokenizer, it) for it in items]
+    bos = is_task_tokenizer(tokenizer)
+    encoded = [encode(tokenizer, it, bos) for it in items]
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.randperm(pool_size, generator=gen)
     per = cfg.prompts // cfg.batches
@@ -473,6 +476,9 @@ def run_cli(args) -> int:
     (a :class:`ParameterError`, raised before any model loads) for a refused input."""
     import sys
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the table, not transformers' advice, on the terminal
     cfg = ProbeConfig(samples=args.samples, k=args.k, batches=args.batches, prompts=args.prompts,
                       temperature=args.temperature, seed=args.seed, device=args.device)
     for out in (args.json, args.plot):
