@@ -82,6 +82,7 @@ def test_bound_test_by_hand():
     assert bt.n_fit == 3 and bt.n_test == 3 and bt.test_steps == [1]
     assert bt.coverage == pytest.approx(2 / 3)
     assert bt.median_ratio == pytest.approx(1.25)  # ratios 1.25, 1/3, 4: median 1.25
+    assert bt.n_ratio == 3 and bt.clear_coverage == pytest.approx(2 / 3)  # all > 2 SE = 0.02
     # least squares of the same terms on the fit cells is 0.5·gap; R² on the held-out cells
     e = np.array([0.04, 0.30, 0.05])
     pred = 0.5 * np.array([0.1, 0.2, 0.4])

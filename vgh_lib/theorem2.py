@@ -345,6 +345,7 @@ class BoundTest:
     coverage: float        # share of held-out cells with error ≤ C1·gap + C2·entropy
     median_ratio: float    # median bound / error over held-out cells with error > 2 SE
     n_ratio: int
+    clear_coverage: float  # share of those cells (error > 2 SE) under the bound
     r2_oos: float          # 1 − SSE/SST of the least-squares fit (same terms) on held-out cells
     test_error: np.ndarray
     test_bound: np.ndarray
@@ -365,19 +366,20 @@ def bound_test(cells: list[Cell], fit_steps, max_se: float = MAX_SE,
 
     if len(fit) < 2 or not test:
         return BoundTest(fit_steps, test_steps, nan, nan, len(fit), len(test), nan, nan, 0, nan,
-                         arr(test, "error"), np.full(len(test), nan))
+                         nan, arr(test, "error"), np.full(len(test), nan))
     c1, c2 = fit_bound(arr(fit, "gap"), arr(fit, "entropy"), arr(fit, "error"), quantile)
     e, se = arr(test, "error"), arr(test, "agreement_se")
     b = c1 * arr(test, "gap") + c2 * arr(test, "entropy")
     clear = e > 2 * se
     ratio = float(np.median(b[clear] / e[clear])) if clear.any() else nan
+    clear_cov = float(np.mean(e[clear] <= b[clear])) if clear.any() else nan
     X_fit = np.stack([arr(fit, "gap"), arr(fit, "entropy")], 1)
     coef = _nnls_through_origin(X_fit, arr(fit, "error"))
     pred = np.stack([arr(test, "gap"), arr(test, "entropy")], 1) @ coef
     sst = float(np.sum((e - e.mean()) ** 2))
     r2 = 1 - float(np.sum((e - pred) ** 2)) / sst if len(e) >= 2 and sst > 0 else nan
     return BoundTest(fit_steps, test_steps, c1, c2, len(fit), len(test),
-                     float(np.mean(e <= b)), ratio, int(clear.sum()), r2, e, b)
+                     float(np.mean(e <= b)), ratio, int(clear.sum()), clear_cov, r2, e, b)
 
 
 def fidelity_prediction_gap(fidelity: list[Fidelity]) -> float:
