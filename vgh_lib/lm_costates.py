@@ -49,8 +49,8 @@ def _logits(model, z: torch.Tensor, cache=None, want_cache: bool = False):
 def gumbel(shape, generator: torch.Generator, device="cpu") -> torch.Tensor:
     """i.i.d. standard Gumbel noise ``−log(−log U)`` (float32, drawn from a CPU generator so
     that a seed gives the same noise on every device)."""
-    u = torch.rand(shape, generator=generator).clamp_(1e-10, 1 - 1e-7)
-    return (-torch.log(-torch.log(u))).to(device)
+    e = torch.empty(shape).exponential_(generator=generator).clamp_min_(1e-30)  # −log U ~ Exp(1)
+    return (-torch.log(e)).to(device)
 
 
 # ------------------------------------------------------------------------------ exact value

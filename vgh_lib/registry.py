@@ -203,7 +203,7 @@ class RealLMParams(NotebookParams):
     temperatures: tuple[float, ...] = spec((0.5, 1.0, 2.0), lo=0.05, hi=10.0, help="policy temperatures τ")
     relax_temperatures: tuple[float, ...] = spec((0.1, 0.3, 1.0), lo=0.01, hi=10.0,
                                                  help="relaxation temperatures τ_r")
-    relax_rollouts: int = spec(256, lo=8, hi=1_000_000, help="relaxed rollouts per prompt and cell")
+    relax_rollouts: int = spec(128, lo=8, hi=1_000_000, help="relaxed rollouts per prompt and cell")
     relax_blocks: int = spec(4, lo=3, hi=64, help="independent blocks of the relaxed rollouts (folds)")
     device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
 
