@@ -302,3 +302,20 @@ def test_builtin_task_runs_and_equals_its_jsonl(ckpts, tmp_path):
 def test_config_is_validated():
     with pytest.raises(ParameterError, match="--temperature"):
         probe.ProbeConfig(temperature=0.0)
+
+
+def test_gguf_file_and_real_lm_task(tmp_path, monkeypatch):
+    """A .gguf path (converted once into the cache) with a few-shot real-LM task, whose prompts
+    have different token lengths: the factors come out finite, the same seed twice equal."""
+    pytest.importorskip("gguf", reason="GGUF support: pip install -e '.[test]'")
+    from vgh_lib import real_lm
+
+    monkeypatch.setenv("VGH_CACHE", str(tmp_path / "cache"))
+    gguf = real_lm.write_tiny_llama_gguf(tmp_path / "tiny.gguf", seed=3)
+    cfg = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=2)
+    a = probe.probe([gguf], "sums", cfg, progress=False)
+    b = probe.probe([gguf], "sums", cfg, progress=False)
+    assert not a.failed
+    (r,) = a.results
+    assert all(np.isfinite(r.values[f]) for f in probe.FACTORS)
+    np.testing.assert_array_equal(r.gram, b.results[0].gram)
