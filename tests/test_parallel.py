@@ -171,6 +171,7 @@ def test_vgh_run_and_reproduce_pass_the_address_to_the_kernels(cluster, monkeypa
     monkeypatch.setenv(parallel.SCHEDULER_ENV, "tcp://127.0.0.1:9")  # --dask wins over it
     assert cli.main(["run", "01_costates_are_value_gradients", "--dask", addr]) == 0
     assert "with 2 workers" in capsys.readouterr().out
+    assert os.environ[parallel.SCHEDULER_ENV] == "tcp://127.0.0.1:9"  # restored on return
     monkeypatch.setenv(parallel.SCHEDULER_ENV, addr)  # honoured without --dask
     assert cli.main(["reproduce", "--profile", "smoke"]) == 0
     assert seen == [addr, addr]

@@ -81,13 +81,15 @@ def _summary(results: list[runner.RunResult]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    saved_scheduler = os.environ.get(parallel.SCHEDULER_ENV)
     try:
         if args.command == "list":
             return _list()
         address = getattr(args, "dask", None) or parallel.scheduler_address()
         if address and args.command in ("run", "reproduce"):
-            # papermill's kernels inherit the environment; run_jobs reads it there. The address
-            # is neither a parameter nor part of the cache key: results do not depend on it.
+            # papermill's kernels inherit the environment; run_jobs reads it there (restored on
+            # return). The address is neither a parameter nor part of the cache key: results
+            # do not depend on it.
             os.environ[parallel.SCHEDULER_ENV] = address
             try:
                 print(f"grids run on the {parallel.check_scheduler(address)}")
@@ -118,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"vgh: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if saved_scheduler is None:
+            os.environ.pop(parallel.SCHEDULER_ENV, None)
+        else:
+            os.environ[parallel.SCHEDULER_ENV] = saved_scheduler
     return 0  # pragma: no cover
 
 
