@@ -220,6 +220,53 @@ class RealLMParams(NotebookParams):
 
 
 @dataclass(frozen=True)
+class ProbeBookParams(TrajectoryParams):
+    """Parameters of ``07_probe``: ``vgh probe`` (vgh_lib.probe) on the confirmation
+    trajectories of ``05_value_impact``, against that notebook's full-budget factors.
+
+    The trajectory and reference parameters default to notebook 05's, so both notebooks use
+    the same cached trajectories and the reference factors are notebook 05's own; the
+    ``probe_*`` parameters default to ``vgh probe``'s defaults (``ProbeConfig``).
+    """
+
+    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
+                                               help="trajectory seeds (notebook 05's confirmation)")
+    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
+                                            help="checkpoint steps")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G of the reference signal")
+    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
+    signal_batches: int = spec(8, lo=2, hi=1000, help="reference: independent batches of S")
+    signal_prompts: int = spec(32, lo=1, hi=100_000, help="reference: prompts per batch of S")
+    factor_prompts: int = spec(200, lo=4, hi=100_000, help="reference: prompts of the H evaluation")
+    probe_samples: int = spec(8, lo=2, hi=1024, help="probe: completions per prompt (--samples)")
+    probe_k: int = spec(4, lo=1, hi=1024, help="probe: k of pass@k (--k)")
+    probe_batches: int = spec(4, lo=3, hi=1000, help="probe: batches of S (--batches)")
+    probe_prompts: int = spec(24, lo=3, hi=100_000, help="probe: prompts in all (--prompts)")
+    probe_seeds: tuple[int, ...] = spec((0, 1, 2, 3, 4), lo=0, hi=2**31 - 1,
+                                        help="probe seeds (--seed), to show its own scatter")
+    jobs: int = spec(2, lo=1, hi=64, help="worker processes for the reference factors")
+
+    def check(self) -> None:
+        super().check()
+        if self.probe_k > self.probe_samples:
+            raise ParameterError(f"parameter 'probe_k' = {self.probe_k} must be at most "
+                                 f"'probe_samples' = {self.probe_samples}")
+        if self.probe_prompts % self.probe_batches:
+            raise ParameterError(f"parameter 'probe_prompts' = {self.probe_prompts} must be a "
+                                 f"multiple of 'probe_batches' = {self.probe_batches}")
+        if max(self.checkpoint_grid) > self.pretrain_steps:
+            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
+                                 f"= {self.pretrain_steps}")
+        if len(self.checkpoint_grid) < 3:
+            raise ParameterError("parameter 'checkpoint_grid' needs at least 3 steps to rank")
+
+    def confirmation_config(self, seed: int):
+        """The pretraining configuration of one trajectory (notebook 05's confirmation)."""
+        return dataclasses.replace(self.pretrain_config(), seed=seed,
+                                   checkpoint_at=tuple(self.checkpoint_grid))
+
+
+@dataclass(frozen=True)
 class NotebookSpec:
     name: str
     title: str
@@ -306,6 +353,19 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                                 "group_sizes": (2, 4, 8, 16, 32, 64, 128, 256),
                                 "temperatures": (0.25, 0.5, 1.0, 2.0),
                                 "relax_rollouts": 4096, "relax_blocks": 8, "device": "auto"}},
+        ),
+        NotebookSpec(
+            name="07_probe",
+            title="vgh probe on the book's trajectory: the cheap factors against notebook 05's",
+            params=ProbeBookParams,
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "confirmation_seeds": (1,),
+                                "checkpoint_grid": (20, 40, 80, 150), "signal_batches": 3,
+                                "signal_prompts": 4, "factor_prompts": 8, "probe_batches": 3,
+                                "probe_prompts": 12, "probe_seeds": (0, 1), "jobs": 1},
+                      "default": {},
+                      "paper": {**PAPER_TRAJECTORY, "signal_prompts": 128,
+                                "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
+                                                         PILOT_CHOSEN["checkpoint_grid"])}},
         ),
     ]
 }
