@@ -319,3 +319,11 @@ def test_gguf_file_and_real_lm_task(tmp_path, monkeypatch):
     (r,) = a.results
     assert all(np.isfinite(r.values[f]) for f in probe.FACTORS)
     np.testing.assert_array_equal(r.gram, b.results[0].gram)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cuda_without_a_gpu_is_refused(ckpts, monkeypatch, capsys):
+    _no_load(monkeypatch)
+    assert cli.main(["probe", str(ckpts["random0"]), "--task", "addition", "--device", "cuda",
+                     "--quiet"]) == 2
+    assert "--device cuda" in capsys.readouterr().err

@@ -370,7 +370,10 @@ def probe(paths, task: str, cfg: ProbeConfig, digits: int = 2, progress: bool = 
 def _device(device: str):
     from vgh_lib.models import resolve_device
 
-    return resolve_device(device)
+    try:
+        return resolve_device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterError(f"--device {device}: {exc}") from None
 
 
 def provenance() -> dict:
