@@ -367,6 +367,17 @@ def probe(paths, task: str, cfg: ProbeConfig, digits: int = 2, progress: bool = 
     return ProbeRun(description, cfg, results, failed)
 
 
+def probe_job(job: dict) -> ProbeResult:
+    """One checkpoint's probe as a picklable job for a process pool (one thread): ``job`` has
+    path, task, digits and the :class:`ProbeConfig` fields as ``config``. A load failure raises."""
+    torch.set_num_threads(1)
+    run = probe([job["path"]], job["task"], ProbeConfig(**job["config"]), job.get("digits", 2),
+                progress=False, log=lambda m: None)
+    if run.failed:
+        raise RuntimeError(f"{job['path']}: {run.failed[str(job['path'])]}")
+    return run.results[0]
+
+
 def _device(device: str):
     from vgh_lib.models import resolve_device
 
