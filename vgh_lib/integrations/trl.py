@@ -23,8 +23,11 @@ callbacks, which transformers places before user callbacks, see its values in th
 
 The measurement runs in eval mode (restored afterwards), takes gradients with
 ``torch.autograd.grad`` (the parameters' ``.grad`` are untouched) and uses its own seeded
-generator (the training run's random state is untouched). This module imports
-``transformers`` only; it never imports ``trl``.
+generator (the training run's random state is untouched). It needs the whole model on the
+process (single-process training; under FSDP or DeepSpeed ZeRO-3 a forward pass on one rank
+would wait for the others), and it keeps ``config.batches`` flattened update vectors of the
+model's size in float64 while it measures. This module imports ``transformers`` only; it never
+imports ``trl``.
 """
 
 from __future__ import annotations
