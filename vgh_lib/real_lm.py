@@ -128,6 +128,9 @@ def convert_gguf(gguf_path: Path | str, out_dir: Path | str) -> Path:
         tokenizer.save_pretrained(tmp)
         (tmp / "vgh_source.json").write_text(json.dumps({"gguf": str(Path(gguf_path).resolve())},
                                                         indent=2) + "\n")
+        for f in tmp.iterdir():  # mkdtemp makes a private directory; the cache is shared
+            f.chmod(0o644)
+        tmp.chmod(0o755)
         try:
             tmp.rename(out_dir)
         except OSError:  # another process finished first: keep its directory
