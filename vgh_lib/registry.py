@@ -328,7 +328,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="Value impact: where along the trajectory RL pays off",
             params=ValueImpactParams,
             profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 3, "grpo_prompts": 4,
-                                "confirmation_seeds": (1,), "checkpoint_grid": (20, 40, 80, 150),
+                                "checkpoint_grid": (20, 40, 80, 150),
                                 "seeds": (0, 1), "signal_batches": 3, "signal_prompts": 4,
                                 "factor_prompts": 8, "n_boot": 50, "n_perm": 100,
                                 "pilot": False, "jobs": 1},
