@@ -1,0 +1,111 @@
+"""GRPO on a real (here: tiny random llama) LM, one prompt at a time (vgh_lib.lm_grpo)."""
+
+import numpy as np
+import pytest
+import torch
+
+from vgh_lib import grpo, lm_costates, lm_grpo, lm_tasks, real_lm
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    gguf = real_lm.write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", seed=5)
+    model, tok, _ = real_lm.load_model(gguf, root=tmp_path_factory.mktemp("cache"))
+    return model.double(), tok
+
+
+def _pairs(model, tok, n=3, tau=1.0):
+    """Prompts of the 'sums' task, each with an answer the tiny model gives probability ≈ 0.3
+    (so that groups have unequal rewards)."""
+    E = model.get_input_embeddings().weight.detach()
+    out = []
+    for ex in lm_tasks.suite("train", n, ("sums",)):
+        p, _ = lm_tasks.encode(tok, ex)
+        p = p[-10:]
+        with torch.no_grad():
+            pi = torch.softmax(model(inputs_embeds=E[p][None]).logits[0, -1] / tau, -1)
+        out.append((p, (pi - 0.3).abs().argmin()[None]))
+    return out
+
+
+def _naive_update(model, params, pairs, G, tau, gen, scale):
+    """The same update with every sample's log-probability recomputed from scratch."""
+    for p in params:
+        p.grad = None
+    E = model.get_input_embeddings().weight.detach()
+    for prompt, answer in pairs:
+        tokens, _ = lm_costates.sample(model, prompt, answer.shape[0], G, tau, gen)
+        adv = grpo.group_advantages(lm_tasks.reward(answer, tokens), G)
+        total = 0.0
+        for i in range(G):
+            ids = torch.cat([prompt, tokens[i]])
+            logits = model(inputs_embeds=E[ids][None]).logits[0, prompt.shape[0] - 1:-1]
+            logp = torch.log_softmax(logits / tau, -1).gather(-1, tokens[i][:, None]).sum()
+            total = total + adv[i] * logp
+        (scale * total).backward()
+    return torch.cat([p.grad.reshape(-1) for p in params])
+
+
+def test_update_with_a_shared_prompt_cache_equals_a_naive_recomputation(tiny):
+    model, tok = tiny
+    pairs = _pairs(model, tok)
+    params = lm_grpo.train_top_layers(model, 1)
+    lm_grpo.accumulate_update(model, pairs, 6, 1.3, torch.Generator().manual_seed(2), 0.1)
+    fast = torch.cat([p.grad.reshape(-1) for p in params])
+    slow = _naive_update(model, params, pairs, 6, 1.3, torch.Generator().manual_seed(2), 0.1)
+    assert fast.abs().max() > 0
+    # the model computes its rotary embeddings in float32, so agreement is to float32 precision
+    assert (fast - slow).norm() <= 1e-5 * slow.norm()
+    model.requires_grad_(True)
+
+
+def test_only_the_top_layers_train(tiny):
+    model, _ = tiny
+    params = lm_grpo.train_top_layers(model, 1)
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in params}
+    assert id(model.get_input_embeddings().weight) not in trainable
+    with pytest.raises(ValueError, match="train_layers must be in"):
+        lm_grpo.train_top_layers(model, 99)
+    model.requires_grad_(True)
+
+
+def test_grpo_steps_raise_the_exact_value_and_the_flipped_sign_lowers_it(tiny):
+    """A few AdamW steps along the update raise Π π(c_s); the opposite sign lowers it."""
+    model, tok = tiny
+    pairs = _pairs(model, tok)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def value():
+        with torch.no_grad():
+            return np.mean([lm_costates.exact_value(model, p, a, 1.0, grad=False)[0] for p, a in pairs])
+
+    results = {}
+    for sign in (1.0, -1.0):
+        model.load_state_dict(start)
+        params = lm_grpo.train_top_layers(model, 1)
+        opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(0)
+        before = value()
+        for _ in range(5):
+            opt.zero_grad(set_to_none=True)
+            lm_grpo.accumulate_update(model, pairs, 8, 1.0, gen, -sign / 24)
+            opt.step()
+        results[sign] = (before, value())
+    model.load_state_dict(start)
+    model.requires_grad_(True)
+    (b, up), (_, down) = results[1.0], results[-1.0]
+    assert up > b + 0.05 and down < b - 0.05, results
+
+
+def test_signal_gram_holds_the_inner_products_of_its_batches(tiny):
+    model, tok = tiny
+    examples = lm_tasks.suite("train", 6, ("sums",))
+    gram = lm_grpo.signal_gram(model, tok, examples, 3, 2, 4, 1.5, 1, seed=4)
+    assert gram.shape == (3, 3) and np.allclose(gram, gram.T)
+    assert np.all(np.diag(gram) >= 0)
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        lm_grpo.signal_gram(model, tok, examples, 1, 2, 4, 1.5, 1, seed=4)
+    with pytest.raises(ValueError, match="need more than"):
+        lm_grpo.signal_gram(model, tok, examples, 4, 2, 4, 1.5, 1, seed=4)
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen afterwards

@@ -1,0 +1,193 @@
+"""GRPO and the value-impact factors for a real pretrained language model, one prompt at a time.
+
+Serves THEORY.md §4 on a real LM (the axis is *tasks*, not checkpoints). The prompts of a
+real LM differ in length, so everything here works per prompt and shares the prompt's
+forward pass between its G samples (:func:`vgh_lib.lm_costates.sample` for sampling, an
+expanded KV cache for the update). Only the top ``train_layers`` transformer blocks and the
+final norm are trained (:func:`train_top_layers`), which the CPU budget needs; the signal
+``S`` is the norm of the expected update of those same parameters.
+
+With one update per batch the PPO ratio is 1 at the current parameters and clipping is
+inactive, so the GRPO loss's gradient is ``−(1/T) Σ_i A_i ∇ log P(a_i | x)`` with
+``A_i = (r_i − mean)/(std + eps)`` over the prompt's group and ``T`` the batch's number of
+answer tokens (the ``token`` aggregation of :func:`vgh_lib.grpo.grpo_loss`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vgh_lib import grpo, lm_costates, lm_tasks
+from vgh_lib.lm_tasks import LMExample
+
+
+@dataclass(frozen=True)
+class LMGRPOConfig:
+    steps: int = 12
+    prompts_per_step: int = 8
+    group_size: int = 8
+    temperature: float = 1.0
+    lr: float = 1e-5
+    train_layers: int = 2
+    probe_every: int = 4
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.prompts_per_step < 1 or self.group_size < 2:
+            raise ValueError("steps and prompts_per_step must be ≥ 1 and group_size ≥ 2")
+        if not self.lr > 0 or self.train_layers < 1 or self.probe_every < 1:
+            raise ValueError("lr must be > 0, train_layers and probe_every ≥ 1")
+
+
+def _blocks(model):
+    """The transformer blocks and the final norm of a llama- or GPT-2-style causal LM."""
+    inner = getattr(model, "model", None) or getattr(model, "transformer", None)
+    blocks = getattr(inner, "layers", None) or getattr(inner, "h", None)
+    norm = getattr(inner, "norm", None) or getattr(inner, "ln_f", None)
+    if blocks is None or norm is None:
+        raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}")
+    return blocks, norm
+
+
+def train_top_layers(model, k: int) -> list[torch.nn.Parameter]:
+    """Freeze everything but the top ``k`` blocks and the final norm; return those parameters."""
+    blocks, norm = _blocks(model)
+    if not 1 <= k <= len(blocks):
+        raise ValueError(f"train_layers must be in [1, {len(blocks)}], got {k}")
+    model.requires_grad_(False)
+    params = []
+    for module in (*blocks[-k:], norm):
+        module.requires_grad_(True)
+        params += list(module.parameters())
+    return params
+
+
+def _answer_logprobs(model, prompt: torch.Tensor, tokens: torch.Tensor, tau: float) -> torch.Tensor:
+    """``Σ_s log π_τ(a_s | x, a_<s)`` of each row of ``tokens`` (G, La), (G,), with gradients:
+    the prompt's forward pass once, its cache expanded to the G rows."""
+    E = lm_costates._embed(model)
+    G, La = tokens.shape
+    last, cache = lm_costates._logits(model, E[prompt][None], want_cache=True)
+    cache.batch_repeat_interleave(G)
+    logits = last[:, -1:].expand(G, -1, -1)
+    if La > 1:
+        logits = torch.cat([logits, lm_costates._logits(model, E[tokens[:, :-1]], cache)], 1)
+    return torch.log_softmax(logits / tau, -1).gather(-1, tokens[..., None]).squeeze(-1).sum(1)
+
+
+def _encode(tokenizer, examples: list[LMExample], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [tuple(t.to(device) for t in lm_tasks.encode(tokenizer, e)) for e in examples]
+
+
+def accumulate_update(model, pairs, group_size: int, tau: float, generator: torch.Generator,
+                      scale: float) -> tuple[float, int]:
+    """Sample a group per (prompt, answer) pair and add ``scale · Σ_i A_i ∇ log P(a_i)`` to the
+    ``.grad`` of the trainable parameters. Groups with equal rewards carry no update and cost
+    no backward pass. Returns the mean reward and the number of answer tokens."""
+    rewards_all, n_tokens = [], 0
+    for prompt, answer in pairs:
+        tokens, _ = lm_costates.sample(model, prompt, answer.shape[0], group_size, tau, generator)
+        rewards = lm_tasks.reward(answer, tokens)
+        rewards_all.append(rewards)
+        n_tokens += tokens.numel()
+        adv = grpo.group_advantages(rewards, group_size)
+        if torch.all(adv == 0):
+            continue
+        (scale * (adv * _answer_logprobs(model, prompt, tokens, tau)).sum()).backward()
+    return float(torch.cat(rewards_all).mean()), n_tokens
+
+
+def exact_values(model, tokenizer, examples: list[LMExample], tau: float) -> np.ndarray:
+    """Per prompt, the exact probability of its answer (the expected exact-match reward)."""
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return np.array([lm_costates.exact_value(model, p, a, tau, grad=False)[0]
+                         for p, a in _encode(tokenizer, examples, device)])
+
+
+@dataclass
+class LMGRPOHistory:
+    mean_reward: list[float] = field(default_factory=list)
+    probe_steps: list[int] = field(default_factory=list)
+    probe_value: list[float] = field(default_factory=list)
+
+    def largest_drop(self) -> float:
+        return float(max(0.0, self.probe_value[0] - min(self.probe_value))) if self.probe_value else 0.0
+
+
+def train(model, tokenizer, train_examples: list[LMExample], cfg: LMGRPOConfig,
+          probe_examples: list[LMExample], progress: bool = False) -> LMGRPOHistory:
+    """GRPO (AdamW, one update per batch) on the top ``cfg.train_layers`` blocks, in place."""
+    from tqdm.auto import tqdm
+
+    device = next(model.parameters()).device
+    params = train_top_layers(model, cfg.train_layers)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history = LMGRPOHistory()
+
+    def probe(step):
+        history.probe_steps.append(step)
+        history.probe_value.append(float(exact_values(model, tokenizer, probe_examples,
+                                                      cfg.temperature).mean()))
+
+    model.eval()
+    probe(0)
+    for step in tqdm(range(cfg.steps), desc="GRPO", disable=not progress, mininterval=5):
+        idx = torch.randint(len(train_examples), (cfg.prompts_per_step,), generator=gen).tolist()
+        pairs = _encode(tokenizer, [train_examples[i] for i in idx], device)
+        n_tokens = cfg.prompts_per_step * cfg.group_size * sum(a.shape[0] for _, a in pairs) / len(pairs)
+        opt.zero_grad(set_to_none=True)
+        reward, _ = accumulate_update(model, pairs, cfg.group_size, cfg.temperature, gen,
+                                      -1.0 / n_tokens)
+        opt.step()
+        history.mean_reward.append(reward)
+        if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
+            probe(step + 1)
+    model.requires_grad_(True)
+    return history
+
+
+def signal_gram(model, tokenizer, examples: list[LMExample], n_batches: int, n_prompts: int,
+                group_size: int, tau: float, train_layers: int, seed: int) -> np.ndarray:
+    """The Gram matrix of ``n_batches`` independent estimates of the expected GRPO update of
+    the trainable parameters, each from ``n_prompts`` distinct prompts (mean over prompts of
+    ``(1/G) Σ_i A_i ∇ log P(a_i)``)."""
+    if n_batches < 2:
+        raise ValueError(f"the signal needs at least 2 batches, got {n_batches}")
+    if n_batches * n_prompts > len(examples):
+        raise ValueError(f"{n_batches} batches of {n_prompts} prompts need more than the "
+                         f"{len(examples)} prompts")
+    device = next(model.parameters()).device
+    params = train_top_layers(model, train_layers)
+    gen = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(examples), generator=gen).tolist()
+    estimates = []
+    for b in range(n_batches):
+        batch = [examples[i] for i in order[b * n_prompts:(b + 1) * n_prompts]]
+        for p in params:
+            p.grad = None
+        accumulate_update(model, _encode(tokenizer, batch, device), group_size, tau, gen,
+                          1.0 / (n_prompts * group_size))
+        estimates.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                                    for p in params]).double())
+    model.requires_grad_(True)
+    for p in params:
+        p.grad = None
+    g = torch.stack(estimates)
+    return (g @ g.T).cpu().numpy()
+
+
+def sample_successes(model, tokenizer, examples: list[LMExample], n_samples: int, tau: float,
+                     seed: int) -> np.ndarray:
+    """Per prompt, the number of exact matches among ``n_samples`` samples."""
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for prompt, answer in _encode(tokenizer, examples, device):
+        tokens, _ = lm_costates.sample(model, prompt, answer.shape[0], n_samples, tau, gen)
+        out.append(int(lm_tasks.reward(answer, tokens).sum()))
+    return np.array(out)
