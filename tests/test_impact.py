@@ -78,6 +78,9 @@ def test_permutation_pvalue_is_calibrated_under_the_null():
     for alpha in (0.05, 0.2, 0.5):
         rate = np.mean(ps <= alpha)
         assert abs(rate - alpha) < 3.5 * math.sqrt(alpha * (1 - alpha) / ps.size) + 0.01, (alpha, rate)
+    # undefined when a group is constant: no p-value, never a small one
+    t, p = stats.permutation_pvalue([np.zeros(6), np.arange(6.0)], [np.arange(6.0)] * 2, n_perm=99)
+    assert np.isnan(t) and np.isnan(p)
     # and it has power: a perfect monotone relation in both groups
     t, p = stats.permutation_pvalue([np.arange(10.0)] * 2, [np.arange(10.0) ** 2] * 2, n_perm=2000)
     assert t == pytest.approx(1.0) and p < 0.001
@@ -115,7 +118,7 @@ def test_nested_bootstrap_covers_the_true_gain_at_the_real_design():
                 lo, hi = impact.percentile_ci(impact.bootstrap_gain(g, 800, rng, scale))
                 hits[scale] += lo <= m <= hi
             n += 1
-    assert 0.92 <= hits[True] / n <= 0.995, hits[True] / n
+    assert 0.93 <= hits[True] / n <= 0.985, hits[True] / n
     assert hits[False] / n < 0.9  # the plain percentile bootstrap over 4 seeds is too narrow
 
 

@@ -99,13 +99,36 @@ def test_grpo_steps_raise_the_exact_value_and_the_flipped_sign_lowers_it(tiny):
 
 
 def test_signal_gram_holds_the_inner_products_of_its_batches(tiny):
+    """Entry (a, b) is ⟨ĝ_a, ĝ_b⟩ of the batches' updates, drawn in order from one generator,
+    each the mean over its prompts of (1/G) Σ_i A_i ∇ log P(a_i)."""
     model, tok = tiny
+    pairs = _pairs(model, tok, n=4)
+    batches = [pairs[:2], pairs[2:]]
+    flags = lm_grpo.grad_flags(model)
+    gram = lm_grpo.gram_of_updates(model, batches, 4, 1.5, 1, torch.Generator().manual_seed(4))
+    assert lm_grpo.grad_flags(model) == flags  # the caller's flags are restored
+    gen = torch.Generator().manual_seed(4)
+    params = lm_grpo.train_top_layers(model, 1)
+    g = []
+    for batch in batches:
+        for p in params:
+            p.grad = None
+        lm_grpo.accumulate_update(model, batch, 4, 1.5, gen, 1.0)
+        g.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                            for p in params]).double() / 8)  # mean over 2 prompts × 4 samples
+    lm_grpo.restore_grad_flags(model, flags)
+    expected = torch.stack(g) @ torch.stack(g).T
+    assert np.any(gram != 0)
+    np.testing.assert_allclose(gram, expected.numpy(), rtol=1e-9, atol=1e-15)
     examples = lm_tasks.suite("train", 6, ("sums",))
-    gram = lm_grpo.signal_gram(model, tok, examples, 3, 2, 4, 1.5, 1, seed=4)
-    assert gram.shape == (3, 3) and np.allclose(gram, gram.T)
-    assert np.all(np.diag(gram) >= 0)
     with pytest.raises(ValueError, match="at least 2 batches"):
         lm_grpo.signal_gram(model, tok, examples, 1, 2, 4, 1.5, 1, seed=4)
     with pytest.raises(ValueError, match="need more than"):
         lm_grpo.signal_gram(model, tok, examples, 4, 2, 4, 1.5, 1, seed=4)
-    assert all(p.requires_grad for p in model.parameters())  # unfrozen afterwards
+
+
+def test_config_errors_name_the_parameter():
+    with pytest.raises(ValueError, match="group_size must be ≥ 2, got 1"):
+        lm_grpo.LMGRPOConfig(group_size=1)
+    with pytest.raises(ValueError, match="lr must be > 0, got 0"):
+        lm_grpo.LMGRPOConfig(lr=0)

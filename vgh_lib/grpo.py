@@ -98,13 +98,21 @@ class GRPOConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
-        if self.steps < 1 or self.probe_every < 1 or not self.lr > 0:
-            raise ValueError("steps and probe_every must be ≥ 1 and lr > 0")
+        for name in ("steps", "probe_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
 
     def make_optimizer(self, params):
         if self.optimizer == "sgd":
             return torch.optim.SGD(params, lr=self.lr)
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=0.0)
+
+
+def largest_drop(values) -> float:
+    """How far a probe curve ever fell below its first value (≥ 0; 0 for an empty curve)."""
+    return float(max(0.0, values[0] - min(values))) if len(values) else 0.0
 
 
 @dataclass
@@ -120,9 +128,7 @@ class GRPOHistory:
 
     def largest_drop(self) -> float:
         """How far the probe value ever fell below its value before training (≥ 0)."""
-        if not self.probe_value:
-            return 0.0
-        return float(max(0.0, self.probe_value[0] - min(self.probe_value)))
+        return largest_drop(self.probe_value)
 
     def collapsed(self, tolerance: float = 0.05) -> bool:
         """The probe value fell more than ``tolerance`` below its start at some point."""

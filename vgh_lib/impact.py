@@ -207,7 +207,7 @@ class GainRun:
 
     @property
     def largest_drop(self) -> float:
-        return float(max(0.0, self.probe_value[0] - min(self.probe_value)))
+        return grpo.largest_drop(self.probe_value)
 
 
 def gain_job(job: dict) -> GainRun:
@@ -239,7 +239,9 @@ def factor_job(job: dict) -> dict:
     model, tok = load_local(job["path"], job["device"])
     gram = signal_gram(model, tok, train, job["signal_batches"], job["signal_prompts"],
                        job["group_size"], job["temperature"], job["seed"])
-    probe = train[-job["factor_prompts"]:]  # disjoint from the GRPO probe prompts (the first 64)
+    # the last training prompts: disjoint from the GRPO probe prompts (the first 64); the
+    # signal's batches are drawn from all training prompts, so they may share some of these
+    probe = train[-job["factor_prompts"]:]
     ev = grpo.evaluate(model, tok, probe, job["factor_samples"], job["k"], job["temperature"],
                        torch.Generator().manual_seed(job["seed"] + 424_242))
     return {"trajectory": job["trajectory"], "step": job["step"], "gram": gram,
@@ -401,7 +403,7 @@ def analyse(trajectories: list[list[CheckpointData]], optimizer: str, n_boot: in
     spear = {n: np.array([stats.spearman(p[n], g) for p, g in zip(preds, gain)]) for n in PREDICTORS}
     spear_ci = {n: [percentile_ci(boot[n][:, t]) for t in range(len(trajectories))] for n in PREDICTORS}
     pooled = {n: float(np.mean(spear[n])) for n in PREDICTORS}
-    pooled_boot = {n: np.nanmean(boot[n], axis=1) for n in PREDICTORS}
+    pooled_boot = {n: np.mean(boot[n], axis=1) for n in PREDICTORS}  # NaN where undefined
     pooled_ci = {n: percentile_ci(pooled_boot[n]) for n in PREDICTORS}
     versus = {}
     for n in PREDICTORS[1:]:

@@ -35,6 +35,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vgh_lib import stats
+from vgh_lib.costates import loo_advantages  # noqa: F401 - re-exported
+
 
 def _embed(model) -> torch.Tensor:
     return model.get_input_embeddings().weight.detach()
@@ -125,12 +128,6 @@ def answer_scores(model, prompt: torch.Tensor, answers: torch.Tensor, tau: float
     return torch.cat(scores), torch.cat(logps)
 
 
-def loo_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
-    """``A_i = R_i − mean_{j≠i} R_j`` within consecutive groups of ``group_size``."""
-    g = rewards.reshape(-1, group_size)
-    return (g - (g.sum(1, keepdim=True) - g) / (group_size - 1)).reshape(-1)
-
-
 @dataclass
 class Rollouts:
     """N sampled answers of one prompt, their rewards and the scores of the distinct ones."""
@@ -170,17 +167,24 @@ def grpo_batch_costate(model, prompt: torch.Tensor, tokens: torch.Tensor, reward
     """One group's λ^D from the surrogate ``(1/G) Σ_i A_i log P(a_i)``: the prompt's forward
     pass computed once (batch 1, with gradient) and its cache expanded to the G rollouts;
     (Lp, d)."""
+    z = _embed(model)[prompt].clone().requires_grad_(True)
+    logp = cached_answer_logprobs(model, z, tokens, tau)
+    surrogate = (loo_advantages(rewards, tokens.shape[0]) * logp).sum() / tokens.shape[0]
+    return torch.autograd.grad(surrogate, z)[0]
+
+
+def cached_answer_logprobs(model, z: torch.Tensor, tokens: torch.Tensor, tau: float) -> torch.Tensor:
+    """``Σ_s log π_τ(a_s | x, a_<s)`` of each row of ``tokens`` (G, La), (G,), with gradients,
+    from the prompt's input embeddings ``z`` (Lp, d): the prompt's forward pass once (batch 1),
+    its KV cache expanded to the G rows."""
     E = _embed(model)
     G, La = tokens.shape
-    z = E[prompt].clone().requires_grad_(True)
     last, cache = _logits(model, z[None], want_cache=True)
     cache.batch_repeat_interleave(G)
     logits = last[:, -1:].expand(G, -1, -1)  # (G, 1, V) predicts a_1
     if La > 1:
         logits = torch.cat([logits, _logits(model, E[tokens[:, :-1]], cache)], 1)
-    logp = torch.log_softmax(logits / tau, -1).gather(-1, tokens[..., None])
-    surrogate = (loo_advantages(rewards, G) * logp.squeeze(-1).sum(1)).sum() / G
-    return torch.autograd.grad(surrogate, z)[0]
+    return torch.log_softmax(logits / tau, -1).gather(-1, tokens[..., None]).squeeze(-1).sum(1)
 
 
 # ---------------------------------------------------------------------------- the identity
@@ -195,12 +199,6 @@ class IdentityTest:
     n_groups: int
 
 
-def _u_offdiag(X: np.ndarray) -> float:
-    K = X.shape[0]
-    s = X.sum(0)
-    return float((s @ s - np.einsum("ij,ij->", X, X)) / (K * (K - 1)))
-
-
 def identity_test(groups: torch.Tensor, exact: torch.Tensor) -> IdentityTest:
     """Test ``E[λ^D] = ∇V^D`` with K ≥ 3 independent group estimates ``groups`` (K, D)."""
     X = groups.detach().double().cpu().numpy().reshape(groups.shape[0], -1)
@@ -213,8 +211,8 @@ def identity_test(groups: torch.Tensor, exact: torch.Tensor) -> IdentityTest:
     proj = e @ (g / gn)
     sd = proj.std(ddof=1)
     t = float(proj.mean() / (sd / math.sqrt(K))) if sd > 0 else float("nan")
-    u = _u_offdiag(e)
-    loo = np.array([_u_offdiag(np.delete(e, k, 0)) for k in range(K)]) if K >= 4 else None
+    u = stats.mean_offdiag_inner(e)
+    loo = np.array([stats.mean_offdiag_inner(np.delete(e, k, 0)) for k in range(K)]) if K >= 4 else None
     se = math.sqrt((K - 1) / K * np.sum((loo - loo.mean()) ** 2)) if loo is not None else float("nan")
     mean = X.mean(0)
     trace = float(np.sum((X - mean) ** 2) / (K - 1))
@@ -291,7 +289,7 @@ def crossfit_cosine_exact(folds: torch.Tensor, exact: torch.Tensor) -> tuple[flo
     gn = np.linalg.norm(g)
 
     def rho(A):
-        u = _u_offdiag(A)
+        u = stats.mean_offdiag_inner(A)
         return float(A.mean(0) @ g / (gn * math.sqrt(u))) if u > 0 else float("nan")
 
     full = rho(X)

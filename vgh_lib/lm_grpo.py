@@ -36,10 +36,12 @@ class LMGRPOConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.steps < 1 or self.prompts_per_step < 1 or self.group_size < 2:
-            raise ValueError("steps and prompts_per_step must be ≥ 1 and group_size ≥ 2")
-        if not self.lr > 0 or self.train_layers < 1 or self.probe_every < 1:
-            raise ValueError("lr must be > 0, train_layers and probe_every ≥ 1")
+        for name, low in (("steps", 1), ("prompts_per_step", 1), ("group_size", 2),
+                          ("train_layers", 1), ("probe_every", 1)):
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be ≥ {low}, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def _blocks(model):
@@ -53,7 +55,8 @@ def _blocks(model):
 
 
 def train_top_layers(model, k: int) -> list[torch.nn.Parameter]:
-    """Freeze everything but the top ``k`` blocks and the final norm; return those parameters."""
+    """Freeze everything but the top ``k`` blocks and the final norm; return those parameters.
+    (:func:`restore_grad_flags` undoes it with the flags saved by :func:`grad_flags`.)"""
     blocks, norm = _blocks(model)
     if not 1 <= k <= len(blocks):
         raise ValueError(f"train_layers must be in [1, {len(blocks)}], got {k}")
@@ -65,17 +68,13 @@ def train_top_layers(model, k: int) -> list[torch.nn.Parameter]:
     return params
 
 
-def _answer_logprobs(model, prompt: torch.Tensor, tokens: torch.Tensor, tau: float) -> torch.Tensor:
-    """``Σ_s log π_τ(a_s | x, a_<s)`` of each row of ``tokens`` (G, La), (G,), with gradients:
-    the prompt's forward pass once, its cache expanded to the G rows."""
-    E = lm_costates._embed(model)
-    G, La = tokens.shape
-    last, cache = lm_costates._logits(model, E[prompt][None], want_cache=True)
-    cache.batch_repeat_interleave(G)
-    logits = last[:, -1:].expand(G, -1, -1)
-    if La > 1:
-        logits = torch.cat([logits, lm_costates._logits(model, E[tokens[:, :-1]], cache)], 1)
-    return torch.log_softmax(logits / tau, -1).gather(-1, tokens[..., None]).squeeze(-1).sum(1)
+def grad_flags(model) -> list[bool]:
+    return [p.requires_grad for p in model.parameters()]
+
+
+def restore_grad_flags(model, flags: list[bool]) -> None:
+    for p, flag in zip(model.parameters(), flags, strict=True):
+        p.requires_grad_(flag)
 
 
 def _encode(tokenizer, examples: list[LMExample], device) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -83,21 +82,21 @@ def _encode(tokenizer, examples: list[LMExample], device) -> list[tuple[torch.Te
 
 
 def accumulate_update(model, pairs, group_size: int, tau: float, generator: torch.Generator,
-                      scale: float) -> tuple[float, int]:
+                      scale: float) -> float:
     """Sample a group per (prompt, answer) pair and add ``scale · Σ_i A_i ∇ log P(a_i)`` to the
     ``.grad`` of the trainable parameters. Groups with equal rewards carry no update and cost
-    no backward pass. Returns the mean reward and the number of answer tokens."""
-    rewards_all, n_tokens = [], 0
+    no backward pass. Returns the mean reward."""
+    rewards_all = []
     for prompt, answer in pairs:
         tokens, _ = lm_costates.sample(model, prompt, answer.shape[0], group_size, tau, generator)
         rewards = lm_tasks.reward(answer, tokens)
         rewards_all.append(rewards)
-        n_tokens += tokens.numel()
         adv = grpo.group_advantages(rewards, group_size)
         if torch.all(adv == 0):
             continue
-        (scale * (adv * _answer_logprobs(model, prompt, tokens, tau)).sum()).backward()
-    return float(torch.cat(rewards_all).mean()), n_tokens
+        z = lm_costates._embed(model)[prompt]
+        (scale * (adv * lm_costates.cached_answer_logprobs(model, z, tokens, tau)).sum()).backward()
+    return float(torch.cat(rewards_all).mean())
 
 
 def exact_values(model, tokenizer, examples: list[LMExample], tau: float) -> np.ndarray:
@@ -115,7 +114,7 @@ class LMGRPOHistory:
     probe_value: list[float] = field(default_factory=list)
 
     def largest_drop(self) -> float:
-        return float(max(0.0, self.probe_value[0] - min(self.probe_value))) if self.probe_value else 0.0
+        return grpo.largest_drop(self.probe_value)
 
 
 def train(model, tokenizer, train_examples: list[LMExample], cfg: LMGRPOConfig,
@@ -124,6 +123,7 @@ def train(model, tokenizer, train_examples: list[LMExample], cfg: LMGRPOConfig,
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
+    flags = grad_flags(model)
     params = train_top_layers(model, cfg.train_layers)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -139,15 +139,15 @@ def train(model, tokenizer, train_examples: list[LMExample], cfg: LMGRPOConfig,
     for step in tqdm(range(cfg.steps), desc="GRPO", disable=not progress, mininterval=5):
         idx = torch.randint(len(train_examples), (cfg.prompts_per_step,), generator=gen).tolist()
         pairs = _encode(tokenizer, [train_examples[i] for i in idx], device)
-        n_tokens = cfg.prompts_per_step * cfg.group_size * sum(a.shape[0] for _, a in pairs) / len(pairs)
+        n_tokens = cfg.group_size * sum(a.shape[0] for _, a in pairs)  # the batch's answer tokens
         opt.zero_grad(set_to_none=True)
-        reward, _ = accumulate_update(model, pairs, cfg.group_size, cfg.temperature, gen,
-                                      -1.0 / n_tokens)
+        reward = accumulate_update(model, pairs, cfg.group_size, cfg.temperature, gen,
+                                   -1.0 / n_tokens)
         opt.step()
         history.mean_reward.append(reward)
         if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
             probe(step + 1)
-    model.requires_grad_(True)
+    restore_grad_flags(model, flags)
     return history
 
 
@@ -162,19 +162,28 @@ def signal_gram(model, tokenizer, examples: list[LMExample], n_batches: int, n_p
         raise ValueError(f"{n_batches} batches of {n_prompts} prompts need more than the "
                          f"{len(examples)} prompts")
     device = next(model.parameters()).device
-    params = train_top_layers(model, train_layers)
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(examples), generator=gen).tolist()
+    batches = [_encode(tokenizer, [examples[i] for i in order[b * n_prompts:(b + 1) * n_prompts]],
+                       device) for b in range(n_batches)]
+    return gram_of_updates(model, batches, group_size, tau, train_layers, gen)
+
+
+def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: int,
+                    generator: torch.Generator) -> np.ndarray:
+    """The Gram matrix of the updates of ``batches`` (each a list of (prompt, answer) id
+    pairs), drawn in order from ``generator``; the caller's requires-grad flags are restored."""
+    flags = grad_flags(model)
+    params = train_top_layers(model, train_layers)
     estimates = []
-    for b in range(n_batches):
-        batch = [examples[i] for i in order[b * n_prompts:(b + 1) * n_prompts]]
+    for pairs in batches:
         for p in params:
             p.grad = None
-        accumulate_update(model, _encode(tokenizer, batch, device), group_size, tau, gen,
-                          1.0 / (n_prompts * group_size))
+        accumulate_update(model, pairs, group_size, tau, generator,
+                          1.0 / (len(pairs) * group_size))
         estimates.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                                     for p in params]).double())
-    model.requires_grad_(True)
+    restore_grad_flags(model, flags)
     for p in params:
         p.grad = None
     g = torch.stack(estimates)

@@ -118,6 +118,17 @@ def u_statistic_sq_norm(gram, members=None) -> float:
     return float(sub[distinct].mean())
 
 
+def mean_offdiag_inner(estimates) -> float:
+    """:func:`u_statistic_sq_norm` from the K estimates themselves, (K, D), without forming the
+    Gram matrix: ``(‖Σ_k x_k‖² − Σ_k ‖x_k‖²) / (K(K − 1))``."""
+    X = np.asarray(estimates, float).reshape(len(estimates), -1)
+    K = X.shape[0]
+    if K < 2:
+        raise ValueError(f"need at least 2 estimates, got {K}")
+    s = X.sum(0)
+    return float((s @ s - np.einsum("ij,ij->", X, X)) / (K * (K - 1)))
+
+
 def u_statistic_se(gram) -> float:
     """Jackknife standard error of :func:`u_statistic_sq_norm` (leave one estimate out)."""
     gram = np.asarray(gram, float)
@@ -156,7 +167,8 @@ def permutation_pvalue(xs, ys, n_perm: int = 10_000, seed: int = 0) -> tuple[flo
     ``xs``, ``ys``: lists of equally long arrays, one pair per group (e.g. per trajectory).
     The statistic is the mean over groups of Spearman(x, y); the null permutes ``y`` within
     each group (the design points are fixed, only which outcome goes with which point is
-    random under the null). Returns ``(statistic, p)`` with ``p = (1 + #{T* ≥ T}) / (1 + n_perm)``.
+    random under the null). Returns ``(statistic, p)`` with ``p = (1 + #{T* ≥ T}) / (1 + n_perm)``,
+    or ``(nan, nan)`` when the statistic is undefined (a group with constant ``x`` or ``y``).
     """
     rng = np.random.default_rng(seed)
     observed, null = [], []
@@ -166,7 +178,9 @@ def permutation_pvalue(xs, ys, n_perm: int = 10_000, seed: int = 0) -> tuple[flo
         perms = rng.permuted(np.tile(y, (n_perm, 1)), axis=1)
         null.append(spearman_rows(x, perms))
     t = float(np.mean(observed))
-    t_null = np.nanmean(np.stack(null), axis=0)
+    if np.isnan(t):
+        return float("nan"), float("nan")
+    t_null = np.mean(np.stack(null), axis=0)  # a permutation of non-constant data is non-constant
     return t, float((1 + np.sum(t_null >= t - 1e-12)) / (1 + n_perm))
 
 

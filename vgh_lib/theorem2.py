@@ -45,7 +45,6 @@ class Cell:
     mean_gap: float           # E Σ_s ‖E[a_s] − π_sᵀE‖ (process D)
     entropy: float            # E Σ_s H(π_s) (process D)
     reward: float             # mean exact-match reward of the discrete rollouts
-    position_cosines: list[float] = field(default_factory=list)
     layer_cosines: dict[str, float] = field(default_factory=dict)  # cross-fitted ρ per layer
     agreement: float = float("nan")      # cross-fitted, noise-corrected cosine ρ
     agreement_se: float = float("nan")   # its jackknife standard error over folds
@@ -65,10 +64,6 @@ class Cell:
         """ρ is measured: finite, with a jackknife standard error of at most ``max_se``."""
         return bool(np.isfinite(self.agreement) and np.isfinite(self.agreement_se)
                     and self.agreement_se <= max_se)
-
-    def counted(self, resolution: float) -> bool:
-        """Legacy rule: both raw half-split cosines at least ``resolution``."""
-        return self.resolution_d >= resolution and self.resolution_c >= resolution
 
 
 def _fold_means(x: torch.Tensor, n_prompts: int, k: int) -> torch.Tensor:
