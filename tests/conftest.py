@@ -15,7 +15,31 @@ def gen():
 @pytest.fixture
 def book_root(tmp_path):
     """A copy of the book sources (no executed notebooks) in a temporary folder."""
-    root = tmp_path / "bookroot"
+    return _copy_book(tmp_path / "bookroot")
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory):
+    """`vgh book --profile smoke` on a copy of the book, built once for the whole session.
+
+    Returns ``(root, exit_code, printed_output)``; tests/test_notebooks.py checks the build
+    itself, tests/test_browser.py and the launch-button test read the HTML it produced.
+    """
+    import contextlib
+    import io
+
+    from vgh_lib import cli
+
+    base = tmp_path_factory.mktemp("smoke_book")
+    root = _copy_book(base / "bookroot")
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setenv("VGH_CACHE", str(base / "cache"))  # kernels inherit it
+        code = cli.main(["book", "--profile", "smoke", "--jobs", "2", "--root", str(root)])
+    return root, code, out.getvalue()
+
+
+def _copy_book(root):
     root.mkdir()
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(REPO / name, root / name)

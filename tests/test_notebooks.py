@@ -10,6 +10,8 @@ import pytest
 from vgh_lib import registry, runner
 from vgh_lib.report import render_report
 
+REPO = runner.REPO_ROOT
+
 
 @pytest.mark.parametrize("name", list(registry.NOTEBOOKS))
 def test_parameters_cell_matches_dataclass_defaults(name):
@@ -41,14 +43,12 @@ def test_notebook_has_one_title_and_a_glued_keys_table(name):
 
 
 @pytest.mark.slow
-def test_smoke_notebooks_and_strict_book_build(book_root, capsys, monkeypatch, tmp_path):
+def test_smoke_notebooks_and_strict_book_build(smoke_book, capsys, monkeypatch):
     """`vgh book --profile smoke` on a copy of the book: all notebooks, then -W -n."""
     from vgh_lib import cli
 
-    monkeypatch.setenv("VGH_CACHE", str(tmp_path / "cache"))  # kernels inherit it
-
-    code = cli.main(["book", "--profile", "smoke", "--jobs", "2", "--root", str(book_root)])
-    out = capsys.readouterr().out
+    book_root, code, out = smoke_book  # built once per session (tests/conftest.py)
+    monkeypatch.setenv("VGH_CACHE", str(book_root.parent / "cache"))  # kernels inherit it
     assert code == 0, out
     html = book_root / "_build" / "html"
     assert (html / "index.html").exists()
@@ -67,10 +67,69 @@ def test_smoke_notebooks_and_strict_book_build(book_root, capsys, monkeypatch, t
     chapter = (html / "book" / "01_theorem1.html").read_text()
     assert "n_rollouts=4000" in chapter
     assert "::" not in re.sub(r"<[^>]+>", "", chapter).split("Why this matters")[0].split("Setting")[1]
+    # the landing page shows every chapter's reading, generated from the claims
+    intro = (html / "book" / "intro.html").read_text()
+    assert "Where the paper stands" in intro
+    assert intro.count(" claims hold (") == len(registry.NOTEBOOKS)
     # a warm rerun executes nothing
+    capsys.readouterr()
     code = cli.main(["reproduce", "--profile", "smoke", "--out", str(executed)])
     assert code == 0
     assert capsys.readouterr().out.count("skipped (cached)") == len(registry.NOTEBOOKS)
+
+
+@pytest.mark.slow
+def test_launch_buttons_open_source_notebooks_in_the_repository(smoke_book):
+    """Every Binder/Colab URL of the built book names a file that exists in the repository."""
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    book_root, code, out = smoke_book
+    assert code == 0, out
+    html = book_root / "_build" / "html"
+    found = {}
+    for page in html.rglob("*.html"):
+        text = page.read_text()
+        for url in re.findall(r'href="(https://(?:mybinder\.org|colab\.research\.google\.com)/[^"]+)"',
+                              text):
+            url = url.replace("&amp;", "&")
+            parsed = urlparse(url)
+            assert "/./" not in url, url
+            if parsed.netloc == "mybinder.org":
+                assert parsed.path == "/v2/gh/vgh-companion/vgh-companion/main", url
+                path = unquote(parse_qs(parsed.query)["urlpath"][0]).split("tree/", 1)[1]
+            else:
+                prefix = "/github/vgh-companion/vgh-companion/blob/main/"
+                assert parsed.path.startswith(prefix), url
+                path = unquote(parsed.path[len(prefix):])
+            assert (REPO / path).is_file(), f"{page.name}: {url} names {path}, not in the repository"
+            found.setdefault(page.stem, set()).add((parsed.netloc, path))
+    for name in registry.NOTEBOOKS:  # each executed-notebook page launches its own source
+        assert found.get(name) == {("mybinder.org", f"notebooks/{name}.ipynb"),
+                                   ("colab.research.google.com", f"notebooks/{name}.ipynb")}, name
+
+
+def test_report_groups_claims_by_chapter_with_readings(tmp_path):
+    from vgh_lib import report
+
+    executed = tmp_path / "book" / "executed"
+    executed.mkdir(parents=True)
+    name = next(iter(registry.NOTEBOOKS))
+    claims = [{"id": "a.one", "statement": "first | statement", "kind": "identity", "value": 1.0,
+               "op": "<=", "threshold": 2.0, "passed": True, "ci": None, "fails_if": "a bug"},
+              {"id": "a.two", "statement": "second", "kind": "empirical", "value": 3.0,
+               "op": "<=", "threshold": 2.0, "passed": False, "ci": [2.5, 3.5], "fails_if": "x"}]
+    (executed / f"{name}.claims.json").write_text(json.dumps(
+        {"notebook": name, "profile": "smoke", "git_commit": "0" * 40, "created": "now",
+         "claims": claims}))
+    report.write_report(executed, tmp_path / "book" / "reproduction_report.md")
+    text = (tmp_path / "book" / "reproduction_report.md").read_text()
+    assert "## Claims by chapter" in text and "first \\| statement" in text
+    assert "*Fails if* a bug" in text and "**FAIL**" in text
+    summary = (executed / "summary.md").read_text()
+    assert "1 of 2 claims hold" in summary and "**not reproduced**" in summary
+    assert report.chapter_status(claims[:1]) == "reproduced"
+    assert report.chapter_status([]) == "not run"
+    assert report.chapter_status([claims[0], {**claims[1], "value": None}]) == "inconclusive"
 
 
 def test_report_lists_missing_notebooks(tmp_path):

@@ -1,12 +1,20 @@
-"""The "Reproduction report" page: one row per claim, built from the claims files."""
+"""The "Reproduction report" page and the landing page's summary, built from the claims files.
+
+``write_report`` writes ``book/reproduction_report.md`` (every claim, grouped by chapter) and
+``book/executed/summary.md`` (one row per chapter, included by ``book/intro.md``). Nothing on
+either is typed by hand: both come from the ``*.claims.json`` files of the executed notebooks.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from vgh_lib import registry
 from vgh_lib.claims import format_threshold, format_value
+
+SUMMARY_NAME = "summary.md"
 
 HEADER = """# Reproduction report
 
@@ -17,43 +25,147 @@ we test. A failed empirical claim is a result, and it is listed here like any ot
 Every threshold was fixed before the notebook was run.
 """
 
+READING = """A chapter's result reads **reproduced** when every claim of its notebook holds,
+**not reproduced** when an identity claim fails or no empirical claim holds, and
+**inconclusive** otherwise (its identities hold but its empirical claims split, or a value
+could not be measured)."""
+
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = (
+    "reproduced", "not reproduced", "inconclusive", "not run")
+
 
 def _escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_report(executed: Path) -> str:
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def chapter_status(claims: list[dict]) -> str:
+    """Reproduced / not reproduced / inconclusive, from a notebook's claims (see READING)."""
+    if not claims:
+        return NOT_RUN
+    if all(c["passed"] for c in claims):
+        return REPRODUCED
+    if any(c["kind"] == "identity" and not c["passed"] and not _missing(c["value"])
+           for c in claims):
+        return NOT_REPRODUCED
+    empirical = [c for c in claims if c["kind"] == "empirical"]
+    if empirical and not any(c["passed"] for c in empirical) \
+            and not any(_missing(c["value"]) for c in empirical):
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def _chapters(root: Path) -> dict[str, str]:
+    """Notebook name -> docname of the chapter whose section it is, from ``_toc.yml``."""
+    toc = root / "_toc.yml"
+    if not toc.exists():
+        return {}
+    try:
+        import yaml
+    except ImportError:  # pragma: no cover - jupyter-book brings PyYAML
+        return {}
+    found: dict[str, str] = {}
+
+    def walk(entries):
+        for entry in entries or []:
+            for section in entry.get("sections") or []:
+                file = str(section.get("file", ""))
+                if file.startswith("book/executed/"):
+                    found.setdefault(file.rsplit("/", 1)[1], str(entry["file"]))
+            walk(entry.get("chapters"))
+            walk(entry.get("parts"))
+            walk(entry.get("sections"))
+
+    data = yaml.safe_load(toc.read_text()) or {}
+    walk(data.get("parts"))
+    walk(data.get("chapters"))
+    return found
+
+
+def _records(executed: Path) -> dict[str, dict | None]:
+    records = {}
+    for name in registry.NOTEBOOKS:
+        path = executed / f"{name}.claims.json"
+        records[name] = json.loads(path.read_text()) if path.exists() else None
+    return records
+
+
+def _count(claims: list[dict]) -> str:
+    held = sum(c["passed"] for c in claims)
+    kinds = {k: sum(c["kind"] == k for c in claims) for k in ("identity", "empirical")}
+    parts = [f"{n} {k}" for k, n in kinds.items() if n]
+    return f"{held} of {len(claims)} claims hold ({', '.join(parts)})"
+
+
+def _status_text(status: str) -> str:
+    return f"**{status}**" if status in (NOT_REPRODUCED, INCONCLUSIVE) else status
+
+
+def _title_link(name: str, chapters: dict[str, str], record: dict | None) -> str:
+    title = _escape(registry.NOTEBOOKS[name].title).replace("`", "")
+    chapter = chapters.get(name)
+    if chapter:
+        return f"{{doc}}`{title} </{chapter}>`"
+    if record is not None:
+        return f"{{doc}}`{title} </book/executed/{name}>`"
+    return title
+
+
+def render_summary(executed: Path, root: Path | None = None) -> str:
+    """The landing page's table: one row per chapter, its reading and its claims."""
+    executed = Path(executed)
+    root = Path(root) if root is not None else executed.parent.parent
+    chapters = _chapters(root)
+    rows = ["| result | reading | claims |", "|---|---|---|"]
+    for name, record in _records(executed).items():
+        claims = record["claims"] if record else []
+        status = chapter_status(claims)
+        text = _count(claims) if claims else "not run"
+        rows.append(f"| {_title_link(name, chapters, record)} | {_status_text(status)} | {text} |")
+    return "\n".join([*rows, "", READING, ""])
+
+
+def render_report(executed: Path, root: Path | None = None) -> str:
     """Markdown for the report, from ``executed/NAME.claims.json`` of every notebook."""
+    executed = Path(executed)
+    root = Path(root) if root is not None else executed.parent.parent
+    chapters = _chapters(root)
     lines = [HEADER]
-    rows = ["| claim | measured | threshold | verdict | kind | notebook | statement | fails if |",
-            "|---|---|---|---|---|---|---|---|"]
     runs = ["| notebook | profile | commit | created |", "|---|---|---|---|"]
     failed_runs = []
-    for name in registry.NOTEBOOKS:
-        failed_nb = executed / "failed" / f"{name}.ipynb"
-        if failed_nb.exists():
+    sections = []
+    for name, record in _records(executed).items():
+        if (executed / "failed" / f"{name}.ipynb").exists():
             failed_runs.append(_failed_run(executed, name))
-        path = executed / f"{name}.claims.json"
-        if not path.exists():
+        if record is None:
             runs.append(f"| {name} | not run | | |")
             continue
-        record = json.loads(path.read_text())
         link = f"[{name}](executed/{name}.ipynb)"
         runs.append(f"| {link} | {record['profile']} | `{record['git_commit'][:10]}` | "
                     f"{record['created']} |")
-        for c in record["claims"]:
+        claims = record["claims"]
+        sections += [f"### {_title_link(name, chapters, record)}", "",
+                     f"{_status_text(chapter_status(claims)).capitalize()}: {_count(claims)}. "
+                     f"Notebook {link}, profile `{record['profile']}`.", ""]
+        for c in claims:
             value = format_value(c["value"])
             if c.get("ci"):
                 value += f" [{format_value(c['ci'][0])}, {format_value(c['ci'][1])}]"
             verdict = "pass" if c["passed"] else "**FAIL**"
-            rows.append(f"| `{c['id']}` | {value} | {format_threshold(c['op'], c['threshold'])} | "
-                        f"{verdict} | {c['kind']} | {link} | {_escape(c['statement'])} | "
-                        f"{_escape(c.get('fails_if', ''))} |")
+            sections += [f"- `{c['id']}`: {verdict}, measured {value}, required "
+                         f"{format_threshold(c['op'], c['threshold'])} ({c['kind']})", "",
+                         f"  {_escape(c['statement'])}", ""]
+            if c.get("fails_if", "").strip():
+                sections += [f"  *Fails if* {_escape(c['fails_if'])}", ""]
     if failed_runs:
         lines += ["## Failed runs", "",
                   "The latest run of these notebooks failed; the book shows their last good run.",
                   "", *failed_runs, ""]
-    lines += ["## Claims", "", *rows, "", "## Runs", "", *runs, ""]
+    lines += ["## Summary", "", render_summary(executed, root), "",
+              "## Claims by chapter", "", *sections, "## Runs", "", *runs, ""]
     return "\n".join(lines)
 
 
@@ -72,5 +184,10 @@ def _failed_run(executed: Path, name: str) -> str:
 
 
 def write_report(executed: Path, dest: Path) -> None:
+    """Write the report to ``dest`` and the landing page's summary to ``executed/summary.md``."""
+    executed, dest = Path(executed), Path(dest)
+    root = dest.parent.parent
     dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(render_report(Path(executed)))
+    dest.write_text(render_report(executed, root))
+    executed.mkdir(parents=True, exist_ok=True)
+    (executed / SUMMARY_NAME).write_text(render_summary(executed, root))
