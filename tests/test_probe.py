@@ -130,7 +130,16 @@ def test_equal_length_task_matches_impact_signal_gram(ckpts, tmp_path):
     hk = np.array([grpo.pass_at_k(CFG.samples, int(x), CFG.k) for x in counts]) - c
     h_se = hk.std(ddof=1) / np.sqrt(hk.size)
     assert r.ses["H"] == pytest.approx(h_se)
-    assert r.ses["I"] == pytest.approx(np.hypot(h * s_se, s * h_se), rel=1e-5)
+    # SE(I): delete one batch from both factors at a time (they share the completions)
+    M, per = gram.shape[0], CFG.prompts // CFG.batches
+    loo = []
+    for b in range(M):
+        rest = [i for i in range(M) if i != b]
+        sub = gram[np.ix_(rest, rest)]
+        s_b = np.sqrt(max(0.0, (sub.sum() - np.trace(sub)) / (len(rest) * (len(rest) - 1))))
+        loo.append(s_b * np.delete(hk, np.s_[b * per:(b + 1) * per]).mean())
+    loo = np.array(loo)
+    assert r.ses["I"] == pytest.approx(np.sqrt((M - 1) / M * ((loo - loo.mean()) ** 2).sum()), rel=1e-9)
 
 
 def test_mixed_lengths_are_batched_by_shape(ckpts, tmp_path):

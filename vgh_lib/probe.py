@@ -8,7 +8,7 @@ reward), one sampling pass measures, with standard errors:
   reward-std signal ``E_x sqrt(p(1 − p))``, from per-prompt success counts;
 * the signal ``S = ‖∇J‖``: the square root of the U-statistic of ``‖∇J‖²`` over ``batches``
   independent GRPO-update estimates (:func:`vgh_lib.impact.signal`);
-* the value impact ``I = S·H``, its SE by the delta method.
+* the value impact ``I = S·H``, its SE by a delete-one-batch jackknife of both factors.
 
 The design is that of :func:`vgh_lib.impact.signal_gram`: ``prompts`` distinct prompts, drawn
 by a seeded permutation, are cut into ``batches`` disjoint batches; every prompt gets
@@ -234,6 +234,31 @@ def _mean_se(x) -> tuple[float, float]:
     return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan"))
 
 
+def impact_jackknife_se(gram, headroom_per_prompt) -> float:
+    """Standard error of ``I = S·H`` by deleting one batch at a time from *both* factors.
+
+    S and H come from the same completions (batch ``b`` holds the ``b``-th equal share of the
+    prompts), so their errors are correlated; removing a whole batch from the Gram matrix and
+    its prompts from the headroom keeps that correlation, which a delta method for independent
+    factors would drop. NaN with fewer than 3 batches.
+    """
+    gram = np.asarray(gram, float)
+    h = np.asarray(headroom_per_prompt, float)
+    M = gram.shape[0]
+    if M < 3:
+        return float("nan")
+    per = h.size // M
+    keep = np.arange(M)
+    loo = []
+    for b in range(M):
+        rest = keep[keep != b]
+        s_b = math.sqrt(max(0.0, stats.u_statistic_sq_norm(gram, rest)))
+        h_b = float(np.delete(h, np.s_[b * per:(b + 1) * per]).mean())
+        loo.append(s_b * h_b)
+    loo = np.array(loo)
+    return float(np.sqrt((M - 1) / M * np.sum((loo - loo.mean()) ** 2)))
+
+
 @dataclass
 class ProbeResult:
     """One checkpoint's factors (``value``, ``se``), and the raw measurements behind them."""
@@ -262,11 +287,7 @@ class ProbeResult:
         values["S"], ses["S"] = s, s_se
         h, h_se = values["H"], ses["H"]
         values["I"] = s * h
-        # delta method for a product, the two factors' errors taken as independent; a term
-        # whose multiplier is exactly 0 contributes 0 (so a perfect model has I = 0 ± 0)
-        t_s = 0.0 if h == 0 else h * s_se
-        t_h = 0.0 if s == 0 else s * h_se
-        ses["I"] = float(math.sqrt(t_s ** 2 + t_h ** 2))
+        ses["I"] = impact_jackknife_se(gram, pk - p1)
         return cls(path, c, np.asarray(gram, float), samples, k, values, ses, step)
 
     def as_dict(self) -> dict:
