@@ -132,6 +132,14 @@ def test_report_groups_claims_by_chapter_with_readings(tmp_path):
     assert report.chapter_status([claims[0], {**claims[1], "value": None}]) == "inconclusive"
 
 
+def test_params_table_is_collapsed_and_escaped():
+    from vgh_lib.report import params_html
+
+    text = params_html({"seed": 0, "task": "a<b", "grid": [1, 2]})
+    assert text.startswith('<details class="vgh-params">') and "open" not in text
+    assert "(3)" in text and "a&lt;b" in text and "<code>[1, 2]</code>" in text
+
+
 def test_report_lists_missing_notebooks(tmp_path):
     text = render_report(tmp_path)
     for name in registry.NOTEBOOKS:

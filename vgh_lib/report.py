@@ -191,3 +191,28 @@ def write_report(executed: Path, dest: Path) -> None:
     dest.write_text(render_report(executed, root))
     executed.mkdir(parents=True, exist_ok=True)
     (executed / SUMMARY_NAME).write_text(render_summary(executed, root))
+
+
+
+def params_html(params: dict, title: str = "Parameters of this run") -> str:
+    """A compact two-column table of a run's parameters inside a ``<details>`` (collapsed).
+
+    HTML rather than Markdown because myst-nb pastes glued HTML across documents
+    (``{glue:any}`` with ``:doc:``) but not glued Markdown.
+    """
+    import html
+
+    rows = "".join(f"<tr><td><code>{html.escape(str(k))}</code></td>"
+                   f"<td><code>{html.escape(repr(v) if isinstance(v, str) else str(v))}</code></td></tr>"
+                   for k, v in params.items())
+    return (f'<details class="vgh-params"><summary>{html.escape(title)} ({len(params)})</summary>'
+            f'<table class="table"><thead><tr><th>parameter</th><th>value</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></details>")
+
+
+def glue_params(key: str, params: dict) -> None:
+    """Glue :func:`params_html` under ``key``; a chapter pastes it with ``{glue:any}``."""
+    from IPython.display import HTML
+    from myst_nb import glue
+
+    glue(key, HTML(params_html(params)), display=False)

@@ -138,6 +138,10 @@ CSS = """/* vgh_lib.sphinx_launch: wide tables wrap inside the content column */
 .bd-article table { max-width: 100%; }
 .bd-article table td, .bd-article table th { overflow-wrap: break-word; }
 .bd-article table td code, .bd-article table th code { white-space: normal; overflow-wrap: anywhere; }
+/* a run's parameters (vgh_lib.report.params_html): a compact table, collapsed */
+details.vgh-params { margin: 0.5em 0 1em; }
+details.vgh-params > summary { cursor: pointer; font-weight: 600; }
+details.vgh-params table { width: auto; font-size: 0.9em; margin-top: 0.4em; }
 @media (max-width: 720px) {
   .bd-article table { table-layout: fixed; width: 100%; font-size: 0.85em; }
 }
