@@ -77,6 +77,7 @@ def label_points(ax, x, y, labels: Sequence[str], *, fontsize: float = 8):
     xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     if len(xs) == 0:
         return ax
+    ax.autoscale_view()  # place against the final limits of what is drawn so far
     renderer = ax.figure.canvas.get_renderer()
     placed = []
     for i in np.argsort(-ys, kind="stable"):
