@@ -65,7 +65,9 @@ def test_smoke_notebooks_and_strict_book_build(smoke_book, capsys, monkeypatch):
             assert c["fails_if"].strip(), f"claim {c['id']} says nothing about what would fail it"
     # glued numbers made it into the chapter (no unresolved glue keys)
     chapter = (html / "book" / "01_theorem1.html").read_text()
-    assert "n_rollouts=4000" in chapter
+    assert "<td><code>n_rollouts</code></td><td><code>4000</code></td>" in chapter  # params table
+    for page in html.rglob("*.html"):  # a glued object that did not render shows its repr
+        assert "IPython.core.display" not in page.read_text(), page
     assert "::" not in re.sub(r"<[^>]+>", "", chapter).split("Why this matters")[0].split("Setting")[1]
     # the landing page shows every chapter's reading, generated from the claims
     intro = (html / "book" / "intro.html").read_text()

@@ -210,6 +210,17 @@ def params_html(params: dict, title: str = "Parameters of this run") -> str:
             f"<tbody>{rows}</tbody></table></details>")
 
 
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain HTML table (cells escaped), for glued tables that a chapter pastes with
+    ``{glue:any}`` from another page (glued Markdown does not paste across documents)."""
+    import html
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def glue_params(key: str, params: dict) -> None:
     """Glue :func:`params_html` under ``key``; a chapter pastes it with ``{glue:any}``."""
     from IPython.display import HTML
