@@ -114,7 +114,13 @@ def load_jsonl(path: Path | str) -> list[ProbeItem]:
 
 
 def task_items(task: str, digits: int = 2) -> tuple[list[ProbeItem], str]:
-    """``(items, description)`` of a built-in task name or a JSONL file (validated)."""
+    """``(items, description)`` of a built-in task name or a JSONL file (validated).
+
+    A built-in addition or reversal task is split with the task's default seed (0): for a
+    trajectory pretrained with another seed (notebook 05's confirmation trajectories) these
+    prompts are not that trajectory's training split, and may include its held-out prompts.
+    The probe trains nothing, so this affects only which prompts the factors are measured on.
+    """
     from vgh_lib import lm_tasks
 
     if task in BUILTIN_TASKS:
@@ -123,7 +129,7 @@ def task_items(task: str, digits: int = 2) -> tuple[list[ProbeItem], str]:
         if not 1 <= digits <= 6:
             raise ParameterError(f"--digits must be in [1, 6], got {digits}")
         train, _ = Task(task, digits).split()
-        return [ProbeItem(e.prompt, e.answer) for e in train], f"{task} ({digits} digits, training split)"
+        return [ProbeItem(e.prompt, e.answer) for e in train], f"{task} ({digits} digits, training split of task seed 0)"
     if task in lm_tasks.LM_TASKS:
         train, _ = lm_tasks.split(task)
         return [ProbeItem(e.prompt, e.answer) for e in train], f"{task} (few-shot, training split)"
