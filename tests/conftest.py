@@ -52,3 +52,35 @@ def _copy_book(root):
     (root / "notebooks").mkdir()
     (root / "notebooks" / "stray.md").write_text("# not in the toc\n")
     return root
+
+
+def tiny_gpt2_and_tokenizer(seed: int = 0):
+    """A 1-layer, 16-wide GPT-2 over the task tokenizer."""
+    from vgh_lib.models import tiny_gpt2
+    from vgh_lib.tasks import build_tokenizer
+
+    tok = build_tokenizer()
+    return tiny_gpt2(tok, 1, 16, 2, 32, seed=seed), tok
+
+
+def perfect_tiny_gpt2(token: str = "7"):
+    """A tiny GPT-2 that writes ``token`` after any prefix: ln_f outputs a constant vector along
+    that token's (tied) embedding, so its logit leads every other by far more than Gumbel noise
+    at temperature 1 can overturn."""
+    model, tok = tiny_gpt2_and_tokenizer()
+    t = tok.convert_tokens_to_ids(token)
+    with torch.no_grad():
+        wte = model.transformer.wte.weight
+        wte.mul_(0.01)
+        wte[t] = 0
+        wte[t, 0] = 1.0
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.zero_()
+        model.transformer.ln_f.bias[0] = 1000.0
+    return model, tok
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    """The two model factories above, for tests that need a random or a perfect tiny model."""
+    return tiny_gpt2_and_tokenizer, perfect_tiny_gpt2

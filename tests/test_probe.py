@@ -12,7 +12,7 @@ import torch
 
 from vgh_lib import cli, grpo, impact, probe
 from vgh_lib.params import ParameterError
-from vgh_lib.tasks import Example, build_tokenizer
+from vgh_lib.tasks import Example
 
 DIGITS = "0123456789"
 
@@ -23,32 +23,9 @@ def _save(model, tok, path):
     return path
 
 
-def _tiny(seed=0):
-    from vgh_lib.models import tiny_gpt2
-
-    tok = build_tokenizer()
-    return tiny_gpt2(tok, 1, 16, 2, 32, seed=seed), tok
-
-
-def perfect_model(token="7"):
-    """A tiny GPT-2 that writes ``token`` after any prefix: ln_f outputs a constant vector along
-    that token's (tied) embedding, so its logit leads every other by far more than Gumbel noise
-    at temperature 1 can overturn."""
-    model, tok = _tiny()
-    t = tok.convert_tokens_to_ids(token)
-    with torch.no_grad():
-        wte = model.transformer.wte.weight
-        wte.mul_(0.01)
-        wte[t] = 0
-        wte[t, 0] = 1.0
-        model.transformer.ln_f.weight.zero_()
-        model.transformer.ln_f.bias.zero_()
-        model.transformer.ln_f.bias[0] = 1000.0
-    return model, tok
-
-
 @pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
+def ckpts(tmp_path_factory, tiny_models):
+    _tiny, perfect_model = tiny_models
     root = tmp_path_factory.mktemp("probe_ckpts")
     torch.set_num_threads(1)
     out = {}

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from vgh_lib import probe
-from vgh_lib.tasks import build_tokenizer
 
 CFG = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=3)
 KEYS = ("S", "H", "I", "reward_std", "pass@1", "pass@k")
@@ -34,29 +33,6 @@ def test_importing_vgh_lib_does_not_import_trl():
 
 pytest.importorskip("trl", reason="TRL is a test extra: pip install -e '.[test]'")
 pytest.importorskip("datasets", reason="TRL needs datasets: pip install -e '.[test]'")
-
-
-def _random_model():
-    from vgh_lib.models import tiny_gpt2
-
-    tok = build_tokenizer()
-    return tiny_gpt2(tok, 1, 16, 2, 32, seed=0), tok
-
-
-def _perfect_model():
-    """Writes "7" after any prefix (as in test_probe.perfect_model): ln_f outputs a constant
-    vector along that token's tied embedding, a logit lead no Gumbel noise can overturn."""
-    model, tok = _random_model()
-    t = tok.convert_tokens_to_ids("7")
-    with torch.no_grad():
-        wte = model.transformer.wte.weight
-        wte.mul_(0.01)
-        wte[t] = 0
-        wte[t, 0] = 1.0
-        model.transformer.ln_f.weight.zero_()
-        model.transformer.ln_f.bias.zero_()
-        model.transformer.ln_f.bias[0] = 1000.0
-    return model, tok
 
 
 class Reporter:
@@ -106,11 +82,11 @@ def _rows(answer=None, n=8):
     return [{"prompt": f"{i:02d}>", "answer": answer or "0123456789"[(3 * i) % 10]} for i in range(n)]
 
 
-def test_two_grpo_steps_log_finite_factors(tmp_path):
+def test_two_grpo_steps_log_finite_factors(tmp_path, tiny_models):
     def reward(prompts, completions, completion_ids, **kwargs):
         return [float(sum(c) % 3) for c in completion_ids]
 
-    trainer, cb, reporter = _train(_random_model, _rows(), tmp_path, reward)
+    trainer, cb, reporter = _train(tiny_models[0], _rows(), tmp_path, reward)
     steps = [s for s, _ in cb.history]
     assert steps == [0, 1, 2]  # the start, then every step
     logged = [h for h in trainer.state.log_history if "value_impact/S" in h]
@@ -128,11 +104,11 @@ def test_two_grpo_steps_log_finite_factors(tmp_path):
     assert logged[-1]["value_impact/H"] == final.values["H"]
 
 
-def test_perfect_model_logs_exact_zeros(tmp_path):
+def test_perfect_model_logs_exact_zeros(tmp_path, tiny_models):
     def reward(prompts, completions, completion_ids, **kwargs):
         return [1.0 for _ in completion_ids]
 
-    trainer, cb, _ = _train(_perfect_model, _rows("77"), tmp_path, reward)
+    trainer, cb, _ = _train(tiny_models[1], _rows("77"), tmp_path, reward)
     logged = [h for h in trainer.state.log_history if "value_impact/S" in h]
     assert len(logged) == 2
     for h in logged:

@@ -8,7 +8,6 @@ Shapes: prompts (B, Lp), completions (B, La), logits (B, L, V).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

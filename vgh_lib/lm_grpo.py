@@ -1,11 +1,14 @@
-"""GRPO and the value-impact factors for a real pretrained language model, one prompt at a time.
+"""The GRPO update and the signal ``S`` for a real pretrained language model, one prompt at a time.
 
-Serves THEORY.md §4 on a real LM (the axis is *tasks*, not checkpoints). The prompts of a
-real LM differ in length, so everything here works per prompt and shares the prompt's
-forward pass between its G samples (:func:`vgh_lib.lm_costates.sample` for sampling, an
-expanded KV cache for the update). Only the top ``train_layers`` transformer blocks and the
-final norm are trained (:func:`train_top_layers`), which the CPU budget needs; the signal
-``S`` is the norm of the expected update of those same parameters.
+Groundwork for THEORY.md §4 on a real LM (the axis is *tasks*, not checkpoints; issue 11's
+second half, not yet in the book). The prompts of a real LM differ in length, so everything
+here works per prompt and shares the prompt's forward pass between its G samples
+(:func:`vgh_lib.lm_costates.sample` for sampling, an expanded KV cache for the update). Only
+the top ``train_layers`` transformer blocks and the final norm take part
+(:func:`train_top_layers`), which a CPU budget needs; the signal ``S`` is the norm of the
+expected update of those same parameters (:func:`signal_gram`, whose Gram matrix
+:func:`vgh_lib.impact.signal` turns into ``S``). A training step is ``accumulate_update`` with
+``scale = −1/T`` followed by an optimizer step.
 
 With one update per batch the PPO ratio is 1 at the current parameters and clipping is
 inactive, so the GRPO loss's gradient is ``−(1/T) Σ_i A_i ∇ log P(a_i | x)`` with
@@ -15,33 +18,11 @@ answer tokens (the ``token`` aggregation of :func:`vgh_lib.grpo.grpo_loss`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
 from vgh_lib import grpo, lm_costates, lm_tasks
 from vgh_lib.lm_tasks import LMExample
-
-
-@dataclass(frozen=True)
-class LMGRPOConfig:
-    steps: int = 12
-    prompts_per_step: int = 8
-    group_size: int = 8
-    temperature: float = 1.0
-    lr: float = 1e-5
-    train_layers: int = 2
-    probe_every: int = 4
-    seed: int = 0
-
-    def __post_init__(self):
-        for name, low in (("steps", 1), ("prompts_per_step", 1), ("group_size", 2),
-                          ("train_layers", 1), ("probe_every", 1)):
-            if getattr(self, name) < low:
-                raise ValueError(f"{name} must be ≥ {low}, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 def _blocks(model):
@@ -99,58 +80,6 @@ def accumulate_update(model, pairs, group_size: int, tau: float, generator: torc
     return float(torch.cat(rewards_all).mean())
 
 
-def exact_values(model, tokenizer, examples: list[LMExample], tau: float) -> np.ndarray:
-    """Per prompt, the exact probability of its answer (the expected exact-match reward)."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return np.array([lm_costates.exact_value(model, p, a, tau, grad=False)[0]
-                         for p, a in _encode(tokenizer, examples, device)])
-
-
-@dataclass
-class LMGRPOHistory:
-    mean_reward: list[float] = field(default_factory=list)
-    probe_steps: list[int] = field(default_factory=list)
-    probe_value: list[float] = field(default_factory=list)
-
-    def largest_drop(self) -> float:
-        return grpo.largest_drop(self.probe_value)
-
-
-def train(model, tokenizer, train_examples: list[LMExample], cfg: LMGRPOConfig,
-          probe_examples: list[LMExample], progress: bool = False) -> LMGRPOHistory:
-    """GRPO (AdamW, one update per batch) on the top ``cfg.train_layers`` blocks, in place."""
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    flags = grad_flags(model)
-    params = train_top_layers(model, cfg.train_layers)
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history = LMGRPOHistory()
-
-    def probe(step):
-        history.probe_steps.append(step)
-        history.probe_value.append(float(exact_values(model, tokenizer, probe_examples,
-                                                      cfg.temperature).mean()))
-
-    model.eval()
-    probe(0)
-    for step in tqdm(range(cfg.steps), desc="GRPO", disable=not progress, mininterval=5):
-        idx = torch.randint(len(train_examples), (cfg.prompts_per_step,), generator=gen).tolist()
-        pairs = _encode(tokenizer, [train_examples[i] for i in idx], device)
-        n_tokens = cfg.group_size * sum(a.shape[0] for _, a in pairs)  # the batch's answer tokens
-        opt.zero_grad(set_to_none=True)
-        reward = accumulate_update(model, pairs, cfg.group_size, cfg.temperature, gen,
-                                   -1.0 / n_tokens)
-        opt.step()
-        history.mean_reward.append(reward)
-        if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
-            probe(step + 1)
-    restore_grad_flags(model, flags)
-    return history
-
-
 def signal_gram(model, tokenizer, examples: list[LMExample], n_batches: int, n_prompts: int,
                 group_size: int, tau: float, train_layers: int, seed: int) -> np.ndarray:
     """The Gram matrix of ``n_batches`` independent estimates of the expected GRPO update of
@@ -188,15 +117,3 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
         p.grad = None
     g = torch.stack(estimates)
     return (g @ g.T).cpu().numpy()
-
-
-def sample_successes(model, tokenizer, examples: list[LMExample], n_samples: int, tau: float,
-                     seed: int) -> np.ndarray:
-    """Per prompt, the number of exact matches among ``n_samples`` samples."""
-    device = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for prompt, answer in _encode(tokenizer, examples, device):
-        tokens, _ = lm_costates.sample(model, prompt, answer.shape[0], n_samples, tau, gen)
-        out.append(int(lm_tasks.reward(answer, tokens).sum()))
-    return np.array(out)

@@ -291,7 +291,7 @@ class ProbeResult:
         values["H"], ses["H"] = _mean_se(pk - p1)
         values["reward std"], ses["reward std"] = _mean_se(np.sqrt(p1 * (1 - p1)))
         values["S"], ses["S"] = s, s_se
-        h, h_se = values["H"], ses["H"]
+        h = values["H"]
         values["I"] = s * h
         ses["I"] = impact_jackknife_se(gram, pk - p1)
         return cls(path, c, np.asarray(gram, float), samples, k, values, ses, step)

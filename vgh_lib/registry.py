@@ -139,27 +139,46 @@ class TransformerCostateParams(TrajectoryParams):
 
 
 @dataclass(frozen=True)
-class ValueImpactParams(TrajectoryParams):
+class ConfirmationParams(TrajectoryParams):
+    """The confirmation trajectories of the value-impact design and how their pre-RL factors
+    are measured; shared by ``05_value_impact`` and ``07_probe`` so that both use the same
+    cached trajectories and the same full-budget factors."""
+
+    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
+                                               help="trajectory seeds of the confirmation")
+    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
+                                            help="confirmation checkpoint steps")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
+    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
+    factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the pre-RL evaluation")
+
+    def check(self) -> None:
+        super().check()
+        if max(self.checkpoint_grid) > self.pretrain_steps:
+            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
+                                 f"= {self.pretrain_steps}")
+
+    def confirmation_config(self, seed: int):
+        """The pretraining configuration of one confirmation trajectory."""
+        return dataclasses.replace(self.pretrain_config(), seed=seed,
+                                   checkpoint_at=tuple(self.checkpoint_grid))
+
+
+@dataclass(frozen=True)
+class ValueImpactParams(ConfirmationParams):
     """Parameters of ``05_value_impact`` (THEORY.md §4, the paper's Figure 1).
 
     ``seed`` is the *pilot* trajectory (the design was chosen on it); the confirmation runs on
     the trajectories ``confirmation_seeds`` with checkpoints at ``checkpoint_grid``.
     """
 
-    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
-                                               help="trajectory seeds of the confirmation")
-    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
-                                            help="confirmation checkpoint steps")
     grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
     grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
     adamw_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=1.0, help="AdamW learning rate")
     sgd_lr: float = spec(PILOT_CHOSEN["sgd_lr"], lo=1e-7, hi=100.0, help="SGD learning rate")
     seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
-    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
-    signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
-    factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the pre-RL evaluation")
     n_boot: int = spec(2000, lo=10, hi=100_000, help="nested-bootstrap resamples")
     n_perm: int = spec(10_000, lo=10, hi=1_000_000, help="permutations of the p-value")
     pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
@@ -172,14 +191,6 @@ class ValueImpactParams(TrajectoryParams):
                                  f"not contain the pilot trajectory 'seed' = {self.seed}")
         if len(self.seeds) < 2:
             raise ParameterError("parameter 'seeds' needs at least 2 GRPO seeds for intervals")
-        if max(self.checkpoint_grid) > self.pretrain_steps:
-            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
-                                 f"= {self.pretrain_steps}")
-
-    def confirmation_config(self, seed: int):
-        """The pretraining configuration of one confirmation trajectory."""
-        return dataclasses.replace(self.pretrain_config(), seed=seed,
-                                   checkpoint_at=tuple(self.checkpoint_grid))
 
 
 @dataclass(frozen=True)
@@ -220,7 +231,7 @@ class RealLMParams(NotebookParams):
 
 
 @dataclass(frozen=True)
-class ProbeBookParams(TrajectoryParams):
+class ProbeBookParams(ConfirmationParams):
     """Parameters of ``07_probe``: ``vgh probe`` (vgh_lib.probe) on the confirmation
     trajectories of ``05_value_impact``, against that notebook's full-budget factors.
 
@@ -229,15 +240,6 @@ class ProbeBookParams(TrajectoryParams):
     ``probe_*`` parameters default to ``vgh probe``'s defaults (``ProbeConfig``).
     """
 
-    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
-                                               help="trajectory seeds (notebook 05's confirmation)")
-    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
-                                            help="checkpoint steps")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G of the reference signal")
-    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
-    signal_batches: int = spec(8, lo=2, hi=1000, help="reference: independent batches of S")
-    signal_prompts: int = spec(32, lo=1, hi=100_000, help="reference: prompts per batch of S")
-    factor_prompts: int = spec(200, lo=4, hi=100_000, help="reference: prompts of the H evaluation")
     probe_samples: int = spec(8, lo=2, hi=1024, help="probe: completions per prompt (--samples)")
     probe_k: int = spec(4, lo=1, hi=1024, help="probe: k of pass@k (--k)")
     probe_batches: int = spec(4, lo=3, hi=1000, help="probe: batches of S (--batches)")
@@ -254,16 +256,8 @@ class ProbeBookParams(TrajectoryParams):
         if self.probe_prompts % self.probe_batches:
             raise ParameterError(f"parameter 'probe_prompts' = {self.probe_prompts} must be a "
                                  f"multiple of 'probe_batches' = {self.probe_batches}")
-        if max(self.checkpoint_grid) > self.pretrain_steps:
-            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
-                                 f"= {self.pretrain_steps}")
         if len(self.checkpoint_grid) < 3:
             raise ParameterError("parameter 'checkpoint_grid' needs at least 3 steps to rank")
-
-    def confirmation_config(self, seed: int):
-        """The pretraining configuration of one trajectory (notebook 05's confirmation)."""
-        return dataclasses.replace(self.pretrain_config(), seed=seed,
-                                   checkpoint_at=tuple(self.checkpoint_grid))
 
 
 @dataclass(frozen=True)
