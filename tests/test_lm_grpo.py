@@ -120,8 +120,64 @@ def test_signal_gram_holds_the_inner_products_of_its_batches(tiny):
     expected = torch.stack(g) @ torch.stack(g).T
     assert np.any(gram != 0)
     np.testing.assert_allclose(gram, expected.numpy(), rtol=1e-9, atol=1e-15)
-    examples = lm_tasks.suite("train", 6, ("sums",))
     with pytest.raises(ValueError, match="at least 2 batches"):
-        lm_grpo.signal_gram(model, tok, examples, 1, 2, 4, 1.5, 1, seed=4)
-    with pytest.raises(ValueError, match="need more than"):
-        lm_grpo.signal_gram(model, tok, examples, 4, 2, 4, 1.5, 1, seed=4)
+        lm_grpo.signal_gram(model, pairs, 1, 2, 4, 1.5, 1, seed=4)
+    with pytest.raises(ValueError, match="distinct prompts"):
+        lm_grpo.signal_gram(model, pairs, 4, 5, 4, 1.5, 1, seed=4)
+
+
+def test_signal_gram_draws_each_batch_afresh(tiny):
+    """Batches are independent draws of distinct prompts (more batches than the pool allows
+    without replacement), and the Gram matrix is that of those batches' updates."""
+    model, tok = tiny
+    pairs = _pairs(model, tok, n=3)
+    gram = lm_grpo.signal_gram(model, pairs, 4, 2, 4, 1.5, 1, seed=9)
+    gen = torch.Generator().manual_seed(9)
+    batches = [[pairs[i] for i in torch.randperm(3, generator=gen)[:2].tolist()] for _ in range(4)]
+    again = lm_grpo.gram_of_updates(model, batches, 4, 1.5, 1, gen)
+    np.testing.assert_array_equal(gram, again)
+    assert gram.shape == (4, 4) and np.any(np.diag(gram) > 0)
+
+
+def test_sampled_logprobs_are_the_samples_of_sample_scored_exactly(tiny):
+    """One forward pass draws the same tokens as lm_costates.sample and returns their exact
+    log-probabilities (against a naive per-sample recomputation)."""
+    model, tok = tiny
+    E = model.get_input_embeddings().weight.detach()
+    prompt = _pairs(model, tok, n=1)[0][0]
+    tokens, logp = lm_grpo.sampled_logprobs(model, prompt, 3, 5, 1.3, torch.Generator().manual_seed(6))
+    ref, _ = lm_costates.sample(model, prompt, 3, 5, 1.3, torch.Generator().manual_seed(6))
+    assert torch.equal(tokens, ref)
+    for i in range(5):
+        ids = torch.cat([prompt, tokens[i]])
+        with torch.no_grad():
+            logits = model(inputs_embeds=E[ids][None]).logits[0, prompt.shape[0] - 1:-1]
+        naive = torch.log_softmax(logits / 1.3, -1).gather(-1, tokens[i][:, None]).sum()
+        assert abs(float(logp[i].detach()) - float(naive)) < 1e-5
+
+
+def test_train_raises_the_probe_value_restores_flags_and_restored_undoes_it(tiny):
+    """lm_grpo.train raises the exact value of its training prompts, the flipped sign lowers
+    it, the requires-grad flags come back, and `restored` puts the weights back exactly."""
+    model, tok = tiny
+    pairs = _pairs(model, tok)
+    flags = lm_grpo.grad_flags(model)
+    params = lm_grpo.train_top_layers(model, 1)
+    lm_grpo.restore_grad_flags(model, flags)
+    start = [p.detach().clone() for p in params]
+    before = lm_grpo.values(model, pairs).mean()
+    cfg = lm_grpo.LMGRPOConfig(steps=6, prompts_per_step=3, group_size=8, lr=3e-3,
+                               train_layers=1, probe_every=3, seed=0)
+    finals = {}
+    for sign in (1.0, -1.0):
+        with lm_grpo.restored(params):
+            h = lm_grpo.train(model, pairs, pairs, cfg, sign=sign)
+            finals[sign] = lm_grpo.values(model, pairs).mean()
+            assert h.probe_steps == [0, 3, 6] and len(h.mean_reward) == 6
+            assert h.probe_value[0] == pytest.approx(before)
+            assert h.probe_value[-1] == pytest.approx(finals[sign])
+        assert lm_grpo.grad_flags(model) == flags
+        assert all(torch.equal(p, s) for p, s in zip(params, start))
+    assert finals[1.0] > before + 0.05 and finals[-1.0] < before - 0.05, (before, finals)
+    with pytest.raises(ValueError, match="group_size"):
+        lm_grpo.LMGRPOConfig(group_size=1)
