@@ -143,6 +143,28 @@ def test_bootstrap_predictors_against_a_naive_replicate():
     assert full["S"] == pytest.approx(math.sqrt(stats.u_statistic_sq_norm(cp.gram)))
 
 
+def test_exact_values_give_the_expected_factors_of_sampled_counts():
+    """With exact success probabilities v, pass@1, pass@k, H and reward-std of from_values
+    equal the binomial expectation of the sampled-count factors (pass@k = 1 − (1 − v)^k is
+    the expectation of the unbiased estimator, by exact enumeration over the counts)."""
+    from scipy.stats import binom
+
+    v = np.array([0.05, 0.3, 0.5, 0.97])
+    n, k = 12, 4
+    cp = impact.CheckpointData.from_values(3, np.eye(2), v, k, np.zeros((2, 5)))
+    expected_passk = [sum(binom.pmf(c, n, p) * impact.mean_passk([c], n, k) for c in range(n + 1))
+                      for p in v]
+    pred = cp.predictors()
+    assert pred["pass@1"] == pytest.approx(v.mean())
+    assert pred["H"] == pytest.approx(np.mean(expected_passk) - v.mean(), rel=1e-9)
+    assert pred["reward std"] == pytest.approx(np.mean(np.sqrt(v * (1 - v))))
+    assert pred["S"] == pytest.approx(0.0)   # orthogonal batches: ‖E ĝ‖² estimated as 0
+    boot = impact.bootstrap_predictors(cp, 4, np.random.default_rng(0))
+    assert np.all(boot["H"] > 0)
+    with pytest.raises(ValueError, match="probabilities"):
+        impact.CheckpointData.from_values(3, np.eye(2), [1.5], k, np.zeros((2, 1)))
+
+
 def test_analyse_finds_a_planted_relation_and_not_a_planted_null():
     rng = np.random.default_rng(6)
 

@@ -266,6 +266,20 @@ class CheckpointData:
         self._passk = np.array([pass_at_k(self.n_samples, int(ci), self.k) for ci in c])
         self._std = np.sqrt(self._pass1 * (1 - self._pass1))
 
+    @classmethod
+    def from_values(cls, label: int, gram, values, k: int, gains) -> "CheckpointData":
+        """A design point whose factor prompts have *exact* success probabilities ``values``
+        (for an exact-match reward, the teacher-forced probability of the correct answer), so
+        that pass@1 = v and pass@k = 1 − (1 − v)^k with no sampling noise. ``label`` stands
+        for the step (e.g. a task's index)."""
+        v = np.asarray(values, float)
+        if v.ndim != 1 or np.any((v < 0) | (v > 1)):
+            raise ValueError("values must be a 1-D array of probabilities")
+        cp = cls(label, gram, np.zeros(v.size, int), k, k, gains)  # counts replaced below
+        cp._pass1, cp._passk = v, 1 - (1 - v) ** k
+        cp._std = np.sqrt(v * (1 - v))
+        return cp
+
     def predictors(self, batches=None, prompts=None) -> dict[str, float]:
         """S, H, I = S·H, reward-std, pass@1 and 1 − pass@1, optionally on resampled batches
         and factor prompts."""

@@ -1,0 +1,198 @@
+"""Value impact across *tasks* in a real pretrained language model (THEORY.md §4 on SmolLM2-135M;
+notebook ``08_real_lm_impact``).
+
+A real LM has no pretraining trajectory, so the design points are the tasks of
+:mod:`vgh_lib.lm_tasks`. For each task, before any RL:
+
+* pass@1 = the mean exact value ``V^D`` (teacher-forced probability of the correct answer) of
+  the task's training prompts, and, because samples are independent,
+  pass@k = ``1 − (1 − V^D)^k`` exactly; so ``H = E_x[pass@k − pass@1]`` and the reward-std
+  signal ``E_x sqrt(V(1 − V))`` carry no sampling noise;
+* ``S``: the U-statistic of the GRPO update of the trained parameters over independent
+  batches (:func:`vgh_lib.lm_grpo.signal_gram`), and ``I = S·H``.
+
+Then GRPO on the top layers (:func:`vgh_lib.lm_grpo.train`) per task and seed, and the gain:
+the paired difference of the mean exact value of the task's held-out prompts after and before.
+:func:`vgh_lib.impact.analyse` does the inference with the tasks as fixed design points.
+
+The rules that choose the design (``PILOT``, :func:`pilot_tasks`, :func:`choose_lr`) were
+committed before the pilot ran (``book/08_preregistration.md``); none of them looks at ``I``,
+``S``, ``H`` or any gain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from vgh_lib import grpo, impact, lm_costates, lm_grpo, lm_tasks
+
+# Written down before the pilot ran (book/08_preregistration.md).
+PILOT = {
+    "seed": 0,                          # the pilot's GRPO seed; never a confirmation seed
+    "pass1_targets": (0.25, 0.5, 0.9),  # pilot tasks: training pass@1 closest to these
+    "lrs": (3e-4, 1e-4, 3e-5, 1e-5),    # AdamW, top layers
+    "steps": 20,
+    "collapse_tolerance": 0.05,
+}
+
+_MODELS: dict = {}
+
+
+def model_for(model_path: str, device: str = "cpu"):
+    """``(model, tokenizer)``, loaded once per process (each worker keeps its own copy; every
+    GRPO run puts the weights it trains back, :func:`vgh_lib.lm_grpo.restored`)."""
+    from vgh_lib import real_lm
+
+    key = (str(model_path), device)
+    if key not in _MODELS:
+        model, tok, _ = real_lm.load_model(model_path, device)
+        _MODELS[key] = (model.eval(), tok)
+    return _MODELS[key]
+
+
+def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
+               target: str = "task") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(prompt ids, answer ids) of the first ``limit`` prompts of ``task`` in ``split`` (suite
+    order). ``target="greedy"`` replaces each answer by the model's own greedy answer of the
+    same length: a reward that a model which solves no task (the smoke profile's tiny random
+    llama) can still earn."""
+    if target not in ("task", "greedy"):
+        raise ValueError(f"target must be 'task' or 'greedy', got {target!r}")
+    device = next(model.parameters()).device
+    pairs = lm_grpo.encode(tokenizer, lm_tasks.suite(split, limit, (task,)), device)
+    if target == "greedy":
+        pairs = [(p, lm_costates.greedy_answer(model, p, a.shape[0])) for p, a in pairs]
+    return pairs
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything a job needs besides the task, the learning rate and the seed."""
+
+    model_path: str
+    target: str = "task"
+    device: str = "cpu"
+    train_limit: int = 64        # training prompts of a task (suite order): GRPO, S and the factors
+    held_out_limit: int = 32     # held-out prompts of a task (suite order): the gain
+    probe_prompts: int = 12      # the first training prompts: the exact probe value
+    steps: int = 20
+    prompts_per_step: int = 8
+    group_size: int = 8
+    train_layers: int = 2
+    probe_every: int = 5
+    signal_batches: int = 8
+    signal_prompts: int = 8
+    k: int = 8
+
+    def grpo(self, lr: float, seed: int, steps: int | None = None) -> lm_grpo.LMGRPOConfig:
+        return lm_grpo.LMGRPOConfig(steps=steps or self.steps, prompts_per_step=self.prompts_per_step,
+                                    group_size=self.group_size, lr=lr, train_layers=self.train_layers,
+                                    probe_every=self.probe_every, seed=seed)
+
+
+@dataclass
+class TaskRun:
+    """One GRPO run on one task: exact held-out values before and after, the probe curve."""
+
+    task: str
+    lr: float
+    seed: int
+    before: np.ndarray
+    after: np.ndarray
+    probe_steps: list[int]
+    probe_value: list[float]
+    mean_reward: list[float]
+    seconds: float
+
+    @property
+    def gain(self) -> float:
+        return float(np.mean(self.after - self.before))
+
+    @property
+    def largest_drop(self) -> float:
+        return grpo.largest_drop(self.probe_value)
+
+
+def gain_job(job: dict) -> TaskRun:
+    """GRPO on one task with one learning rate and seed (a picklable job: ``design`` as a
+    dict, ``task``, ``lr``, ``seed``, optional ``steps``); the model is left as it was."""
+    torch.set_num_threads(1)
+    d = Design(**job["design"])
+    model, tok = model_for(d.model_path, d.device)
+    train = task_pairs(model, tok, job["task"], "train", d.train_limit, d.target)
+    held = task_pairs(model, tok, job["task"], "held_out", d.held_out_limit, d.target)
+    cfg = d.grpo(job["lr"], job["seed"], job.get("steps"))
+    t0 = time.perf_counter()
+    params = lm_grpo.train_top_layers(model, d.train_layers)
+    with lm_grpo.restored(params):
+        before = lm_grpo.values(model, held)
+        history = lm_grpo.train(model, train, train[:d.probe_prompts], cfg)
+        after = lm_grpo.values(model, held)
+    return TaskRun(job["task"], job["lr"], job["seed"], before, after, history.probe_steps,
+                   history.probe_value, history.mean_reward, time.perf_counter() - t0)
+
+
+def factor_job(job: dict) -> dict:
+    """The pre-RL factors of one task (a picklable job: ``design``, ``task``, ``seed``): the
+    exact value of each training prompt, and the Gram matrix of the signal's batches."""
+    torch.set_num_threads(1)
+    d = Design(**job["design"])
+    model, tok = model_for(d.model_path, d.device)
+    train = task_pairs(model, tok, job["task"], "train", d.train_limit, d.target)
+    t0 = time.perf_counter()
+    values = lm_grpo.values(model, train)
+    gram = lm_grpo.signal_gram(model, train, d.signal_batches, min(d.signal_prompts, len(train)),
+                               d.group_size, 1.0, d.train_layers, job["seed"])
+    return {"task": job["task"], "values": values, "gram": gram, "k": d.k,
+            "seconds": time.perf_counter() - t0}
+
+
+def jobs(design: Design, tasks, lrs, seeds, steps: int | None = None) -> list[dict]:
+    """One gain job per task, learning rate and seed."""
+    return [{"design": asdict(design), "task": t, "lr": lr, "seed": s, "steps": steps}
+            for t in tasks for lr in lrs for s in seeds]
+
+
+# ------------------------------------------------------------ the pre-registered rules
+def pilot_tasks(pass1: dict[str, float], targets=PILOT["pass1_targets"]) -> list[str]:
+    """The tasks whose training pass@1 is closest to each target (distinct, in task order)."""
+    names = list(pass1)
+    return [names[i] for i in impact.pilot_checkpoints([pass1[n] for n in names], targets)]
+
+
+def choose_lr(pilot_runs: list[TaskRun], tolerance: float = PILOT["collapse_tolerance"]) -> float:
+    """The largest learning rate whose probe value never fell more than ``tolerance`` below
+    its start on any pilot task (:func:`vgh_lib.impact.choose_lr`)."""
+    drops: dict[float, list[float]] = {}
+    for r in pilot_runs:
+        drops.setdefault(r.lr, []).append(r.largest_drop)
+    return impact.choose_lr(drops, tolerance)
+
+
+# ------------------------------------------------------------------------- inference
+def task_data(factors: list[dict], runs: list[TaskRun]) -> list[impact.CheckpointData]:
+    """The tasks as design points of :func:`vgh_lib.impact.analyse` (label = task index, in
+    the order of ``factors``): exact factor values, the signal's Gram matrix, and the
+    (seeds, held-out prompts) paired gains."""
+    out = []
+    for i, f in enumerate(factors):
+        mine = sorted((r for r in runs if r.task == f["task"]), key=lambda r: r.seed)
+        if not mine:
+            raise ValueError(f"no GRPO runs on task {f['task']!r}")
+        out.append(impact.CheckpointData.from_values(i, f["gram"], f["values"], f["k"],
+                                                     np.stack([r.after - r.before for r in mine])))
+    return out
+
+
+def mean_gain_ci(data: list[impact.CheckpointData], n_boot: int, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """The mean gain over tasks and its interval: GRPO seeds and held-out prompts resampled
+    within each task (:func:`vgh_lib.impact.bootstrap_gain`), never the tasks."""
+    rng = np.random.default_rng(seed)
+    boot = np.mean([impact.bootstrap_gain(cp.gains, n_boot, rng) for cp in data], axis=0)
+    lo, hi = impact.percentile_ci(boot, level)
+    return float(np.mean([cp.gain() for cp in data])), lo, hi
