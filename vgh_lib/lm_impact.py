@@ -152,9 +152,14 @@ def factor_job(job: dict) -> dict:
 
 
 def jobs(design: Design, tasks, lrs, seeds, steps: int | None = None) -> list[dict]:
-    """One gain job per task, learning rate and seed."""
+    """One :func:`gain_job` per task, learning rate and seed."""
     return [{"design": asdict(design), "task": t, "lr": lr, "seed": s, "steps": steps}
             for t in tasks for lr in lrs for s in seeds]
+
+
+def factor_jobs(design: Design, tasks, seed: int) -> list[dict]:
+    """One :func:`factor_job` per task; ``seed`` draws the signal's batches."""
+    return [{"design": asdict(design), "task": t, "seed": seed} for t in tasks]
 
 
 # ------------------------------------------------------------ the pre-registered rules

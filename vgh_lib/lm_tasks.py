@@ -27,8 +27,6 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-import torch
-
 LM_TASKS = ("capitals", "products", "max", "sums", "successor", "differences", "two_digit_sums")
 N_SHOTS = 3
 HELD_OUT_SHARE = 0.25
@@ -115,6 +113,8 @@ def encode(tokenizer, example: LMExample) -> tuple[torch.Tensor, torch.Tensor]:
     """``(prompt_ids (Lp,), answer_ids (La,))``. The answer tokens are those of the joint
     text ``prompt + answer`` after the prompt's tokens (how the model would write it); when
     the tokenizer merges across the boundary, the answer is tokenized on its own."""
+    import torch
+
     p = tokenizer(example.prompt, add_special_tokens=True).input_ids
     full = tokenizer(example.prompt + example.answer, add_special_tokens=True).input_ids
     if full[:len(p)] == p and len(full) > len(p):
