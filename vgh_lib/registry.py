@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from vgh_lib.lm_tasks import LM_TASKS
 from vgh_lib.params import PROFILE_NAMES, NotebookParams, ParameterError, spec
 
 
@@ -230,6 +231,66 @@ class RealLMParams(NotebookParams):
                                  f"multiple of 'relax_blocks' = {self.relax_blocks}")
 
 
+# The design that the pre-registered rules of book/08_preregistration.md chose on the pilot
+# (GRPO seed 0); committed before the confirmation ran.
+REAL_LM_CHOSEN = {"lr": 3e-4}
+
+
+@dataclass(frozen=True)
+class RealLMImpactParams(NotebookParams):
+    """Parameters of ``08_real_lm_impact`` (THEORY.md §4 across tasks in SmolLM2-135M; the
+    design is pre-registered in book/08_preregistration.md)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches and the bootstrap")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
+                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
+    target: str = spec("task", choices=("task", "greedy"),
+                       help="reward target: the task's answer, or the model's own greedy answer")
+    tasks: tuple[str, ...] = spec(LM_TASKS, choices=LM_TASKS, help="the tasks (design points)")
+    train_limit: int = spec(64, lo=2, hi=100_000, help="training prompts per task (GRPO, S, factors)")
+    held_out_limit: int = spec(32, lo=1, hi=100_000, help="held-out prompts per task (the gain)")
+    probe_prompts: int = spec(12, lo=1, hi=100_000, help="training prompts of the exact probe value")
+    grpo_steps: int = spec(20, lo=1, hi=100_000, help="GRPO budget: optimizer steps")
+    grpo_prompts: int = spec(8, lo=1, hi=4096, help="prompts per GRPO step")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    train_layers: int = spec(2, lo=1, hi=1000, help="top transformer blocks that GRPO trains")
+    probe_every: int = spec(5, lo=1, hi=100_000, help="GRPO steps between probe values")
+    lr: float = spec(REAL_LM_CHOSEN["lr"], lo=1e-8, hi=1.0, help="AdamW learning rate (committed)")
+    seeds: tuple[int, ...] = spec((1, 2, 3), lo=1, hi=2**31 - 1,
+                                  help="GRPO seeds of the confirmation (seed 0 is the pilot's)")
+    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(8, lo=1, hi=100_000, help="distinct prompts per batch of the signal S")
+    k: int = spec(8, lo=1, hi=1024, help="the k of pass@k in the headroom H")
+    n_boot: int = spec(2000, lo=100, hi=1_000_000, help="bootstrap resamples")
+    n_perm: int = spec(10_000, lo=100, hi=10_000_000, help="permutations of the Spearman test")
+    pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
+    pilot_steps: int = spec(20, lo=1, hi=100_000, help="GRPO steps of each pilot run")
+    jobs: int = spec(2, lo=1, hi=256, help="worker processes")
+    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+
+    def check(self) -> None:
+        if len(self.tasks) < 3:
+            raise ParameterError(f"parameter 'tasks' needs at least 3 tasks for a rank correlation, "
+                                 f"got {len(self.tasks)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ParameterError(f"parameter 'tasks' repeats a task: {self.tasks}")
+        if self.signal_prompts > self.train_limit:
+            raise ParameterError(f"parameter 'signal_prompts' = {self.signal_prompts} must be at most "
+                                 f"'train_limit' = {self.train_limit}")
+
+    def design(self):
+        """The :class:`vgh_lib.lm_impact.Design` of these parameters."""
+        from vgh_lib.lm_impact import Design
+
+        return Design(model_path=self.model_path, target=self.target, device=self.device,
+                      train_limit=self.train_limit, held_out_limit=self.held_out_limit,
+                      probe_prompts=self.probe_prompts, steps=self.grpo_steps,
+                      prompts_per_step=self.grpo_prompts, group_size=self.group_size,
+                      train_layers=self.train_layers, probe_every=self.probe_every,
+                      signal_batches=self.signal_batches, signal_prompts=self.signal_prompts, k=self.k)
+
+
 @dataclass(frozen=True)
 class ProbeBookParams(ConfirmationParams):
     """Parameters of ``07_probe``: ``vgh probe`` (vgh_lib.probe) on the confirmation
@@ -360,6 +421,22 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                       "paper": {**PAPER_TRAJECTORY, "signal_prompts": 128,
                                 "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
                                                          PILOT_CHOSEN["checkpoint_grid"])}},
+        ),
+        NotebookSpec(
+            name="08_real_lm_impact",
+            title="Value impact across tasks in SmolLM2-135M",
+            params=RealLMImpactParams,
+            profiles={"smoke": {"model_path": "tiny", "target": "greedy",
+                                "tasks": ("products", "sums", "differences"), "train_limit": 6,
+                                "held_out_limit": 4, "probe_prompts": 3, "grpo_steps": 2,
+                                "grpo_prompts": 2, "group_size": 4, "train_layers": 1,
+                                "probe_every": 1, "seeds": (1, 2), "signal_batches": 3,
+                                "signal_prompts": 2, "n_boot": 200, "n_perm": 200,
+                                "pilot_steps": 2, "jobs": 1},
+                      "default": {},
+                      "paper": {"train_limit": 400, "held_out_limit": 200, "probe_prompts": 64,
+                                "grpo_steps": 60, "train_layers": 30, "seeds": tuple(range(1, 9)),
+                                "signal_prompts": 32, "device": "auto"}},
         ),
     ]
 }
