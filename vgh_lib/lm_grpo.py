@@ -94,14 +94,18 @@ def sampled_logprobs(model, prompt: torch.Tensor, n_new: int, group_size: int, t
 
 
 def accumulate_update(model, pairs, group_size: int, tau: float, generator: torch.Generator,
-                      scale: float) -> float:
+                      scale: float, prefix=None) -> float:
     """Sample a group per (prompt, answer) pair and add ``scale · Σ_i A_i ∇ log P(a_i)`` to the
     ``.grad`` of the trainable parameters (:func:`sampled_logprobs`: one forward pass per
-    prompt). Groups with equal rewards carry no update and cost no backward pass. Returns the
-    mean reward."""
+    prompt). Groups with equal rewards carry no update and cost no backward pass. With a
+    :class:`vgh_lib.lm_prefix.FrozenPrefix` of the model, the frozen bottom blocks come from
+    its cache (the same tokens and update, faster). Returns the mean reward."""
     rewards_all = []
     for prompt, answer in pairs:
-        tokens, logp = sampled_logprobs(model, prompt, answer.shape[0], group_size, tau, generator)
+        if prefix is not None:
+            tokens, logp = prefix.sampled_logprobs(prompt, answer.shape[0], group_size, tau, generator)
+        else:
+            tokens, logp = sampled_logprobs(model, prompt, answer.shape[0], group_size, tau, generator)
         rewards = lm_tasks.reward(answer, tokens)
         rewards_all.append(rewards)
         adv = grpo.group_advantages(rewards, group_size)
@@ -112,7 +116,7 @@ def accumulate_update(model, pairs, group_size: int, tau: float, generator: torc
 
 
 def signal_gram(model, pairs, n_batches: int, n_prompts: int, group_size: int, tau: float,
-                train_layers: int, seed: int) -> np.ndarray:
+                train_layers: int, seed: int, prefix=None) -> np.ndarray:
     """The Gram matrix of ``n_batches`` independent estimates of the expected GRPO update of
     the trainable parameters over the prompts ``pairs`` ((prompt ids, answer ids) of a task),
     each from ``n_prompts`` distinct prompts drawn afresh for every batch (so the batches are
@@ -126,11 +130,11 @@ def signal_gram(model, pairs, n_batches: int, n_prompts: int, group_size: int, t
     gen = torch.Generator().manual_seed(seed)
     batches = [[pairs[i] for i in torch.randperm(len(pairs), generator=gen)[:n_prompts].tolist()]
                for _ in range(n_batches)]
-    return gram_of_updates(model, batches, group_size, tau, train_layers, gen)
+    return gram_of_updates(model, batches, group_size, tau, train_layers, gen, prefix)
 
 
 def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: int,
-                    generator: torch.Generator) -> np.ndarray:
+                    generator: torch.Generator, prefix=None) -> np.ndarray:
     """The Gram matrix of the updates of ``batches`` (each a list of (prompt, answer) id
     pairs), drawn in order from ``generator``; the caller's requires-grad flags are restored."""
     flags = grad_flags(model)
@@ -140,7 +144,7 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
         for p in params:
             p.grad = None
         accumulate_update(model, pairs, group_size, tau, generator,
-                          1.0 / (len(pairs) * group_size))
+                          1.0 / (len(pairs) * group_size), prefix)
         estimates.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                                     for p in params]).double())
     restore_grad_flags(model, flags)
@@ -151,10 +155,12 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
 
 
 # ------------------------------------------------------------------------------ training
-def values(model, pairs, tau: float = 1.0) -> np.ndarray:
+def values(model, pairs, tau: float = 1.0, prefix=None) -> np.ndarray:
     """The exact value ``V^D`` (probability of the correct answer) of each (prompt, answer)
     pair, by teacher forcing: (P,). For an exact-match reward it is the prompt's expected
-    pass@1."""
+    pass@1. ``prefix``: a :class:`vgh_lib.lm_prefix.FrozenPrefix` of the model (faster)."""
+    if prefix is not None:
+        return np.array([prefix.exact_value(p, a, tau) for p, a in pairs])
     with torch.no_grad():
         return np.array([lm_costates.exact_value(model, p, a, tau, grad=False)[0] for p, a in pairs])
 
@@ -199,13 +205,20 @@ def restored(params: list[torch.nn.Parameter]):
                 p.grad = None
 
 
-def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = False, sign: float = 1.0) -> grpo.GRPOHistory:
+def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = False,
+          sign: float = 1.0, prefix=None) -> grpo.GRPOHistory:
     """GRPO in place on the top ``cfg.train_layers`` blocks of ``model``, on the (prompt ids,
     answer ids) ``train_pairs``; the history records the mean exact value of ``probe_pairs``
-    (the other parameters' requires-grad flags are restored afterwards). ``sign = −1`` descends the objective
-    instead: only for tests that check that the real sign raises the probe value."""
+    (the other parameters' requires-grad flags are restored afterwards). ``sign = −1`` descends
+    the objective instead: only for tests that check that the real sign raises the probe value.
+    ``prefix``: a :class:`vgh_lib.lm_prefix.FrozenPrefix` of ``model`` with
+    ``k = cfg.train_layers``, whose cached bottom states make every step faster (checked
+    afterwards to be still valid)."""
     from tqdm.auto import tqdm
 
+    if prefix is not None and (prefix.model is not model or prefix.k != cfg.train_layers):
+        raise ValueError(f"the prefix must belong to this model with k = train_layers = "
+                         f"{cfg.train_layers}, got k = {prefix.k}")
     gen = torch.Generator().manual_seed(cfg.seed)
     flags = grad_flags(model)
     params = train_top_layers(model, cfg.train_layers)
@@ -214,7 +227,7 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
 
     def record_probe(step):
         history.probe_steps.append(step)
-        history.probe_value.append(float(values(model, probe_pairs, cfg.temperature).mean()))
+        history.probe_value.append(float(values(model, probe_pairs, cfg.temperature, prefix).mean()))
 
     try:
         record_probe(0)
@@ -224,7 +237,7 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
             n_tokens = cfg.group_size * sum(a.shape[0] for _, a in pairs)
             opt.zero_grad(set_to_none=True)
             reward = accumulate_update(model, pairs, cfg.group_size, cfg.temperature, gen,
-                                       -sign / n_tokens)
+                                       -sign / n_tokens, prefix)
             opt.step()
             history.mean_reward.append(reward)
             if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
@@ -233,4 +246,6 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
         restore_grad_flags(model, flags)
         for p in params:
             p.grad = None
+    if prefix is not None:
+        prefix.check()
     return history

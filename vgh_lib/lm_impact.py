@@ -40,6 +40,7 @@ PILOT = {
 }
 
 _MODELS: dict = {}
+_PREFIXES: dict = {}
 
 
 def model_for(model_path: str, device: str = "cpu"):
@@ -52,6 +53,19 @@ def model_for(model_path: str, device: str = "cpu"):
         model, tok, _ = real_lm.load_model(model_path, device)
         _MODELS[key] = (model.eval(), tok)
     return _MODELS[key]
+
+
+def prefix_for(model_path: str, device: str, k: int):
+    """The process's :class:`vgh_lib.lm_prefix.FrozenPrefix` of :func:`model_for`'s model with
+    its top ``k`` blocks trainable (the bottom states of every prompt computed once per
+    process), or None where the model does not support it (the plain path is then used)."""
+    from vgh_lib.lm_prefix import FrozenPrefix
+
+    key = (str(model_path), device, k)
+    if key not in _PREFIXES:
+        model, _ = model_for(model_path, device)
+        _PREFIXES[key] = FrozenPrefix(model, k) if FrozenPrefix.supported(model) else None
+    return _PREFIXES[key]
 
 
 def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
@@ -127,11 +141,12 @@ def gain_job(job: dict) -> TaskRun:
     held = task_pairs(model, tok, job["task"], "held_out", d.held_out_limit, d.target)
     cfg = d.grpo(job["lr"], job["seed"], job.get("steps"))
     t0 = time.perf_counter()
+    prefix = prefix_for(d.model_path, d.device, d.train_layers)
     params = lm_grpo.train_top_layers(model, d.train_layers)
     with lm_grpo.restored(params):
-        before = lm_grpo.values(model, held)
-        history = lm_grpo.train(model, train, train[:d.probe_prompts], cfg)
-        after = lm_grpo.values(model, held)
+        before = lm_grpo.values(model, held, prefix=prefix)
+        history = lm_grpo.train(model, train, train[:d.probe_prompts], cfg, prefix=prefix)
+        after = lm_grpo.values(model, held, prefix=prefix)
     return TaskRun(job["task"], job["lr"], job["seed"], before, after, history.probe_steps,
                    history.probe_value, history.mean_reward, time.perf_counter() - t0)
 
@@ -143,10 +158,11 @@ def factor_job(job: dict) -> dict:
     d = Design(**job["design"])
     model, tok = model_for(d.model_path, d.device)
     train = task_pairs(model, tok, job["task"], "train", d.train_limit, d.target)
+    prefix = prefix_for(d.model_path, d.device, d.train_layers)
     t0 = time.perf_counter()
-    values = lm_grpo.values(model, train)
+    values = lm_grpo.values(model, train, prefix=prefix)
     gram = lm_grpo.signal_gram(model, train, d.signal_batches, min(d.signal_prompts, len(train)),
-                               d.group_size, 1.0, d.train_layers, job["seed"])
+                               d.group_size, 1.0, d.train_layers, job["seed"], prefix)
     return {"task": job["task"], "values": values, "gram": gram, "k": d.k,
             "seconds": time.perf_counter() - t0}
 
