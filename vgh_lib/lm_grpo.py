@@ -40,17 +40,21 @@ def _blocks(model):
     return blocks, norm
 
 
-def train_top_layers(model, k: int) -> list[torch.nn.Parameter]:
-    """Freeze everything but the top ``k`` blocks and the final norm; return those parameters.
-    (:func:`restore_grad_flags` undoes it with the flags saved by :func:`grad_flags`.)"""
+def top_parameters(model, k: int) -> list[torch.nn.Parameter]:
+    """The parameters of the top ``k`` blocks and the final norm (flags unchanged)."""
     blocks, norm = _blocks(model)
     if not 1 <= k <= len(blocks):
         raise ValueError(f"train_layers must be in [1, {len(blocks)}], got {k}")
+    return [p for module in (*blocks[-k:], norm) for p in module.parameters()]
+
+
+def train_top_layers(model, k: int) -> list[torch.nn.Parameter]:
+    """Freeze everything but the top ``k`` blocks and the final norm; return those parameters.
+    (:func:`restore_grad_flags` undoes it with the flags saved by :func:`grad_flags`.)"""
+    params = top_parameters(model, k)
     model.requires_grad_(False)
-    params = []
-    for module in (*blocks[-k:], norm):
-        module.requires_grad_(True)
-        params += list(module.parameters())
+    for p in params:
+        p.requires_grad_(True)
     return params
 
 
