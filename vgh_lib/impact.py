@@ -186,8 +186,21 @@ def _trajectory_data(pretrain: dict):
     return cfg, *cfg.task_obj().split()
 
 
+class PairedGain:
+    """The paired gain and the largest probe drop of a run with exact per-prompt held-out
+    values ``before`` and ``after`` and an exact probe curve ``probe_value``."""
+
+    @property
+    def gain(self) -> float:
+        return float(np.mean(self.after - self.before))
+
+    @property
+    def largest_drop(self) -> float:
+        return grpo.largest_drop(self.probe_value)
+
+
 @dataclass
-class GainRun:
+class GainRun(PairedGain):
     """One GRPO run: exact per-prompt held-out values before and after, and its probe curve."""
 
     trajectory: int
@@ -200,14 +213,6 @@ class GainRun:
     probe_steps: list[int]
     probe_value: list[float]
     seconds: float
-
-    @property
-    def gain(self) -> float:
-        return float(np.mean(self.after - self.before))
-
-    @property
-    def largest_drop(self) -> float:
-        return grpo.largest_drop(self.probe_value)
 
 
 def gain_job(job: dict) -> GainRun:

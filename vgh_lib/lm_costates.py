@@ -107,6 +107,24 @@ def sample(model, prompt: torch.Tensor, n_new: int, n: int, tau: float,
     return torch.stack(out, 1), torch.stack(ent, 1)
 
 
+def draw_and_score(last: torch.Tensor, n_new: int, tau: float, generator: torch.Generator,
+                   advance) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gumbel-max tokens drawn from the logits ``last`` (G, V) and ``advance(tokens, s)`` (the
+    logits after step ``s``'s tokens), scored as they are drawn: ``(tokens (G, n_new),
+    Σ_s log π_τ(a_s | x, a_<s) (G,))``, with gradients through ``last`` and ``advance``. The
+    noise of step ``s`` is drawn after step ``s − 1``, as in :func:`sample`."""
+    tokens, logp = [], 0.0
+    for s in range(n_new):
+        logq = torch.log_softmax(last / tau, -1)
+        noise = gumbel(last.shape, generator, last.device)
+        tok = (last.detach() / tau + noise).argmax(-1)
+        tokens.append(tok)
+        logp = logp + logq.gather(-1, tok[:, None]).squeeze(-1)
+        if s < n_new - 1:
+            last = advance(tok, s)
+    return torch.stack(tokens, 1), logp
+
+
 # ----------------------------------------------------------------------- empirical costate
 def answer_scores(model, prompt: torch.Tensor, answers: torch.Tensor, tau: float,
                   chunk: int = 32) -> tuple[torch.Tensor, torch.Tensor]:

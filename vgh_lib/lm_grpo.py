@@ -83,18 +83,14 @@ def sampled_logprobs(model, prompt: torch.Tensor, n_new: int, group_size: int, t
     E = lm_costates._embed(model)
     last, cache = lm_costates._logits(model, E[prompt][None], want_cache=True)
     cache.batch_repeat_interleave(group_size)
-    last = last[:, -1].expand(group_size, -1)
-    tokens, logp = [], 0.0
-    for s in range(n_new):
-        logq = torch.log_softmax(last / tau, -1)
-        noise = lm_costates.gumbel(last.shape, generator, last.device)
-        tok = (last.detach() / tau + noise).argmax(-1)
-        tokens.append(tok)
-        logp = logp + logq.gather(-1, tok[:, None]).squeeze(-1)
-        if s < n_new - 1:
-            last, cache = lm_costates._logits(model, E[tok][:, None], cache, want_cache=True)
-            last = last[:, -1]
-    return torch.stack(tokens, 1), logp
+
+    def advance(tok, s):
+        nonlocal cache
+        logits, cache = lm_costates._logits(model, E[tok][:, None], cache, want_cache=True)
+        return logits[:, -1]
+
+    return lm_costates.draw_and_score(last[:, -1].expand(group_size, -1), n_new, tau, generator,
+                                      advance)
 
 
 def accumulate_update(model, pairs, group_size: int, tau: float, generator: torch.Generator,

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from vgh_lib import grpo, impact, lm_costates, lm_grpo, lm_tasks
+from vgh_lib import impact, lm_costates, lm_grpo, lm_tasks
 
 # Written down before the pilot ran (book/08_preregistration.md).
 PILOT = {
@@ -109,7 +109,7 @@ class Design:
 
 
 @dataclass
-class TaskRun:
+class TaskRun(impact.PairedGain):
     """One GRPO run on one task: exact held-out values before and after, the probe curve."""
 
     task: str
@@ -121,14 +121,6 @@ class TaskRun:
     probe_value: list[float]
     mean_reward: list[float]
     seconds: float
-
-    @property
-    def gain(self) -> float:
-        return float(np.mean(self.after - self.before))
-
-    @property
-    def largest_drop(self) -> float:
-        return grpo.largest_drop(self.probe_value)
 
 
 def gain_job(job: dict) -> TaskRun:

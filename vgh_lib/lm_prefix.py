@@ -121,18 +121,12 @@ class FrozenPrefix:
             cache.update(k, v, i)
         top = self._blocks(h, self.split, self.split + self.k, cache, 0)
         cache.batch_repeat_interleave(group_size)
-        last = self._logits(top[:, -1]).expand(group_size, -1)
         E = lm_costates._embed(self.model)
-        tokens, logp = [], 0.0
-        for s in range(n_new):
-            logq = torch.log_softmax(last / tau, -1)
-            noise = lm_costates.gumbel(last.shape, generator, last.device)
-            tok = (last.detach() / tau + noise).argmax(-1)
-            tokens.append(tok)
-            logp = logp + logq.gather(-1, tok[:, None]).squeeze(-1)
-            if s < n_new - 1:
-                with torch.no_grad():
-                    hb = self._blocks(E[tok][:, None], 0, self.split, cache, Lp + s)
-                top = self._blocks(hb, self.split, self.split + self.k, cache, Lp + s)
-                last = self._logits(top[:, -1])
-        return torch.stack(tokens, 1), logp
+
+        def advance(tok, s):
+            with torch.no_grad():
+                hb = self._blocks(E[tok][:, None], 0, self.split, cache, Lp + s)
+            return self._logits(self._blocks(hb, self.split, self.split + self.k, cache, Lp + s)[:, -1])
+
+        return lm_costates.draw_and_score(self._logits(top[:, -1]).expand(group_size, -1), n_new,
+                                          tau, generator, advance)

@@ -26,6 +26,10 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that the registry stays light
+    import torch
 
 LM_TASKS = ("capitals", "products", "max", "sums", "successor", "differences", "two_digit_sums")
 N_SHOTS = 3
