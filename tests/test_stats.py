@@ -114,3 +114,26 @@ def test_reliability_and_norm_z():
     zs = [stats.norm_z(rng.normal(size=4) * sd, sd) for _ in range(20000)]
     assert np.mean(np.square(zs)) == pytest.approx(1.0, abs=0.05)
     assert np.mean(np.array(zs) > 3) < 0.0027 + 0.001
+
+
+def test_block_jackknife_se_of_a_mean_is_the_block_means_formula():
+    """For the mean and equal blocks, the delete-one-block jackknife SE is exactly
+    sd(block means) / sqrt(B)."""
+    x = np.random.default_rng(3).normal(size=400)
+    se = stats.block_jackknife_se(lambda rows: x[rows].mean(), 400, 8)
+    blocks = x.reshape(8, 50).mean(1)
+    assert se == pytest.approx(blocks.std(ddof=1) / np.sqrt(8), rel=1e-12)
+    with pytest.raises(ValueError, match="n_blocks"):
+        stats.block_jackknife_se(lambda rows: 0.0, 10, 1)
+
+
+def test_block_jackknife_se_of_a_variance_ratio_is_calibrated():
+    """Across independent replications, the jackknife SE of a ratio of sample variances is
+    close to the ratio's actual spread (a missing factor, e.g. (B−1)/B, would be off)."""
+    rng = np.random.default_rng(4)
+    ratios, ses = [], []
+    for _ in range(300):
+        a, b = rng.normal(0, 3, 2000), rng.standard_t(5, 2000)
+        ratios.append(a.var() / b.var())
+        ses.append(stats.block_jackknife_se(lambda r: a[r].var() / b[r].var(), 2000, 20))
+    assert np.mean(ses) == pytest.approx(np.std(ratios), rel=0.15)

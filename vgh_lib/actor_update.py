@@ -37,6 +37,8 @@ class ActorUpdateResult:
     sizes: list[int]                       # N grid
     cosine_curves: dict[str, np.ndarray]   # estimator -> mean cosine over disjoint batches of N
     variance: dict[str, float]             # estimator -> tr Var(per-rollout grad)
+    variance_ratio: float                  # tr Var(g_SF) / tr Var(g_PD), LQR, leave-one-out SF
+    variance_ratio_se: float               # its delete-one-block jackknife standard error
     rel_variance: dict[str, float]         # estimator -> tr Var / ‖mean grad‖² (scale-free)
     means: dict[str, np.ndarray]           # estimator -> mean gradient at the largest N
     cosine: dict[str, float]               # estimator -> cosine of that mean with ∇J
@@ -143,6 +145,9 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         exact=exact.numpy(), sizes=sizes,
         cosine_curves={k_: _batch_cosines(g, exact, sizes) for k_, g in grads.items()},
         variance={k_: _variance(g) for k_, g in grads.items()},
+        variance_ratio=_variance(sf) / _variance(pd),
+        variance_ratio_se=stats.block_jackknife_se(
+            lambda rows: _variance(sf[rows]) / _variance(pd[rows]), sf.shape[0], n_repeats),
         rel_variance={k_: _rel_variance(g) for k_, g in grads.items()},
         means={k_: g.mean(0).numpy() for k_, g in grads.items()},
         cosine={k_: stats.cosine(g.mean(0), exact) for k_, g in grads.items()},

@@ -57,6 +57,18 @@ def loglog_slope(sizes, errors) -> tuple[float, float]:
     return float(coef[1]), float(np.sqrt(cov[1, 1]))
 
 
+def block_jackknife_se(statistic, n: int, n_blocks: int) -> float:
+    """Delete-one-block jackknife standard error of ``statistic(rows)`` over ``n`` i.i.d. rows
+    cut into ``n_blocks`` contiguous blocks (``rows``: the indices kept). For a smooth
+    statistic of many rows, such as a ratio of variances, it is the delta-method standard
+    error without the derivatives."""
+    if n_blocks < 2 or n_blocks > n:
+        raise ValueError(f"need 2 ≤ n_blocks ≤ n, got n_blocks={n_blocks}, n={n}")
+    edges = np.linspace(0, n, n_blocks + 1).astype(int)
+    vals = np.array([statistic(np.r_[0:edges[b], edges[b + 1]:n]) for b in range(n_blocks)], float)
+    return float(np.sqrt((n_blocks - 1) / n_blocks * np.sum((vals - vals.mean()) ** 2)))
+
+
 def log_spaced_sizes(n_min: int, n_max: int, count: int) -> list[int]:
     """``count`` distinct integers spaced evenly in log between ``n_min`` and ``n_max``."""
     sizes = np.unique(np.round(np.geomspace(n_min, n_max, count)).astype(int))
