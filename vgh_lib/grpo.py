@@ -34,6 +34,30 @@ def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-6) 
     return ((g - g.mean(1, keepdim=True)) / (g.std(1, unbiased=False, keepdim=True) + eps)).view(-1)
 
 
+def group_update(model, prompts: torch.Tensor, answers: torch.Tensor, group_size: int,
+                 temperature: float, generator: torch.Generator,
+                 weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's estimate of the expected GRPO update at θ, ``weight · mean_i A_i Σ_s ∇_θ
+    log π(a_s^i)`` over the trainable parameters (flattened, float64, zeros where a parameter
+    is unused), with group-normalised advantages; and the (B·G,) rewards. ``prompts`` (B, Lp)
+    and ``answers`` (B, La) hold equal-length prompts; each is sampled ``group_size`` times."""
+    device = prompts.device
+    prompts = prompts.repeat_interleave(group_size, 0)
+    answers = answers.repeat_interleave(group_size, 0)
+    La = answers.shape[1]
+    noise = gumbel_noise((prompts.shape[0], La, model.config.vocab_size), generator, device)
+    comp = generate(model, prompts, La, temperature, noise)
+    rewards = (comp == answers).all(1).float()
+    adv = group_advantages(rewards, group_size)
+    logp = completion_logprobs(model, prompts, comp, temperature)
+    surrogate = (adv[:, None] * logp).sum(1).mean() * weight
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(surrogate, params, allow_unused=True)
+    flat = torch.cat([g.reshape(-1) if g is not None else torch.zeros(p.numel(), device=device)
+                      for g, p in zip(grads, params, strict=True)]).detach().double()
+    return flat, rewards
+
+
 def grpo_loss(logp: torch.Tensor, logp_old: torch.Tensor, advantages: torch.Tensor,
               mask: torch.Tensor, clip: float, aggregation: str = "token",
               logp_ref: torch.Tensor | None = None, kl_coef: float = 0.0):

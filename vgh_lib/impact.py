@@ -45,21 +45,10 @@ def reward_std_signal(successes, n_samples: int) -> float:
 def grpo_update(model, tokenizer, examples, group_size: int, temperature: float,
                 generator: torch.Generator) -> torch.Tensor:
     """One batch's expected-update estimate at θ: ``mean_i A_i Σ_s ∇_θ log π(a_s^i)``,
-    flattened over all parameters, with GRPO's group-normalised advantages."""
-    device = next(model.parameters()).device
-    prompts, answers = grpo.encode_prompts(tokenizer, examples, device)
-    prompts = prompts.repeat_interleave(group_size, 0)
-    answers = answers.repeat_interleave(group_size, 0)
-    La = answers.shape[1]
-    noise = grpo.gumbel_noise((prompts.shape[0], La, model.config.vocab_size), generator, device)
-    comp = grpo.generate(model, prompts, La, temperature, noise)
-    adv = grpo.group_advantages((comp == answers).all(1).float(), group_size)
-    logp = grpo.completion_logprobs(model, prompts, comp, temperature)
-    surrogate = (adv[:, None] * logp).sum(1).mean()
-    params = [p for p in model.parameters() if p.requires_grad]
-    grads = torch.autograd.grad(surrogate, params, allow_unused=True)
-    return torch.cat([g.reshape(-1) if g is not None else torch.zeros(p.numel(), device=p.device)
-                      for g, p in zip(grads, params, strict=True)]).detach()
+    flattened over all parameters (float64), with GRPO's group-normalised advantages
+    (:func:`vgh_lib.grpo.group_update`)."""
+    prompts, answers = grpo.encode_prompts(tokenizer, examples, next(model.parameters()).device)
+    return grpo.group_update(model, prompts, answers, group_size, temperature, generator)[0]
 
 
 def signal_gram(model, tokenizer, train_examples, n_batches: int, n_prompts: int,

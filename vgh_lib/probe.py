@@ -34,7 +34,7 @@ import torch
 
 from vgh_lib import impact, stats
 from vgh_lib.params import ParameterError
-from vgh_lib.sampling import completion_logprobs, generate, gumbel_noise, pass_at_k
+from vgh_lib.sampling import pass_at_k
 
 BUILTIN_TASKS = ("addition", "reverse")
 FACTORS = ("pass@1", "pass@k", "H", "S", "I", "reward std")
@@ -208,30 +208,20 @@ def batch_update(model, encoded, group_size: int, temperature: float,
                  generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
     """One batch's GRPO expected-update estimate ``mean_i A_i Σ_s ∇ log π(a_s^i)`` (flattened,
     as :func:`vgh_lib.impact.grpo_update`) and each prompt's successes out of ``group_size``."""
-    from vgh_lib.grpo import group_advantages
+    from vgh_lib.grpo import group_update
 
     device = next(model.parameters()).device
-    params = [p for p in model.parameters() if p.requires_grad]
-    total = torch.zeros(sum(p.numel() for p in params), dtype=torch.float64, device=device)
+    total = torch.zeros(sum(p.numel() for p in model.parameters() if p.requires_grad),
+                        dtype=torch.float64, device=device)
     successes = np.zeros(len(encoded), dtype=int)
     n = len(encoded) * group_size
-    V = model.config.vocab_size
     for idx in _groups(encoded):
         prompts = torch.tensor([encoded[i][0] for i in idx], device=device)
         answers = torch.tensor([encoded[i][1] for i in idx], device=device)
-        prompts = prompts.repeat_interleave(group_size, 0)
-        answers = answers.repeat_interleave(group_size, 0)
-        La = answers.shape[1]
-        noise = gumbel_noise((prompts.shape[0], La, V), generator, device)
-        comp = generate(model, prompts, La, temperature, noise)
-        rewards = (comp == answers).all(1).float()
+        flat, rewards = group_update(model, prompts, answers, group_size, temperature, generator,
+                                     weight=len(idx) * group_size / n)
+        total += flat
         successes[idx] = rewards.view(len(idx), group_size).sum(1).long().cpu().numpy()
-        adv = group_advantages(rewards, group_size)
-        logp = completion_logprobs(model, prompts, comp, temperature)
-        surrogate = (adv[:, None] * logp).sum(1).mean() * (prompts.shape[0] / n)
-        grads = torch.autograd.grad(surrogate, params, allow_unused=True)
-        total += torch.cat([g.reshape(-1) if g is not None else torch.zeros(p.numel(), device=device)
-                            for g, p in zip(grads, params, strict=True)]).double()
     return total, successes
 
 
