@@ -106,3 +106,21 @@ def test_jobs_cover_every_task_rate_and_seed(design):
     assert len(js) == 12 and {(j["task"], j["lr"], j["seed"]) for j in js} == {
         (t, lr, s) for t in "ab" for lr in (1e-4, 1e-5) for s in (1, 2, 3)}
     assert all(j["steps"] == 7 and j["design"] == asdict(design) for j in js)
+
+
+def test_the_mean_gain_interval_split_by_source():
+    """Holding one source fixed: seeds only (prompts fixed) sees only the spread between
+    seeds, prompts only only the spread between prompts; with both fixed the interval is a
+    point; the t-widening multiplies the deviations."""
+    factors = [{"task": "a", "values": np.array([0.5]), "gram": np.eye(2), "k": 4}]
+    # seeds agree exactly; prompts differ: only prompt resampling makes spread
+    runs = [_run("a", 1e-5, s, gains=(0.0, 0.2, 0.4)) for s in (1, 2, 3)]
+    data = lm_impact.task_data(factors, runs)
+    _, lo, hi = lm_impact.mean_gain_ci(data, 500, prompts=False)
+    assert lo == hi == pytest.approx(0.2)
+    _, lo, hi = lm_impact.mean_gain_ci(data, 500, seeds=False, scale=False)
+    assert hi - lo > 0.1
+    _, lo_w, hi_w = lm_impact.mean_gain_ci(data, 500, seeds=False, scale=True)
+    assert hi_w - lo_w == pytest.approx(impact.small_sample_scale(3) * (hi - lo), rel=1e-9)
+    _, lo, hi = lm_impact.mean_gain_ci(data, 500, seeds=False, prompts=False)
+    assert lo == hi == pytest.approx(0.2)

@@ -305,15 +305,19 @@ def small_sample_scale(n: int, level: float = 0.95) -> float:
     return float(t.ppf(q, n - 1) / norm.ppf(q) * np.sqrt(n / (n - 1)))
 
 
-def bootstrap_gain(gains, n_boot: int, rng: np.random.Generator, scale: bool = True) -> np.ndarray:
+def bootstrap_gain(gains, n_boot: int, rng: np.random.Generator, scale: bool = True,
+                   seeds: bool = True, prompts: bool = True) -> np.ndarray:
     """Resampled mean gains of one checkpoint, (n_boot,): GRPO seeds and held-out prompts are
     resampled with replacement (the same prompts for every seed, since every seed is evaluated
     on the same prompts); with ``scale``, deviations from the estimate are widened by
-    :func:`small_sample_scale` of the number of seeds."""
+    :func:`small_sample_scale` of the number of seeds. ``seeds=False`` or ``prompts=False``
+    holds that source fixed, to show how much of the spread each one makes."""
     g = np.asarray(gains, float)
     n_seeds, n_prompts = g.shape
-    si = rng.integers(0, n_seeds, (n_boot, n_seeds))
-    pi = rng.integers(0, n_prompts, (n_boot, n_prompts))
+    si = rng.integers(0, n_seeds, (n_boot, n_seeds)) if seeds else \
+        np.broadcast_to(np.arange(n_seeds), (n_boot, n_seeds))
+    pi = rng.integers(0, n_prompts, (n_boot, n_prompts)) if prompts else \
+        np.broadcast_to(np.arange(n_prompts), (n_boot, n_prompts))
     boot = g[si[:, :, None], pi[:, None, :]].mean(axis=(1, 2))
     est = g.mean()
     return est + (small_sample_scale(n_seeds) if scale else 1.0) * (boot - est)

@@ -202,10 +202,14 @@ def task_data(factors: list[dict], runs: list[TaskRun]) -> list[impact.Checkpoin
 
 
 def mean_gain_ci(data: list[impact.CheckpointData], n_boot: int, seed: int = 0,
-                 level: float = 0.95) -> tuple[float, float, float]:
+                 level: float = 0.95, seeds: bool = True, prompts: bool = True,
+                 scale: bool = True) -> tuple[float, float, float]:
     """The mean gain over tasks and its interval: GRPO seeds and held-out prompts resampled
-    within each task (:func:`vgh_lib.impact.bootstrap_gain`), never the tasks."""
+    within each task (:func:`vgh_lib.impact.bootstrap_gain`, deviations widened by the
+    small-sample factor of the seeds when ``scale``), never the tasks. ``seeds=False`` or
+    ``prompts=False`` holds that source fixed (an exploratory split of the interval's width)."""
     rng = np.random.default_rng(seed)
-    boot = np.mean([impact.bootstrap_gain(cp.gains, n_boot, rng) for cp in data], axis=0)
+    boot = np.mean([impact.bootstrap_gain(cp.gains, n_boot, rng, scale, seeds, prompts)
+                    for cp in data], axis=0)
     lo, hi = impact.percentile_ci(boot, level)
     return float(np.mean([cp.gain() for cp in data])), lo, hi
