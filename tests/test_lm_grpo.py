@@ -64,6 +64,10 @@ def test_only_the_top_layers_train(tiny):
     params = lm_grpo.train_top_layers(model, 1)
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert trainable == {id(p) for p in params}
+    # the *top* block and the final norm, nothing from the bottom block
+    expected = {id(p) for m in (model.model.layers[-1], model.model.norm) for p in m.parameters()}
+    assert trainable == expected
+    assert not trainable & {id(p) for p in model.model.layers[0].parameters()}
     assert id(model.get_input_embeddings().weight) not in trainable
     with pytest.raises(ValueError, match="train_layers must be in"):
         lm_grpo.train_top_layers(model, 99)
@@ -181,3 +185,50 @@ def test_train_raises_the_probe_value_restores_flags_and_restored_undoes_it(tiny
     assert finals[1.0] > before + 0.05 and finals[-1.0] < before - 0.05, (before, finals)
     with pytest.raises(ValueError, match="group_size"):
         lm_grpo.LMGRPOConfig(group_size=1)
+
+
+def _advantage_gap(p: float, G: int, eps: float = 1e-6) -> float:
+    """``E[A_1 | r_1 = 1] − E[A_1 | r_1 = 0]`` for grpo.group_advantages (population std +
+    eps), exactly, over the K ~ Bin(G − 1, p) successes of the other group members."""
+    from math import comb, sqrt
+
+    gap = 0.0
+    for k in range(G):
+        weight = comb(G - 1, k) * p ** k * (1 - p) ** (G - 1 - k)
+        for r1, sign in ((1, 1.0), (0, -1.0)):
+            mean = (k + r1) / G
+            gap += sign * weight * (r1 - mean) / (sqrt(mean * (1 - mean)) + eps)
+    return gap
+
+
+def test_expected_update_is_the_closed_form_value_gradient_times_the_advantage_gap(tiny):
+    """For one correct answer with probability p, ``E[(1/G) Σ_i A_i ∇log P(a_i)] =
+    (E[A|right] − E[A|wrong]) ∇p``, since ``E[∇log P | right] = ∇p/p`` and
+    ``E[∇log P | wrong] = −∇p/(1 − p)``. The mean of many accumulate_update draws must match
+    it within its Monte Carlo error; a flipped sign, a missing 1/G or wrong advantages miss."""
+    from vgh_lib import stats
+
+    model, tok = tiny
+    G, R = 8, 800
+    prompt, answer = _pairs(model, tok, n=1)[0]
+    params = lm_grpo.train_top_layers(model, 1)
+    E = model.get_input_embeddings().weight.detach()
+    p = torch.softmax(model(inputs_embeds=E[prompt][None]).logits[0, -1], -1)[answer[0]]
+    grad_p = torch.cat([g.reshape(-1) for g in torch.autograd.grad(p, params)]).double()
+    p = float(p.detach())
+    expected = _advantage_gap(p, G) * grad_p
+    gen = torch.Generator().manual_seed(11)
+    draws = []
+    for _ in range(R):
+        for q in params:
+            q.grad = None
+        lm_grpo.accumulate_update(model, [(prompt, answer)], G, 1.0, gen, 1.0 / G)
+        draws.append(torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1)
+                                for q in params]).double())
+    X = torch.stack(draws)
+    model.requires_grad_(True)
+    assert 0.1 < p < 0.9
+    z = stats.norm_z((X.mean(0) - expected).numpy(), (X.std(0) / np.sqrt(R)).numpy())
+    assert z <= 3.0, z
+    # the test has power: half the expected update (a missing factor 2) is far outside
+    assert stats.norm_z((X.mean(0) - 0.5 * expected).numpy(), (X.std(0) / np.sqrt(R)).numpy()) > 5

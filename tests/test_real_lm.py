@@ -206,6 +206,8 @@ def test_attention_share():
     assert lc.attention_share(g) == 0.0
     g[0] = 1.0
     assert lc.attention_share(g) == pytest.approx(0.5)
+    g[0], g[-1] = torch.tensor([3.0, 0, 0]), torch.tensor([0, 4.0, 0])   # squared norms 9 and 16
+    assert lc.attention_share(g) == pytest.approx(9 / 25)
 
 
 # --------------------------------------------------------------------- sampling and λ^D

@@ -106,6 +106,8 @@ def test_reliability_and_norm_z():
     assert stats.reliability(f) == pytest.approx(1.0)  # no noise
     g = np.array([[1.0, 0.0], [-1.0, 0.0]])
     assert np.isnan(stats.reliability(g))  # mean is zero
+    # orthogonal folds: no shared signal (counting a fold with itself would give 1)
+    assert stats.reliability(np.eye(2)) == pytest.approx(0.0)
     assert stats.norm_z([3.0, 4.0], [1.0, 0.0]) == pytest.approx(5.0)
     assert stats.norm_z([0.0, 0.0], [0.0, 0.0]) == 0.0
     # calibration: Gaussian means under the identity exceed z = 3 rarely (≤ P(χ²₁ > 9))
@@ -129,7 +131,8 @@ def test_block_jackknife_se_of_a_mean_is_the_block_means_formula():
 
 def test_block_jackknife_se_of_a_variance_ratio_is_calibrated():
     """Across independent replications, the jackknife SE of a ratio of sample variances is
-    close to the ratio's actual spread (a missing factor, e.g. (B−1)/B, would be off)."""
+    close to the ratio's actual spread (a wrong scale, such as a missing square root or a
+    1/B in place of (B−1)/B, would be off; the block-means test above pins the exact factor)."""
     rng = np.random.default_rng(4)
     ratios, ses = [], []
     for _ in range(300):
