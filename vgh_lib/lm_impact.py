@@ -85,22 +85,23 @@ def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
 
 @dataclass(frozen=True)
 class Design:
-    """Everything a job needs besides the task, the learning rate and the seed."""
+    """Everything a job needs besides the task, the learning rate and the seed (built from
+    notebook 08's parameters by ``RealLMImpactParams.design``, which holds the defaults)."""
 
     model_path: str
-    target: str = "task"
+    target: str                  # "task" or "greedy" (task_pairs)
+    train_limit: int             # training prompts of a task (suite order): GRPO, S and the factors
+    held_out_limit: int          # held-out prompts of a task (suite order): the gain
+    probe_prompts: int           # the first training prompts: the exact probe value
+    steps: int
+    prompts_per_step: int
+    group_size: int
+    train_layers: int
+    probe_every: int
+    signal_batches: int
+    signal_prompts: int
+    k: int
     device: str = "cpu"
-    train_limit: int = 64        # training prompts of a task (suite order): GRPO, S and the factors
-    held_out_limit: int = 32     # held-out prompts of a task (suite order): the gain
-    probe_prompts: int = 12      # the first training prompts: the exact probe value
-    steps: int = 20
-    prompts_per_step: int = 8
-    group_size: int = 8
-    train_layers: int = 2
-    probe_every: int = 5
-    signal_batches: int = 8
-    signal_prompts: int = 8
-    k: int = 8
 
     def grpo(self, lr: float, seed: int, steps: int | None = None) -> lm_grpo.LMGRPOConfig:
         return lm_grpo.LMGRPOConfig(steps=steps or self.steps, prompts_per_step=self.prompts_per_step,
@@ -134,8 +135,7 @@ def gain_job(job: dict) -> TaskRun:
     cfg = d.grpo(job["lr"], job["seed"], job.get("steps"))
     t0 = time.perf_counter()
     prefix = prefix_for(d.model_path, d.device, d.train_layers)
-    params = lm_grpo.train_top_layers(model, d.train_layers)
-    with lm_grpo.restored(params):
+    with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
         before = lm_grpo.values(model, held, prefix=prefix)
         history = lm_grpo.train(model, train, train[:d.probe_prompts], cfg, prefix=prefix)
         after = lm_grpo.values(model, held, prefix=prefix)
