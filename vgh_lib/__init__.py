@@ -9,6 +9,9 @@ form), ``estimators`` (score-function, PPO, GRPO and pathwise gradients), ``task
 ``grpo`` (advantages, loss, training),
 ``costates`` (empirical and relaxed costates in a transformer), ``impact`` (signal,
 headroom, value impact; the pre-registered design and its inference), the experiments ``theorem1``, ``actor_update`` and ``theorem2``,
+the real LM: ``real_lm`` (local GGUF/safetensors loading), ``lm_tasks``, ``lm_costates``,
+``lm_grpo``, ``lm_prefix`` (frozen bottom blocks computed once) and the experiment
+``lm_impact``; ``probe`` (``vgh probe``) and ``integrations.trl``; ``plots``, ``parallel``,
 ``stats``, ``params`` (validated
 notebook parameters), ``registry`` (notebooks and profiles), ``claims``
 (pre-registered claims), ``report`` (the reproduction report page), ``runner`` (papermill execution with

@@ -1,7 +1,8 @@
 """Pre-registered claims: recorded, glued into the book, and gated.
 
-Each notebook declares its claims with fixed thresholds (from the issue that
-pre-registered them) and records the measured value. ``identity`` claims are what
+Each notebook declares its claims with thresholds fixed before its default run (for
+notebooks 05 and 08, in book/05_preregistration.md and book/08_preregistration.md) and
+records the measured value. ``identity`` claims are what
 must hold within numerical or statistical tolerance; ``empirical`` claims are what
 the paper predicts and we test. A failed empirical claim is recorded and shown,
 never hidden. A failed identity claim fails the run (the notebook raises

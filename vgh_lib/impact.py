@@ -6,7 +6,8 @@ For a checkpoint and a prompt distribution:
 * **headroom** ``H = E_x[pass@K(x) − pass@1(x)]``: reward that re-weighting the policy's own
   samples can reach;
 * **value-gradient signal** ``S = ‖∇_θ J‖``, the norm of the expected GRPO update, estimated
-  without noise bias as ``sqrt(max(0, ⟨ĝ_A, ĝ_B⟩))`` from two independent batches;
+  without noise bias by the U-statistic over M independent batches (the mean of their
+  pairwise inner products, :func:`signal`);
 * **reward-std signal** ``E_x sqrt(p(1 − p))``;
 * **value impact** ``I = S·H`` and the predicted gain ``α·I`` (α fitted across checkpoints).
 
@@ -253,11 +254,16 @@ class CheckpointData:
     n_samples: int
     k: int
     gains: np.ndarray           # (seeds, P_h) per-seed, per-held-out-prompt paired gains
+    exact_values: np.ndarray | None = None   # (P_f,) exact success probabilities, if known
 
     def __post_init__(self):
-        c = np.asarray(self.successes, int)
-        self._pass1 = c / self.n_samples
-        self._passk = np.array([pass_at_k(self.n_samples, int(ci), self.k) for ci in c])
+        if self.exact_values is not None:  # pass@k of independent samples, exactly
+            self._pass1 = np.asarray(self.exact_values, float)
+            self._passk = 1 - (1 - self._pass1) ** self.k
+        else:
+            c = np.asarray(self.successes, int)
+            self._pass1 = c / self.n_samples
+            self._passk = np.array([pass_at_k(self.n_samples, int(ci), self.k) for ci in c])
         self._std = np.sqrt(self._pass1 * (1 - self._pass1))
 
     @classmethod
@@ -269,10 +275,7 @@ class CheckpointData:
         v = np.asarray(values, float)
         if v.ndim != 1 or np.any((v < 0) | (v > 1)):
             raise ValueError("values must be a 1-D array of probabilities")
-        cp = cls(label, gram, np.zeros(v.size, int), k, k, gains)  # counts replaced below
-        cp._pass1, cp._passk = v, 1 - (1 - v) ** k
-        cp._std = np.sqrt(v * (1 - v))
-        return cp
+        return cls(label, gram, np.ones(v.size, int), 1, k, gains, exact_values=v)
 
     def predictors(self, batches=None, prompts=None) -> dict[str, float]:
         """S, H, I = S·H, reward-std, pass@1 and 1 − pass@1, optionally on resampled batches

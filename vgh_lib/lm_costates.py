@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from vgh_lib import stats
-from vgh_lib.costates import loo_advantages  # noqa: F401 - re-exported
+from vgh_lib.costates import loo_advantages
 
 
 def _embed(model) -> torch.Tensor:

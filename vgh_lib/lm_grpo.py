@@ -120,7 +120,9 @@ def signal_gram(model, pairs, n_batches: int, n_prompts: int, group_size: int, t
     """The Gram matrix of ``n_batches`` independent estimates of the expected GRPO update of
     the trainable parameters over the prompts ``pairs`` ((prompt ids, answer ids) of a task),
     each from ``n_prompts`` distinct prompts drawn afresh for every batch (so the batches are
-    i.i.d. and the U-statistic of their Gram matrix is unbiased for ``‖E ĝ‖²``); each
+    i.i.d. and the U-statistic of their Gram matrix is unbiased for ``‖E ĝ‖²``; unlike
+    :func:`vgh_lib.impact.signal_gram`, whose batches are disjoint, a task's few prompts may
+    recur across batches); each
     estimate is the mean over its prompts of ``(1/G) Σ_i A_i ∇ log P(a_i)``."""
     if n_batches < 2:
         raise ValueError(f"the signal needs at least 2 batches, got {n_batches}")

@@ -1,6 +1,6 @@
 """Run independent jobs in worker processes (one torch thread each), in order.
 
-The experiment grids (notebooks 04 and 05) map a module-level job function over picklable
+The experiment grids (notebooks 04, 05, 07 and 08) map a module-level job function over picklable
 jobs. By default the jobs run in a local pool of spawned processes. Any
 :class:`concurrent.futures.Executor` can run them instead, in particular a Dask cluster's::
 

@@ -23,7 +23,7 @@ from vgh_lib import costates as cs
 from vgh_lib import grpo, stats
 from vgh_lib.models import load_local
 
-# Pre-registered (issue 10, fixed before the default-profile run was seen).
+# Pre-registered (fixed before the default-profile run was seen).
 N_FOLDS = 8            # independent folds per process and cell
 MAX_SE = 0.05          # a cell is resolved when the jackknife SE of ρ is at most this
 GROUP_SIZES = (4, 8, 16, 32, 64)   # GRPO group sizes G for the one-batch fidelity
