@@ -140,3 +140,17 @@ def test_block_jackknife_se_of_a_variance_ratio_is_calibrated():
         ratios.append(a.var() / b.var())
         ses.append(stats.block_jackknife_se(lambda r: a[r].var() / b[r].var(), 2000, 20))
     assert np.mean(ses) == pytest.approx(np.std(ratios), rel=0.15)
+
+
+def test_spearman_critical_values_match_the_published_table():
+    """One-sided 5 % critical values of Spearman's ρ (exact tables: n = 5…8 give 0.900,
+    0.829, 0.714, 0.643), and the permutation test agrees at n = 7."""
+    assert [round(stats.spearman_critical(n), 3) for n in (5, 6, 7, 8)] == [0.9, 0.829, 0.714, 0.643]
+    r = stats.spearman_critical(7)
+    x = np.arange(7.0)
+    # an ordering with exactly that ρ passes the permutation test at 5 % too
+    y_at = next(np.array(p, float) for p in __import__("itertools").permutations(range(7))
+                if abs(stats.spearman(x, np.array(p, float)) - r) < 1e-9)
+    assert stats.permutation_pvalue([x], [y_at], 20_000, seed=1)[1] <= 0.05 + 0.005
+    with pytest.raises(ValueError, match="n must be"):
+        stats.spearman_critical(12)

@@ -173,6 +173,21 @@ def spearman_rows(x, y) -> np.ndarray:
         return np.where(den > 0, (rx * ry).sum(1) / np.where(den > 0, den, 1), np.nan)
 
 
+def spearman_critical(n: int, alpha: float = 0.05) -> float:
+    """The smallest Spearman correlation of ``n`` untied points whose exact one-sided
+    permutation p-value ``P(ρ ≥ r)`` is at most ``alpha``, by enumerating all ``n!``
+    orderings (``n ≤ 9``): the least effect a rank test over ``n`` design points can detect."""
+    import itertools
+
+    if not 3 <= n <= 9:
+        raise ValueError(f"n must be in [3, 9] for exact enumeration, got {n}")
+    d2 = np.array([sum((i - j) ** 2 for i, j in enumerate(p))
+                   for p in itertools.permutations(range(n))])
+    rho = 1 - 6 * d2 / (n * (n * n - 1))
+    ok = [r for r in np.unique(rho) if np.mean(rho >= r - 1e-12) <= alpha]
+    return float(min(ok)) if ok else float("nan")
+
+
 def permutation_pvalue(xs, ys, n_perm: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """One-sided permutation test of a positive rank correlation, pooled over groups.
 
