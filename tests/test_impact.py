@@ -23,6 +23,7 @@ def test_headroom_on_hand_made_tables():
 
 def test_reward_std_signal():
     assert impact.reward_std_signal([0, 4, 2], 4) == pytest.approx((0 + 0 + 0.5) / 3)
+    assert impact.reward_std_signal([1], 4) == pytest.approx(math.sqrt(3) / 4)  # p = 1/4
 
 
 def test_u_statistic_is_unbiased_for_the_squared_norm():
@@ -216,8 +217,8 @@ def test_pilot_checkpoints_and_budget():
 
 
 def test_small_sample_scale():
-    assert impact.small_sample_scale(4) == pytest.approx(
-        scipy.stats.t.ppf(0.975, 3) / scipy.stats.norm.ppf(0.975) * math.sqrt(4 / 3))
+    # t_3(0.975) = 3.18245, z(0.975) = 1.95996: 3.18245 / 1.95996 · sqrt(4/3) = 1.87491
+    assert impact.small_sample_scale(4) == pytest.approx(1.87491, abs=1e-5)
     assert impact.small_sample_scale(10_000) == pytest.approx(1.0, abs=1e-3)
 
 
