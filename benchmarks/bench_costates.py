@@ -17,11 +17,10 @@ import argparse
 import torch
 from _timing import best_of
 
-from vgh_lib import costates as cs
-from vgh_lib import grpo
-from vgh_lib.models import tiny_gpt2
-from vgh_lib.tasks import Task, build_tokenizer
-
+from vgh_lib.tiny import costates as cs
+from vgh_lib.tiny import grpo, sampling
+from vgh_lib.tiny.models import tiny_gpt2
+from vgh_lib.tiny.tasks import Task, build_tokenizer
 
 
 def main() -> None:
@@ -37,22 +36,22 @@ def main() -> None:
     _, held = task.split()
     model = tiny_gpt2(tok, args.layers, args.embd, 4, 16, seed=0)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    prompts, answers = grpo.encode_prompts(tok, held[:8], "cpu")
+    prompts, answers = sampling.encode_prompts(tok, held[:8], "cpu")
     n = args.batch // 8
     ids = prompts.repeat_interleave(n, 0)
     ans = answers.repeat_interleave(n, 0)
-    noise = grpo.gumbel_noise((ids.shape[0], ans.shape[1], len(tok)), torch.Generator().manual_seed(0))
-    comp = grpo.generate(model.eval(), ids, ans.shape[1], 1.0, noise)
+    noise = sampling.gumbel_noise((ids.shape[0], ans.shape[1], len(tok)), torch.Generator().manual_seed(0))
+    comp = sampling.generate(model.eval(), ids, ans.shape[1], 1.0, noise)
     adv = grpo.group_advantages((comp == ans).all(1).float() + 0.1 * torch.rand(ids.shape[0]), n)
     with torch.no_grad():
-        logp_old = grpo.completion_logprobs(model, ids, comp, 1.0)
+        logp_old = sampling.completion_logprobs(model, ids, comp, 1.0)
     mask = torch.ones_like(comp, dtype=torch.float32)
 
     def step(capture: bool):
         ctx = cs.CostateCapture(model, ids.shape[1]) if capture else None
         if ctx:
             ctx.__enter__()
-        logp = grpo.completion_logprobs(model, ids, comp, 1.0)
+        logp = sampling.completion_logprobs(model, ids, comp, 1.0)
         loss, _ = grpo.grpo_loss(logp, logp_old, adv, mask, 0.2)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,7 +1,7 @@
 """Batched estimators against a per-rollout loop, in the same run.
 
 Times the per-rollout pathwise (BPTT) and score-function gradients computed with
-``torch.func.vmap`` (vgh_lib.estimators) against one ``autograd.grad`` per rollout,
+``torch.func.vmap`` (vgh_lib.rollout.estimators) against one ``autograd.grad`` per rollout,
 checks that they agree, and prints the speed-up ratio.
 
     .venv/bin/python benchmarks/bench_estimators.py [--rollouts 256] [--horizon 20]
@@ -14,9 +14,8 @@ import argparse
 import torch
 from _timing import best_of
 
-from vgh_lib import estimators as es
-from vgh_lib import rollout as ro
-
+from vgh_lib.rollout import dynamics as ro
+from vgh_lib.rollout import estimators as es
 
 
 def main() -> None:

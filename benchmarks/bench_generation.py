@@ -13,10 +13,9 @@ import argparse
 import torch
 from _timing import best_of
 
-from vgh_lib import grpo
-from vgh_lib.models import tiny_gpt2
-from vgh_lib.tasks import build_tokenizer
-
+from vgh_lib.tiny import sampling
+from vgh_lib.tiny.models import tiny_gpt2
+from vgh_lib.tiny.tasks import build_tokenizer
 
 
 def main() -> None:
@@ -32,13 +31,13 @@ def main() -> None:
     tok = build_tokenizer()
     model = tiny_gpt2(tok, args.layers, args.embd, 4, args.prompt + args.new + 1, seed=0).eval()
     prompts = torch.randint(4, len(tok), (args.batch, args.prompt), generator=torch.Generator().manual_seed(0))
-    noise = grpo.gumbel_noise((args.batch, args.new, len(tok)), torch.Generator().manual_seed(1))
+    noise = sampling.gumbel_noise((args.batch, args.new, len(tok)), torch.Generator().manual_seed(1))
 
     def cached():
-        return grpo.generate(model, prompts, args.new, 1.0, noise, use_cache=True)
+        return sampling.generate(model, prompts, args.new, 1.0, noise, use_cache=True)
 
     def recompute():
-        return grpo.generate(model, prompts, args.new, 1.0, noise, use_cache=False)
+        return sampling.generate(model, prompts, args.new, 1.0, noise, use_cache=False)
 
     assert torch.equal(cached(), recompute())  # same tokens before timing
     tc, tr = best_of(cached, args.repeats), best_of(recompute, args.repeats)

@@ -1,10 +1,10 @@
-"""One GRPO step of vgh_lib.grpo against TRL's GRPOTrainer, in the same run.
+"""One GRPO step of vgh_lib.tiny.grpo against TRL's GRPOTrainer, in the same run.
 
 A step is what a training loop does per batch: sample ``group`` completions for each of
 ``prompts`` prompts, score them, compute the group advantages and the clipped loss, back-propagate
 and take one AdamW step. Both sides start from copies of the same tiny GPT-2, on the same
 prompts (the addition task), on the CPU with one thread, in float32; the speed-up ratio of
-vgh_lib.grpo over TRL is printed. Needs the ``test`` extra (TRL).
+vgh_lib.tiny.grpo over TRL is printed. Needs the ``test`` extra (TRL).
 
     .venv/bin/python benchmarks/bench_grpo_vs_trl.py [--prompts 8] [--group 8] [--layers 2]
 """
@@ -20,9 +20,9 @@ import warnings
 import torch
 from _timing import best_of
 
-from vgh_lib import grpo
-from vgh_lib.models import tiny_gpt2
-from vgh_lib.tasks import Task, build_tokenizer
+from vgh_lib.tiny import grpo, sampling
+from vgh_lib.tiny.models import tiny_gpt2
+from vgh_lib.tiny.tasks import Task, build_tokenizer
 
 
 def main() -> None:
@@ -46,26 +46,26 @@ def main() -> None:
     tok = build_tokenizer()
     train, _ = Task("addition", 2).split()
     examples = train[:args.prompts]
-    prompts, answers = grpo.encode_prompts(tok, examples, "cpu")
+    prompts, answers = sampling.encode_prompts(tok, examples, "cpu")
     La = answers.shape[1]
     base = tiny_gpt2(tok, args.layers, args.embd, 4, prompts.shape[1] + La + 1, seed=0).eval()
     B = args.prompts * args.group
 
-    # ---------------------------------------------------------------- vgh_lib.grpo
+    # ---------------------------------------------------------------- vgh_lib.tiny.grpo
     ours = copy.deepcopy(base)
     opt = torch.optim.AdamW(ours.parameters(), lr=1e-4, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     P, A = prompts.repeat_interleave(args.group, 0), answers.repeat_interleave(args.group, 0)
 
     def vgh_step():  # the body of grpo.train's loop
-        noise = grpo.gumbel_noise((B, La, len(tok)), gen)
-        comp = grpo.generate(ours, P, La, 1.0, noise)
+        noise = sampling.gumbel_noise((B, La, len(tok)), gen)
+        comp = sampling.generate(ours, P, La, 1.0, noise)
         rewards = (comp == A).all(1).float()
         adv = grpo.group_advantages(rewards, args.group)
         mask = torch.ones_like(comp, dtype=torch.float32)
         with torch.no_grad():
-            logp_old = grpo.completion_logprobs(ours, P, comp, 1.0)
-        logp = grpo.completion_logprobs(ours, P, comp, 1.0)
+            logp_old = sampling.completion_logprobs(ours, P, comp, 1.0)
+        logp = sampling.completion_logprobs(ours, P, comp, 1.0)
         loss, _ = grpo.grpo_loss(logp, logp_old, adv, mask, 0.2, "token")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -102,7 +102,7 @@ def main() -> None:
     t_ours, t_trl = min(p[0] for p in pairs), min(p[1] for p in pairs)
     print(f"{args.prompts} prompts x {args.group} completions of {La} tokens, {args.layers} "
           f"layers, d={args.embd}, CPU, 1 thread, best of {args.repeats} (interleaved)")
-    print(f"vgh_lib.grpo     {t_ours:8.4f} s per step")
+    print(f"vgh_lib.tiny.grpo     {t_ours:8.4f} s per step")
     print(f"TRL GRPOTrainer  {t_trl:8.4f} s per step")
     print(f"speed-up         {t_trl / t_ours:8.2f}x (TRL time / vgh_lib time)")
 

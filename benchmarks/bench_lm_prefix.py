@@ -2,7 +2,7 @@
 
 A GRPO step's work per prompt (sample a group of 8 and score it in one forward pass, then the
 backward pass) and the teacher-forced exact value, each with the plain forward pass
-(``vgh_lib.lm_grpo``) and with :class:`vgh_lib.lm_prefix.FrozenPrefix` (the bottom blocks'
+(``vgh_lib.lm.grpo``) and with :class:`vgh_lib.lm.prefix.FrozenPrefix` (the bottom blocks'
 states of each prompt computed once), on one thread. Reports the ratios plain / cached.
 
     .venv/bin/python benchmarks/bench_lm_prefix.py [--task sums] [--layers 2] [--model smollm2]
@@ -15,8 +15,10 @@ import argparse
 import torch
 from _timing import best_of
 
-from vgh_lib import lm_grpo, lm_tasks, real_lm
-from vgh_lib.lm_prefix import FrozenPrefix
+from vgh_lib.lm import grpo as lm_grpo
+from vgh_lib.lm import loading as real_lm
+from vgh_lib.lm import tasks as lm_tasks
+from vgh_lib.lm.prefix import FrozenPrefix
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """The cost of ``vgh probe`` against one default GRPO run on the same checkpoint, in one run.
 
-The GRPO run is the book's default (``vgh_lib.registry.PretrainGRPOParams``: 60 steps × 16
+The GRPO run is the book's default (``vgh_lib.driver.registry.PretrainGRPOParams``: 60 steps × 16
 prompts × group 8, AdamW at the chosen rate), loading included; the probe is ``vgh probe``
-with its default options (``vgh_lib.probe.ProbeConfig``), loading included. Both run on the
+with its default options (``vgh_lib.tools.probe.ProbeConfig``), loading included. Both run on the
 same checkpoint, one thread, and the ratio is printed (the issue asks for at most 5 %).
 
     .venv/bin/python benchmarks/bench_probe.py [--checkpoint DIR] [--repeats 2]
@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 from _timing import best_of
 
-from vgh_lib import grpo, probe, registry
-from vgh_lib.models import load_local, tiny_gpt2
-from vgh_lib.tasks import Task, build_tokenizer
+from vgh_lib.driver import registry
+from vgh_lib.tiny import grpo
+from vgh_lib.tiny.models import load_local, tiny_gpt2
+from vgh_lib.tiny.tasks import Task, build_tokenizer
+from vgh_lib.tools import probe
 
 
 def main() -> None:

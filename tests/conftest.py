@@ -28,7 +28,7 @@ def smoke_book(tmp_path_factory):
     import contextlib
     import io
 
-    from vgh_lib import cli
+    from vgh_lib.driver import cli
 
     base = tmp_path_factory.mktemp("smoke_book")
     root = _copy_book(base / "bookroot")
@@ -56,8 +56,8 @@ def _copy_book(root):
 
 def tiny_gpt2_and_tokenizer(seed: int = 0):
     """A 1-layer, 16-wide GPT-2 over the task tokenizer."""
-    from vgh_lib.models import tiny_gpt2
-    from vgh_lib.tasks import build_tokenizer
+    from vgh_lib.tiny.models import tiny_gpt2
+    from vgh_lib.tiny.tasks import build_tokenizer
 
     tok = build_tokenizer()
     return tiny_gpt2(tok, 1, 16, 2, 32, seed=seed), tok

@@ -2,8 +2,8 @@
 
 import pytest
 
-from vgh_lib import actor_update
-from vgh_lib.registry import ActorUpdateParams
+from vgh_lib.driver.registry import ActorUpdateParams
+from vgh_lib.experiments import actor_update
 
 DEFAULTS = ActorUpdateParams()
 SF, PD = "SF (leave-one-out)", "PD (BPTT)"
@@ -45,9 +45,9 @@ def test_z_detects_a_biased_estimator():
     import numpy as np
     import torch
 
-    from vgh_lib import estimators as es
-    from vgh_lib import rollout as ro
-    from vgh_lib import stats
+    from vgh_lib.common import stats
+    from vgh_lib.rollout import dynamics as ro
+    from vgh_lib.rollout import estimators as es
     sys_, pol, x0 = ro.make_problem("lqr", 2, 1, 0)
     s = es.sample(sys_, pol, x0, 0.5, 6, 20_000, torch.Generator().manual_seed(1))
     exact = es.lqr_exact_gradient(sys_, pol.K, x0, 0.5, 6)

@@ -4,7 +4,7 @@ import math
 import nbformat
 import pytest
 
-from vgh_lib import claims as cm
+from vgh_lib.harness import claims as cm
 
 
 @pytest.mark.parametrize("value,op,thr,ok", [

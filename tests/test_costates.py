@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from vgh_lib import costates as cs
-from vgh_lib import grpo
-from vgh_lib.models import tiny_gpt2
-from vgh_lib.tasks import Task, build_tokenizer
+from vgh_lib.tiny import costates as cs
+from vgh_lib.tiny import sampling
+from vgh_lib.tiny.models import tiny_gpt2
+from vgh_lib.tiny.tasks import Task, build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +14,7 @@ def setup():
     tok = build_tokenizer()
     model = tiny_gpt2(tok, 2, 32, 4, 16, seed=0).eval()
     _, held = Task("addition", 1, n_eval=10).split()
-    prompts, answers = grpo.encode_prompts(tok, held[:2], "cpu")
+    prompts, answers = sampling.encode_prompts(tok, held[:2], "cpu")
     return model, tok, prompts, answers
 
 
@@ -179,7 +179,7 @@ def test_relaxed_rollout_with_cache_equals_full_recomputation(setup):
     n = 5
     ids = prompts.repeat_interleave(n, 0)
     V = cs.embedding_matrix(model).shape[0]
-    noise = grpo.gumbel_noise((ids.shape[0], answers.shape[1], V), torch.Generator().manual_seed(4))
+    noise = sampling.gumbel_noise((ids.shape[0], answers.shape[1], V), torch.Generator().manual_seed(4))
     a = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, 0.8, 0.4, layers=False)
     b = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, 0.8, 0.4, layers=True)
     torch.testing.assert_close(a.soft, b.soft, rtol=1e-4, atol=1e-6)

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from vgh_lib import estimators as es
-from vgh_lib import rollout as ro
-from vgh_lib import stats
+from vgh_lib.common import stats
+from vgh_lib.rollout import dynamics as ro
+from vgh_lib.rollout import estimators as es
 
 
 def _setup(system="lqr", policy="linear", B=6, T=4, sigma=0.6, seed=0):

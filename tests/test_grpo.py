@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from vgh_lib import grpo
-from vgh_lib.models import tiny_gpt2
-from vgh_lib.tasks import Task, build_tokenizer
+from vgh_lib.common import stats
+from vgh_lib.tiny import grpo, sampling
+from vgh_lib.tiny.models import tiny_gpt2
+from vgh_lib.tiny.tasks import Task, build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +25,14 @@ def test_pass_at_k_against_enumeration(n, c, k):
     outcomes = [1] * c + [0] * (n - c)
     subsets = list(itertools.combinations(range(n), k))
     brute = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
-    assert grpo.pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+    assert stats.pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
 
 
 def test_pass_at_k_rejects_bad_counts():
     with pytest.raises(ValueError):
-        grpo.pass_at_k(3, 4, 1)
+        stats.pass_at_k(3, 4, 1)
     with pytest.raises(ValueError):
-        grpo.pass_at_k(3, 1, 4)
+        stats.pass_at_k(3, 1, 4)
 
 
 def test_group_advantages_by_hand():
@@ -86,9 +87,9 @@ def test_grpo_loss_rejects_unknown_aggregation():
 def test_kv_cache_generation_equals_recomputation(model_and_tok, temperature):
     model, tok = model_and_tok
     prompts = torch.randint(4, len(tok), (5, 6), generator=torch.Generator().manual_seed(1))
-    noise = grpo.gumbel_noise((5, 4, len(tok)), torch.Generator().manual_seed(2))
-    cached = grpo.generate(model, prompts, 4, temperature, noise, use_cache=True)
-    full = grpo.generate(model, prompts, 4, temperature, noise, use_cache=False)
+    noise = sampling.gumbel_noise((5, 4, len(tok)), torch.Generator().manual_seed(2))
+    cached = sampling.generate(model, prompts, 4, temperature, noise, use_cache=True)
+    full = sampling.generate(model, prompts, 4, temperature, noise, use_cache=False)
     assert torch.equal(cached, full)
 
 
@@ -96,7 +97,7 @@ def test_gumbel_max_samples_the_softmax():
     """argmax(ℓ/τ + g) has the distribution softmax(ℓ/τ)."""
     logits = torch.tensor([1.0, 0.0, -1.0, 0.5])
     tau = 0.8
-    g = grpo.gumbel_noise((200_000, 4), torch.Generator().manual_seed(0))
+    g = sampling.gumbel_noise((200_000, 4), torch.Generator().manual_seed(0))
     freq = torch.bincount((logits / tau + g).argmax(-1), minlength=4).float() / 200_000
     torch.testing.assert_close(freq, torch.softmax(logits / tau, 0), atol=4e-3, rtol=0)
 
@@ -105,7 +106,7 @@ def test_completion_logprobs_match_a_manual_forward(model_and_tok):
     model, tok = model_and_tok
     prompts = torch.randint(4, len(tok), (3, 4), generator=torch.Generator().manual_seed(3))
     comp = torch.randint(4, len(tok), (3, 2), generator=torch.Generator().manual_seed(4))
-    lp = grpo.completion_logprobs(model, prompts, comp, 0.5)
+    lp = sampling.completion_logprobs(model, prompts, comp, 0.5)
     for b in range(3):
         for s in range(2):
             ids = torch.cat([prompts[b], comp[b, :s]])[None]
@@ -141,11 +142,11 @@ def test_grpo_raises_the_exact_objective_and_the_flipped_sign_lowers_it(optimize
     result = {}
     for sign in (1.0, -1.0):
         model = tiny_gpt2(tok, 1, 16, 2, 16, seed=1).eval()
-        j0 = grpo.exact_value(model, tok, train, 1.0)
+        j0 = sampling.exact_value(model, tok, train, 1.0)
         hist = grpo.train(model, tok, train, cfg, sign=sign)
         assert hist.probe_value[0] == pytest.approx(j0)
         assert hist.probe_steps == [0, 5, 8]
-        result[sign] = (j0, grpo.exact_value(model, tok, train, 1.0))
+        result[sign] = (j0, sampling.exact_value(model, tok, train, 1.0))
         assert hist.probe_value[-1] == pytest.approx(result[sign][1])
     (j0, up), (_, down) = result[1.0], result[-1.0]
     assert up > 1.2 * j0, (j0, up)
@@ -156,7 +157,7 @@ def test_exact_values_are_the_probability_of_the_answer(model_and_tok):
     """Against a naive product of per-step softmax probabilities, and against sampling."""
     model, tok = model_and_tok
     examples = Task("addition", 1, n_eval=2).split()[0][:3]
-    got = grpo.exact_values(model, tok, examples, 1.5)
+    got = sampling.exact_values(model, tok, examples, 1.5)
     for e, v in zip(examples, got):
         ids = [tok.bos_token_id] + tok(e.prompt)["input_ids"]
         prob = 1.0
@@ -166,7 +167,7 @@ def test_exact_values_are_the_probability_of_the_answer(model_and_tok):
             ids.append(c)
         assert v == pytest.approx(prob, rel=1e-4)
     # Monte Carlo: the mean exact-match reward of samples at τ converges to the exact value
-    ev = grpo.evaluate(model, tok, examples, 20_000, 1, 1.5, torch.Generator().manual_seed(0))
+    ev = sampling.evaluate(model, tok, examples, 20_000, 1, 1.5, torch.Generator().manual_seed(0))
     se = np.sqrt(got * (1 - got) / 20_000)
     assert np.all(np.abs(ev.successes / 20_000 - got) < 4 * se + 1e-12)
 
@@ -205,6 +206,6 @@ def test_evaluate_counts_successes_of_a_perfect_policy():
                 logits[b, -1, tok.convert_tokens_to_ids(nxt)] = 1e4
             return type("O", (), {"logits": logits, "cache": input_ids})()
 
-    ev = grpo.evaluate(Oracle(), tok, held, n_samples=4, k=2, temperature=1.0,
+    ev = sampling.evaluate(Oracle(), tok, held, n_samples=4, k=2, temperature=1.0,
                        generator=torch.Generator().manual_seed(0))
     assert ev.pass1 == 1.0 and ev.passk == 1.0 and ev.greedy_accuracy == 1.0

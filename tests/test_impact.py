@@ -8,7 +8,9 @@ import pytest
 import scipy.stats
 import torch
 
-from vgh_lib import impact, stats
+from vgh_lib.common import impact, stats
+from vgh_lib.experiments import value_impact
+from vgh_lib.tiny import grpo, sampling
 
 
 def test_headroom_on_hand_made_tables():
@@ -190,30 +192,30 @@ def test_analyse_finds_a_planted_relation_and_not_a_planted_null():
 # ------------------------------------------------------------------- pre-registered rules
 def test_choose_lr_takes_the_largest_safe_rate():
     drops = {1e-3: [0.0, 0.2], 3e-4: [0.01, 0.05], 1e-4: [0.0, 0.0]}
-    assert impact.choose_lr(drops) == 3e-4  # 0.05 is not *more* than 0.05
-    assert impact.choose_lr({1e-3: [0.3], 1e-4: [0.1]}) == 1e-4  # none safe: the smallest
+    assert value_impact.choose_lr(drops) == 3e-4  # 0.05 is not *more* than 0.05
+    assert value_impact.choose_lr({1e-3: [0.3], 1e-4: [0.1]}) == 1e-4  # none safe: the smallest
     with pytest.raises(ValueError):
-        impact.choose_lr({})
+        value_impact.choose_lr({})
 
 
 def test_crossing_and_grid():
     steps = [0, 9, 99, 999]
     passk = [0.0, 0.05, 0.5, 1.0]
     # log(step+1): 0, log 10, log 100, log 1000; 0.1 is 1/9 of the way from 0.05 to 0.5
-    assert impact.crossing_step(steps, passk, 0.1) == pytest.approx(10 ** (1 + 1 / 9) - 1)
-    assert impact.crossing_step(steps, passk, 0.5) == pytest.approx(99)
+    assert value_impact.crossing_step(steps, passk, 0.1) == pytest.approx(10 ** (1 + 1 / 9) - 1)
+    assert value_impact.crossing_step(steps, passk, 0.5) == pytest.approx(99)
     with pytest.raises(ValueError, match="never crosses"):
-        impact.crossing_step(steps, passk, 1.5)
-    grid = impact.learning_region_grid(steps, passk, 3000, size=3, passk_range=(0.05, 0.5))
+        value_impact.crossing_step(steps, passk, 1.5)
+    grid = value_impact.learning_region_grid(steps, passk, 3000, size=3, passk_range=(0.05, 0.5))
     assert grid == (9, 30, 99, 3000)
 
 
 def test_pilot_checkpoints_and_budget():
-    assert impact.pilot_checkpoints([0.0, 0.1, 0.3, 0.52, 0.8, 0.95]) == [2, 3, 5]
-    assert impact.pilot_checkpoints([0.5, 0.5, 0.5]) == [0, 1, 2]  # distinct
-    assert impact.steps_for_budget(0.05, 160) == 60   # 0.05·60·160/2 = 240 s ≤ 300
-    assert impact.steps_for_budget(0.08, 160) == 40   # 384 s > 300; 256 s fits
-    assert impact.steps_for_budget(1.0, 160) == 30    # nothing fits: the smallest
+    assert value_impact.pilot_checkpoints([0.0, 0.1, 0.3, 0.52, 0.8, 0.95]) == [2, 3, 5]
+    assert value_impact.pilot_checkpoints([0.5, 0.5, 0.5]) == [0, 1, 2]  # distinct
+    assert value_impact.steps_for_budget(0.05, 160) == 60   # 0.05·60·160/2 = 240 s ≤ 300
+    assert value_impact.steps_for_budget(0.08, 160) == 40   # 384 s > 300; 256 s fits
+    assert value_impact.steps_for_budget(1.0, 160) == 30    # nothing fits: the smallest
 
 
 def test_small_sample_scale():
@@ -224,22 +226,22 @@ def test_small_sample_scale():
 
 # ------------------------------------------------------------------- on a real model
 def test_grpo_update_matches_the_gradient_of_the_surrogate_by_hand():
-    from vgh_lib import grpo
-    from vgh_lib.models import tiny_gpt2
-    from vgh_lib.tasks import Task, build_tokenizer
+    from vgh_lib.tiny import grpo
+    from vgh_lib.tiny.models import tiny_gpt2
+    from vgh_lib.tiny.tasks import Task, build_tokenizer
 
     tok = build_tokenizer()
     model = tiny_gpt2(tok, 1, 16, 2, 16, seed=1)
     train, _ = Task("reverse", 1, n_eval=2).split()
-    g = impact.grpo_update(model, tok, train[:3], 4, 2.0, torch.Generator().manual_seed(0))
+    g = grpo.grpo_update(model, tok, train[:3], 4, 2.0, torch.Generator().manual_seed(0))
     # by hand: same noise, same samples
     gen = torch.Generator().manual_seed(0)
-    prompts, answers = grpo.encode_prompts(tok, train[:3], "cpu")
+    prompts, answers = sampling.encode_prompts(tok, train[:3], "cpu")
     prompts, answers = prompts.repeat_interleave(4, 0), answers.repeat_interleave(4, 0)
-    noise = grpo.gumbel_noise((12, 1, len(tok)), gen)
-    comp = grpo.generate(model, prompts, 1, 2.0, noise)
+    noise = sampling.gumbel_noise((12, 1, len(tok)), gen)
+    comp = sampling.generate(model, prompts, 1, 2.0, noise)
     adv = grpo.group_advantages((comp == answers).all(1).float(), 4)
-    loss = (adv[:, None] * grpo.completion_logprobs(model, prompts, comp, 2.0)).sum(1).mean()
+    loss = (adv[:, None] * sampling.completion_logprobs(model, prompts, comp, 2.0)).sum(1).mean()
     model.zero_grad()
     loss.backward()
     expected = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
@@ -248,22 +250,22 @@ def test_grpo_update_matches_the_gradient_of_the_surrogate_by_hand():
 
 def test_signal_gram_holds_the_inner_products_of_independent_batches():
     """Entry (a, b) is ⟨ĝ_a, ĝ_b⟩ of the batches drawn in order from one generator."""
-    from vgh_lib.models import tiny_gpt2
-    from vgh_lib.tasks import Task, build_tokenizer
+    from vgh_lib.tiny.models import tiny_gpt2
+    from vgh_lib.tiny.tasks import Task, build_tokenizer
 
     tok = build_tokenizer()
     model = tiny_gpt2(tok, 1, 16, 2, 16, seed=2)
     train, _ = Task("reverse", 2, n_eval=10).split()
-    gram = impact.signal_gram(model, tok, train, 3, 5, 4, 2.0, seed=7)
+    gram = grpo.signal_gram(model, tok, train, 3, 5, 4, 2.0, seed=7)
     gen = torch.Generator().manual_seed(7)
     idx = torch.randperm(len(train), generator=gen)[:15].tolist()
-    g = [impact.grpo_update(model, tok, [train[i] for i in idx[5 * b:5 * b + 5]], 4, 2.0, gen).double()
+    g = [grpo.grpo_update(model, tok, [train[i] for i in idx[5 * b:5 * b + 5]], 4, 2.0, gen).double()
          for b in range(3)]
     for a in range(3):
         for b in range(3):
             assert gram[a, b] == pytest.approx(float(g[a] @ g[b]), rel=1e-9, abs=1e-12)
     assert np.any(gram != 0)  # the batches carried signal (some groups had unequal rewards)
     with pytest.raises(ValueError, match="at least 2 batches"):
-        impact.signal_gram(model, tok, train, 1, 5, 4, 2.0, seed=0)
+        grpo.signal_gram(model, tok, train, 1, 5, 4, 2.0, seed=0)
     with pytest.raises(ValueError, match="need more than"):
-        impact.signal_gram(model, tok, train, 100, 5, 4, 2.0, seed=0)
+        grpo.signal_gram(model, tok, train, 100, 5, 4, 2.0, seed=0)

@@ -1,10 +1,14 @@
-"""GRPO on a real (here: tiny random llama) LM, one prompt at a time (vgh_lib.lm_grpo)."""
+"""GRPO on a real (here: tiny random llama) LM, one prompt at a time (vgh_lib.lm.grpo)."""
 
 import numpy as np
 import pytest
 import torch
 
-from vgh_lib import grpo, lm_costates, lm_grpo, lm_tasks, real_lm
+from vgh_lib.lm import costates as lm_costates
+from vgh_lib.lm import grpo as lm_grpo
+from vgh_lib.lm import loading as real_lm
+from vgh_lib.lm import tasks as lm_tasks
+from vgh_lib.tiny import grpo
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +210,7 @@ def test_expected_update_is_the_closed_form_value_gradient_times_the_advantage_g
     (E[A|right] − E[A|wrong]) ∇p``, since ``E[∇log P | right] = ∇p/p`` and
     ``E[∇log P | wrong] = −∇p/(1 − p)``. The mean of many accumulate_update draws must match
     it within its Monte Carlo error; a flipped sign, a missing 1/G or wrong advantages miss."""
-    from vgh_lib import stats
+    from vgh_lib.common import stats
 
     model, tok = tiny
     G, R = 8, 800

@@ -1,12 +1,16 @@
-"""Value impact across tasks in a real LM (vgh_lib.lm_impact), on a tiny random llama."""
+"""Value impact across tasks in a real LM (vgh_lib.experiments.real_lm_impact), on a tiny random llama."""
 
-from dataclasses import asdict
+
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
-from vgh_lib import impact, lm_grpo, lm_impact, real_lm
+from vgh_lib.common import impact
+from vgh_lib.experiments import real_lm_impact as lm_impact
+from vgh_lib.lm import grpo as lm_grpo
+from vgh_lib.lm import loading as real_lm
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +27,8 @@ def test_gain_job_measures_a_paired_gain_and_leaves_the_model_as_it_was(design):
     model, tok = lm_impact.model_for(design.model_path)
     weights = {k: v.clone() for k, v in model.state_dict().items()}
     flags = lm_grpo.grad_flags(model)
-    job = lm_impact.jobs(design, ["sums"], [3e-3], [1])[0]
-    run = lm_impact.gain_job(job)
+    job = lm_impact.gain_jobs(design, ["sums"], [3e-3], [1])[0]
+    run = lm_impact.run_gain(job)
     assert lm_grpo.grad_flags(model) == flags   # no parameter left frozen or unfrozen
     held = lm_impact.task_pairs(model, tok, "sums", "held_out", design.held_out_limit, "greedy")
     # the model is back to its weights, and `before` is its exact held-out value
@@ -41,7 +45,7 @@ def test_gain_job_measures_a_paired_gain_and_leaves_the_model_as_it_was(design):
         lm_grpo.train(model, train, train[:design.probe_prompts], design.grpo(3e-3, 1))
         np.testing.assert_allclose(run.after, lm_grpo.values(model, held), rtol=1e-3, atol=1e-7)
     # the same job gives the same run (the same worker or another one)
-    again = lm_impact.gain_job(job)
+    again = lm_impact.run_gain(job)
     np.testing.assert_array_equal(again.after, run.after)
     assert again.probe_value == run.probe_value
 
@@ -60,17 +64,17 @@ def test_greedy_target_replaces_the_answer_by_the_models_own(design):
 
 
 def test_factor_job_gives_exact_values_and_the_signal_gram(design):
-    out = lm_impact.factor_job(lm_impact.factor_jobs(design, ["products"], seed=2)[0])
+    out = lm_impact.run_factors(lm_impact.factor_jobs(design, ["products"], seed=2)[0])
     model, tok = lm_impact.model_for(design.model_path)
     train = lm_impact.task_pairs(model, tok, "products", "train", design.train_limit, "greedy")
-    np.testing.assert_allclose(out["values"], lm_grpo.values(model, train), rtol=1e-4)
+    np.testing.assert_allclose(out.values, lm_grpo.values(model, train), rtol=1e-4)
     prefix = lm_impact.prefix_for(design.model_path, design.device, design.train_layers)
     assert prefix is not None   # the tiny llama uses the cached bottom blocks
     gram = lm_grpo.signal_gram(model, train, 3, 2, design.group_size, 1.0, 1, 2, prefix)
-    np.testing.assert_allclose(out["gram"], gram, rtol=1e-12)
+    np.testing.assert_allclose(out.gram, gram, rtol=1e-12)
     plain = lm_grpo.signal_gram(model, train, 3, 2, design.group_size, 1.0, 1, 2)
-    np.testing.assert_allclose(out["gram"], plain, rtol=1e-3, atol=1e-6 * np.abs(plain).max())
-    assert out["k"] == design.k
+    np.testing.assert_allclose(out.gram, plain, rtol=1e-3, atol=1e-6 * np.abs(plain).max())
+    assert out.k == design.k
 
 
 def _run(task, lr, seed, drop=0.0, gains=(0.1,)):
@@ -93,8 +97,7 @@ def test_pilot_rules():
 
 
 def test_task_data_and_the_mean_gain_interval():
-    factors = [{"task": t, "values": np.array([0.2, 0.6]), "gram": np.eye(3), "k": 4}
-               for t in ("a", "b")]
+    factors = [lm_impact.TaskFactors(t, np.array([0.2, 0.6]), np.eye(3), 4, 0.0) for t in ("a", "b")]
     runs = [_run("a", 1e-5, s, gains=(0.1 * s, 0.1 * s)) for s in (1, 2, 3)]
     runs += [_run("b", 1e-5, s, gains=(0.4, 0.4)) for s in (2, 1, 3)]
     data = lm_impact.task_data(factors, runs)
@@ -110,21 +113,21 @@ def test_task_data_and_the_mean_gain_interval():
     scale = impact.small_sample_scale(3)
     assert (lo, hi) == (pytest.approx(0.3 - 0.05 * scale), pytest.approx(0.3 + 0.05 * scale))
     with pytest.raises(ValueError, match="no GRPO runs"):
-        lm_impact.task_data(factors + [{"task": "c", **{k: v for k, v in factors[0].items() if k != "task"}}], runs)
+        lm_impact.task_data(factors + [dataclasses.replace(factors[0], task="c")], runs)
 
 
 def test_jobs_cover_every_task_rate_and_seed(design):
-    js = lm_impact.jobs(design, ["a", "b"], [1e-4, 1e-5], [1, 2, 3], steps=7)
-    assert len(js) == 12 and {(j["task"], j["lr"], j["seed"]) for j in js} == {
+    js = lm_impact.gain_jobs(design, ["a", "b"], [1e-4, 1e-5], [1, 2, 3], steps=7)
+    assert len(js) == 12 and {(j.task, j.lr, j.seed) for j in js} == {
         (t, lr, s) for t in "ab" for lr in (1e-4, 1e-5) for s in (1, 2, 3)}
-    assert all(j["steps"] == 7 and j["design"] == asdict(design) for j in js)
+    assert all(j.steps == 7 and j.design == design for j in js)
 
 
 def test_the_mean_gain_interval_split_by_source():
     """Holding one source fixed: seeds only (prompts fixed) sees only the spread between
     seeds, prompts only only the spread between prompts; with both fixed the interval is a
     point; the t-widening multiplies the deviations."""
-    factors = [{"task": "a", "values": np.array([0.5]), "gram": np.eye(2), "k": 4}]
+    factors = [lm_impact.TaskFactors("a", np.array([0.5]), np.eye(2), 4, 0.0)]
     # seeds agree exactly; prompts differ: only prompt resampling makes spread
     runs = [_run("a", 1e-5, s, gains=(0.0, 0.2, 0.4)) for s in (1, 2, 3)]
     data = lm_impact.task_data(factors, runs)

@@ -1,11 +1,14 @@
-"""The cached frozen bottom blocks (vgh_lib.lm_prefix) against the plain forward pass."""
+"""The cached frozen bottom blocks (vgh_lib.lm.prefix) against the plain forward pass."""
 
 import numpy as np
 import pytest
 import torch
 
-from vgh_lib import lm_costates, lm_grpo, lm_tasks, real_lm
-from vgh_lib.lm_prefix import FrozenPrefix
+from vgh_lib.lm import costates as lm_costates
+from vgh_lib.lm import grpo as lm_grpo
+from vgh_lib.lm import loading as real_lm
+from vgh_lib.lm import tasks as lm_tasks
+from vgh_lib.lm.prefix import FrozenPrefix
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from vgh_lib import models, pretrain
-from vgh_lib.tasks import build_tokenizer
+from vgh_lib.tiny import models, pretrain
+from vgh_lib.tiny.tasks import build_tokenizer
 
 TINY = pretrain.PretrainConfig(n_digits=1, n_layer=1, n_embd=16, n_head=2, pretrain_steps=20,
                                n_checkpoints=4, batch_size=8, n_eval=10, eval_samples=4, k=2)

@@ -7,8 +7,8 @@ import nbformat
 import papermill as pm
 import pytest
 
-from vgh_lib import registry, runner
-from vgh_lib.report import render_report
+from vgh_lib.driver import registry, runner
+from vgh_lib.driver.report import render_report
 
 REPO = runner.REPO_ROOT
 
@@ -45,7 +45,7 @@ def test_notebook_has_one_title_and_a_glued_keys_table(name):
 @pytest.mark.slow
 def test_smoke_notebooks_and_strict_book_build(smoke_book, capsys, monkeypatch):
     """`vgh book --profile smoke` on a copy of the book: all notebooks, then -W -n."""
-    from vgh_lib import cli
+    from vgh_lib.driver import cli
 
     book_root, code, out = smoke_book  # built once per session (tests/conftest.py)
     monkeypatch.setenv("VGH_CACHE", str(book_root.parent / "cache"))  # kernels inherit it
@@ -111,7 +111,7 @@ def test_launch_buttons_open_source_notebooks_in_the_repository(smoke_book):
 
 
 def test_report_groups_claims_by_chapter_with_readings(tmp_path):
-    from vgh_lib import report
+    from vgh_lib.driver import report
 
     executed = tmp_path / "book" / "executed"
     executed.mkdir(parents=True)
@@ -135,7 +135,7 @@ def test_report_groups_claims_by_chapter_with_readings(tmp_path):
 
 
 def test_params_table_is_collapsed_and_escaped():
-    from vgh_lib.report import params_html
+    from vgh_lib.harness.glue import params_html
 
     text = params_html({"seed": 0, "task": "a<b", "grid": [1, 2]})
     assert text.startswith('<details class="vgh-params">') and "open" not in text

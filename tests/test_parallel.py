@@ -9,8 +9,9 @@ import nbformat
 import numpy as np
 import pytest
 
-from vgh_lib import parallel
-from vgh_lib.parallel import JobFailed, run_jobs
+from vgh_lib.common import parallel
+from vgh_lib.common.parallel import JobFailed, run_jobs
+from vgh_lib.experiments import value_impact
 
 
 @pytest.fixture(autouse=True)
@@ -32,15 +33,30 @@ def test_run_jobs_takes_any_executor_and_reports_a_failed_job():
             run_jobs(math.sqrt, [1.0, -1.0, 4.0], 2, progress=False, executor=ex)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    path: str
+    other: tuple
+    n: int = 3
+
+    def paths(self):
+        return (self.path, *self.other)
+
+
+def _n(job: _Job) -> int:
+    return job.n
+
+
 def test_a_worker_that_cannot_see_a_path_names_it(tmp_path):
     seen = tmp_path / "ckpt"
     seen.mkdir()
-    job = {"path": str(seen), "other": [Path("/no/such/dir"), "relative/x"], "n": 3}
+    job = _Job(str(seen), (Path("/no/such/dir"), "relative/x"))
     assert parallel._paths_in(job) == [str(seen)]  # only absolute paths that exist here
+    assert parallel._paths_in(3.0) == []           # a job without paths() names none
     missing = str(tmp_path / "gone")
     with pytest.raises(FileNotFoundError, match=f"cannot see '{missing}'.*shared by the client"):
-        parallel._call(len, job, [str(seen), missing])
-    assert parallel._call(len, job, [str(seen)]) == 3
+        parallel._call(_n, job, [str(seen), missing])
+    assert parallel._call(_n, job, [str(seen)]) == 3
 
 
 def test_a_missing_cluster_extra_or_scheduler_is_a_clear_error(monkeypatch):
@@ -63,24 +79,22 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def tiny_grid(tmp_path_factory):
-    """GRPO runs (impact.gain_job, as notebook 05 runs them) from two tiny checkpoints."""
-    from vgh_lib import grpo
-    from vgh_lib.models import save_checkpoint, tiny_gpt2
-    from vgh_lib.pretrain import PretrainConfig
-    from vgh_lib.tasks import build_tokenizer
+    """GRPO runs (value_impact.run_gain, as notebook 05 runs them) from two tiny checkpoints."""
+    from vgh_lib.tiny import grpo
+    from vgh_lib.tiny.models import save_checkpoint, tiny_gpt2
+    from vgh_lib.tiny.pretrain import PretrainConfig
+    from vgh_lib.tiny.tasks import build_tokenizer
 
     root = tmp_path_factory.mktemp("checkpoints")
     tok = build_tokenizer()
-    pre = dataclasses.asdict(PretrainConfig(n_digits=1, n_eval=24, pretrain_steps=10))
-    gcfg = dataclasses.asdict(grpo.GRPOConfig(steps=2, prompts_per_step=4, group_size=4,
-                                              probe_every=1, lr=1e-2))
-    gcfg.pop("seed")
+    pre = PretrainConfig(n_digits=1, n_eval=24, pretrain_steps=10)
     jobs = []
     for step in (0, 10):
         path = save_checkpoint(tiny_gpt2(tok, 1, 16, 2, 16, seed=step), tok, root / f"step{step}")
         for seed in (0, 1):
-            jobs.append({"path": str(path), "step": step, "trajectory": 0, "pretrain": pre,
-                         "grpo": gcfg, "seed": seed, "device": "cpu"})
+            cfg = grpo.GRPOConfig(steps=2, prompts_per_step=4, group_size=4, probe_every=1,
+                                  lr=1e-2, seed=seed)
+            jobs.append(value_impact.GainJob(str(path), step, pre, cfg, "cpu"))
     return jobs
 
 
@@ -96,18 +110,17 @@ def test_a_grid_on_dask_equals_the_local_run(cluster, tiny_grid, monkeypatch):
     fresh processes, as the Dask workers do, and would only add their start-up time.)"""
     import torch
 
-    from vgh_lib import impact
 
     threads = torch.get_num_threads()
     try:
-        local = run_jobs(impact.gain_job, tiny_grid, 1, progress=False)
+        local = run_jobs(value_impact.run_gain, tiny_grid, 1, progress=False)
     finally:
-        torch.set_num_threads(threads)  # gain_job sets 1 thread in its process
+        torch.set_num_threads(threads)  # run_gain sets 1 thread in its process
     from distributed import Client, get_task_stream
 
     monkeypatch.setenv(parallel.SCHEDULER_ENV, cluster.scheduler_address)  # as `vgh --dask` does
     with Client(cluster.scheduler_address) as client, get_task_stream(client) as stream:
-        on_dask = run_jobs(impact.gain_job, tiny_grid, 2, progress=False)
+        on_dask = run_jobs(value_impact.run_gain, tiny_grid, 2, progress=False)
     assert len(stream.data) == len(tiny_grid)  # the jobs ran on the cluster
     assert [_comparable(r) for r in on_dask] == [_comparable(r) for r in local]
     assert len({json.dumps(_comparable(r)["after"]) for r in local}) > 1  # the runs differ
@@ -116,26 +129,25 @@ def test_a_grid_on_dask_equals_the_local_run(cluster, tiny_grid, monkeypatch):
 def test_a_job_that_raises_on_a_worker_fails_with_its_traceback(cluster, tiny_grid):
     from distributed import Client
 
-    from vgh_lib import impact
 
-    bad = [dict(tiny_grid[0]), dict(tiny_grid[1], grpo={**tiny_grid[1]["grpo"], "optimizer": "x"})]
+    bad = [tiny_grid[0], dataclasses.replace(tiny_grid[1], path="/no/such/checkpoint")]
     with Client(cluster.scheduler_address) as client:
         ex = client.get_executor(pure=False)
         with pytest.raises(JobFailed) as info:
-            run_jobs(impact.gain_job, bad, 2, progress=False, executor=ex)
+            run_jobs(value_impact.run_gain, bad, 2, progress=False, executor=ex)
         msg = str(info.value)
-        assert "job 1 of 2 (gain_job)" in msg and "optimizer must be one of" in msg
-        assert "in gain_job" in msg and "__post_init__" in msg  # the worker's frames
+        assert "job 1 of 2 (run_gain)" in msg and "/no/such/checkpoint" in msg
+        assert "in run_gain" in msg and "rl_from_checkpoint" in msg  # the worker's frames
         missing = "/no/such/checkpoint"
         with pytest.raises(FileNotFoundError, match=f"cannot see '{missing}'"):
-            ex.submit(parallel._call, len, {"path": missing}, [missing]).result()
+            ex.submit(parallel._call, _n, _Job(missing, ()), [missing]).result()
 
 
 def test_a_failed_dask_job_in_a_notebook_keeps_the_run_out_of_the_good_outputs(
         cluster, tmp_path, monkeypatch):
     """The address reaches the papermill kernel through the environment, a job that raises
     fails the notebook, and the runner files it under failed/ (nothing written as good)."""
-    from vgh_lib import runner
+    from vgh_lib.driver import runner
 
     name = "01_costates_are_value_gradients"  # any registered name; the source is replaced
     src = tmp_path / "notebooks"
@@ -143,7 +155,7 @@ def test_a_failed_dask_job_in_a_notebook_keeps_the_run_out_of_the_good_outputs(
     nb = nbformat.v4.new_notebook(metadata={
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
         "language_info": {"name": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell("import math\nfrom vgh_lib.parallel import run_jobs\n"
+    nb.cells = [nbformat.v4.new_code_cell("import math\nfrom vgh_lib.common.parallel import run_jobs\n"
                                           "run_jobs(math.sqrt, [4.0, -1.0], 1, progress=False)")]
     nbformat.write(nb, src / f"{name}.ipynb")
     monkeypatch.setattr(runner, "notebooks_dir", lambda: src)
@@ -158,7 +170,7 @@ def test_a_failed_dask_job_in_a_notebook_keeps_the_run_out_of_the_good_outputs(
 
 
 def test_vgh_run_and_reproduce_pass_the_address_to_the_kernels(cluster, monkeypatch, capsys):
-    from vgh_lib import cli, runner
+    from vgh_lib.driver import cli, runner
 
     addr, seen = cluster.scheduler_address, []
 

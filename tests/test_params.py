@@ -2,9 +2,9 @@
 
 import pytest
 
-from vgh_lib import cli, registry
-from vgh_lib.params import ParameterError
-from vgh_lib.registry import Theorem1Params
+from vgh_lib.driver import cli, registry
+from vgh_lib.driver.registry import Theorem1Params
+from vgh_lib.harness.params import ParameterError
 
 NB = "01_costates_are_value_gradients"
 
@@ -67,7 +67,7 @@ def test_profiles_resolve_and_validate():
 def test_tuple_parameters_parse_and_validate():
     from dataclasses import dataclass
 
-    from vgh_lib.params import NotebookParams, spec
+    from vgh_lib.harness.params import NotebookParams, spec
 
     @dataclass(frozen=True)
     class P(NotebookParams):

@@ -1,4 +1,4 @@
-"""Each plotting helper of vgh_lib.plots draws (a smoke test, no display needed)."""
+"""Each plotting helper of vgh_lib.common.plots draws (a smoke test, no display needed)."""
 
 import matplotlib
 
@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vgh_lib import plots  # noqa: E402
+from vgh_lib.common import plots  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""``vgh probe`` (vgh_lib.probe): its factors are impact.*'s on the same samples, its inputs are
+"""``vgh probe`` (vgh_lib.tools.probe): its factors are impact.*'s on the same samples, its inputs are
 refused before any model loads, a checkpoint that cannot load is skipped, and a model that
 always answers correctly has exactly zero headroom and signal."""
 
@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from vgh_lib import cli, grpo, impact, probe
-from vgh_lib.params import ParameterError
-from vgh_lib.tasks import Example
+from vgh_lib.common import impact, stats
+from vgh_lib.driver import cli
+from vgh_lib.harness.params import ParameterError
+from vgh_lib.tiny import grpo, sampling
+from vgh_lib.tiny.tasks import Example
+from vgh_lib.tools import probe
 
 DIGITS = "0123456789"
 
@@ -65,11 +68,11 @@ def test_equal_length_task_matches_impact_signal_gram(ckpts, tmp_path):
     task = _jsonl(tmp_path / "eq.jsonl", rows)
     run = probe.probe([ckpts["random0"]], str(task), CFG, progress=False)
     (r,) = run.results
-    from vgh_lib.models import load_local
+    from vgh_lib.tiny.models import load_local
 
     model, tok = load_local(ckpts["random0"])
     examples = [Example(x["prompt"], x["answer"]) for x in rows]
-    gram = impact.signal_gram(model, tok, examples, CFG.batches, CFG.prompts // CFG.batches,
+    gram = grpo.signal_gram(model, tok, examples, CFG.batches, CFG.prompts // CFG.batches,
                               CFG.samples, CFG.temperature, CFG.seed)
     np.testing.assert_allclose(r.gram, gram, rtol=1e-6, atol=1e-12)
     assert np.abs(gram).max() > 0  # the comparison is not between two zero matrices
@@ -81,11 +84,11 @@ def test_equal_length_task_matches_impact_signal_gram(ckpts, tmp_path):
     counts = []
     per = CFG.prompts // CFG.batches
     for b in range(CFG.batches):
-        prompts, answers = grpo.encode_prompts(tok, chosen[b * per:(b + 1) * per], "cpu")
+        prompts, answers = sampling.encode_prompts(tok, chosen[b * per:(b + 1) * per], "cpu")
         prompts = prompts.repeat_interleave(CFG.samples, 0)
         answers = answers.repeat_interleave(CFG.samples, 0)
-        noise = grpo.gumbel_noise((prompts.shape[0], answers.shape[1], model.config.vocab_size), gen)
-        comp = grpo.generate(model, prompts, answers.shape[1], CFG.temperature, noise)
+        noise = sampling.gumbel_noise((prompts.shape[0], answers.shape[1], model.config.vocab_size), gen)
+        comp = sampling.generate(model, prompts, answers.shape[1], CFG.temperature, noise)
         counts.append((comp == answers).all(1).view(per, CFG.samples).sum(1).numpy())
         # consume the backward pass's generator use (none) exactly as grpo_update would
     counts = np.concatenate(counts)
@@ -104,7 +107,7 @@ def test_equal_length_task_matches_impact_signal_gram(ckpts, tmp_path):
     assert r.values["I"] == pytest.approx(s * h, rel=1e-6)
     # delta method: SE(I)² = (H·SE(S))² + (S·SE(H))², SE(H) the per-prompt SE
     c = counts / CFG.samples
-    hk = np.array([grpo.pass_at_k(CFG.samples, int(x), CFG.k) for x in counts]) - c
+    hk = np.array([stats.pass_at_k(CFG.samples, int(x), CFG.k) for x in counts]) - c
     h_se = hk.std(ddof=1) / np.sqrt(hk.size)
     assert r.ses["H"] == pytest.approx(h_se)
     # SE(I): delete one batch from both factors at a time (they share the completions)
@@ -125,7 +128,7 @@ def test_mixed_lengths_are_batched_by_shape(ckpts, tmp_path):
     rows = mixed_length_rows()
     task = _jsonl(tmp_path / "mixed.jsonl", rows)
     (r,) = probe.probe([ckpts["random1"]], str(task), CFG, progress=False).results
-    from vgh_lib.models import load_local
+    from vgh_lib.tiny.models import load_local
 
     model, tok = load_local(ckpts["random1"])
     examples = [Example(x["prompt"], x["answer"]) for x in rows]
@@ -140,7 +143,7 @@ def test_mixed_lengths_are_batched_by_shape(ckpts, tmp_path):
         g = 0
         for L in shapes:
             group = [e for e in batch if len(e.prompt) == L]
-            g = g + len(group) / len(batch) * impact.grpo_update(model, tok, group, CFG.samples,
+            g = g + len(group) / len(batch) * grpo.grpo_update(model, tok, group, CFG.samples,
                                                                   CFG.temperature, gen).double()
         updates.append(g)
     G = torch.stack(updates)
@@ -274,7 +277,7 @@ def test_cli_ranks_writes_json_and_plot_and_skips_broken(ckpts, tmp_path, capsys
 
 def test_builtin_task_runs_and_equals_its_jsonl(ckpts, tmp_path):
     """``--task addition`` and a JSONL file of the same prompts give the same numbers."""
-    from vgh_lib.tasks import Task
+    from vgh_lib.tiny.tasks import Task
 
     cfg = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=1)
     a = probe.probe([ckpts["random0"]], "addition", cfg, digits=1, progress=False).results[0]
@@ -294,7 +297,7 @@ def test_gguf_file_and_real_lm_task(tmp_path, monkeypatch):
     """A .gguf path (converted once into the cache) with a few-shot real-LM task, whose prompts
     have different token lengths: the factors come out finite, the same seed twice equal."""
     pytest.importorskip("gguf", reason="GGUF support: pip install -e '.[test]'")
-    from vgh_lib import real_lm
+    from vgh_lib.lm import loading as real_lm
 
     monkeypatch.setenv("VGH_CACHE", str(tmp_path / "cache"))
     gguf = real_lm.write_tiny_llama_gguf(tmp_path / "tiny.gguf", seed=3)

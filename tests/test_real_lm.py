@@ -1,4 +1,4 @@
-"""The real-LM loader, task suite and Theorem 2 measurements (vgh_lib.real_lm, lm_tasks,
+"""The real-LM loader, task suite and Theorem 2 measurements (vgh_lib.lm.loading, lm_tasks,
 lm_costates) on a tiny random llama GGUF, and one check of the shipped SmolLM2-135M."""
 
 import importlib.util
@@ -7,8 +7,11 @@ import math
 import pytest
 import torch
 
-from vgh_lib import costates, lm_costates as lc, lm_tasks, real_lm
-from vgh_lib.models import load_local
+from vgh_lib.lm import costates as lc
+from vgh_lib.lm import loading as real_lm
+from vgh_lib.lm import tasks as lm_tasks
+from vgh_lib.tiny import costates
+from vgh_lib.tiny.models import load_local
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vgh_lib import rollout as ro
+from vgh_lib.rollout import dynamics as ro
 
 
 def _problem(system="lqr", n=3, m=2, seed=0):

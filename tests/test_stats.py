@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vgh_lib import stats
+from vgh_lib.common import stats
 
 
 def test_batch_mean_errors_matches_naive_loop():

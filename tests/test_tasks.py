@@ -1,6 +1,6 @@
 import pytest
 
-from vgh_lib.tasks import Task, build_tokenizer
+from vgh_lib.tiny.tasks import Task, build_tokenizer
 
 
 def test_tokenizer_round_trip():

@@ -6,8 +6,8 @@ pre-registered for. The thresholds are those of the notebook.
 
 import pytest
 
-from vgh_lib import theorem1
-from vgh_lib.registry import Theorem1Params
+from vgh_lib.driver.registry import Theorem1Params
+from vgh_lib.experiments import theorem1
 
 N = Theorem1Params().n_rollouts
 
@@ -42,7 +42,7 @@ def test_z_scores_detect_a_wrong_reference():
     default N, while the true reference gives z of order 1."""
     import numpy as np
 
-    from vgh_lib import stats
+    from vgh_lib.common import stats
     r = theorem1.run(seed=0, n_state=3, n_action=1, horizon=6, sigma=0.5, n_rollouts=50_000,
                      system="tanh", n_step_rollouts=500)
     assert r.lqr_z <= 3 and r.nonlinear_z <= 3

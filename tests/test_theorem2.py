@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from vgh_lib import costates as cs
-from vgh_lib import grpo, stats, theorem2
-from vgh_lib.models import tiny_gpt2
-from vgh_lib.tasks import Task, build_tokenizer
-from vgh_lib.theorem2 import Cell
+from vgh_lib.common import stats
+from vgh_lib.experiments import theorem2
+from vgh_lib.experiments.theorem2 import Cell
+from vgh_lib.tiny import costates as cs
+from vgh_lib.tiny import sampling
+from vgh_lib.tiny.models import tiny_gpt2
+from vgh_lib.tiny.tasks import Task, build_tokenizer
 
 
 def _cell(step, tau, tau_r, rho, gap, ent, se=0.01):
@@ -32,8 +34,8 @@ def setup():
             if p.dim() >= 2:
                 p.mul_(20)
     _, held = Task("addition", 1, n_eval=10).split()
-    prompts, answers = grpo.encode_prompts(tok, held[:2], "cpu")
-    answers = grpo.generate(model, prompts, answers.shape[1], 0.0)
+    prompts, answers = sampling.encode_prompts(tok, held[:2], "cpu")
+    answers = sampling.generate(model, prompts, answers.shape[1], 0.0)
     return model, prompts, answers
 
 

@@ -1,4 +1,4 @@
-"""vgh_lib.integrations.trl.ValueImpactCallback inside TRL's GRPOTrainer, on the CPU.
+"""vgh_lib.tools.trl.ValueImpactCallback inside TRL's GRPOTrainer, on the CPU.
 
 Two GRPO steps of a tiny local GPT-2 with the callback attached: the factors are logged
 through the trainer's logging (``state.log_history`` and the ``logs`` every reporting callback
@@ -16,15 +16,15 @@ import sys
 import pytest
 import torch
 
-from vgh_lib import probe
+from vgh_lib.tools import probe
 
 CFG = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=3)
 KEYS = ("S", "H", "I", "reward_std", "pass@1", "pass@k")
 
 
 def test_importing_vgh_lib_does_not_import_trl():
-    code = ("import sys, vgh_lib, vgh_lib.cli, vgh_lib.probe, vgh_lib.integrations, "
-            "vgh_lib.integrations.trl; print(json.dumps(sorted(m for m in sys.modules "
+    code = ("import sys, vgh_lib, vgh_lib.driver.cli, vgh_lib.tools.probe, vgh_lib.integrations, "
+            "vgh_lib.tools.trl; print(json.dumps(sorted(m for m in sys.modules "
             "if m == 'trl' or m.startswith('trl.'))))")
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True,
                          text=True, check=True)
@@ -55,14 +55,14 @@ def _train(make_model, held_out, tmp_path, reward):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from vgh_lib.integrations.trl import ValueImpactCallback
+    from vgh_lib.tools.trl import ValueImpactCallback
 
     torch.set_num_threads(1)
     model, tok = make_model()
     path = tmp_path / "model"
     model.save_pretrained(path)
     tok.save_pretrained(path)
-    from vgh_lib.models import load_local
+    from vgh_lib.tiny.models import load_local
 
     model, tok = load_local(path)
     args = GRPOConfig(output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False,
@@ -118,8 +118,8 @@ def test_perfect_model_logs_exact_zeros(tmp_path, tiny_models):
 
 
 def test_refuses_bad_prompt_sets():
-    from vgh_lib.integrations.trl import ValueImpactCallback
-    from vgh_lib.params import ParameterError
+    from vgh_lib.harness.params import ParameterError
+    from vgh_lib.tools.trl import ValueImpactCallback
 
     with pytest.raises(ParameterError, match="fewer than --prompts"):
         ValueImpactCallback(_rows(n=4), config=CFG)

@@ -1,4 +1,4 @@
-"""vgh_lib.grpo computes what TRL's GRPOTrainer computes, on the same batch.
+"""vgh_lib.tiny.grpo computes what TRL's GRPOTrainer computes, on the same batch.
 
 TRL generates and scores a batch (2 prompts × 4 completions of a tiny local GPT-2, on the CPU);
 both losses are then evaluated on exactly that batch (prompts, completions, completion mask,
@@ -27,7 +27,10 @@ import torch
 pytest.importorskip("trl", reason="TRL is a test extra: pip install -e '.[test]'")
 pytest.importorskip("datasets", reason="TRL needs datasets: pip install -e '.[test]'")
 
-from vgh_lib import grpo  # noqa: E402
+from vgh_lib.tiny import (
+    grpo,  # noqa: E402
+    sampling,
+)
 
 G = 4                       # num_generations
 PROMPTS = ["12+34=", "55+01="]
@@ -51,8 +54,8 @@ def _grad(model) -> torch.Tensor:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A tiny GPT-2 and its tokenizer saved locally (TRL builds the reference model from a path)."""
-    from vgh_lib.models import tiny_gpt2
-    from vgh_lib.tasks import build_tokenizer
+    from vgh_lib.tiny.models import tiny_gpt2
+    from vgh_lib.tiny.tasks import build_tokenizer
 
     path = tmp_path_factory.mktemp("tiny_gpt2")
     tok = build_tokenizer()
@@ -71,7 +74,7 @@ def make_batch(checkpoint, tmp_path_factory):
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from vgh_lib.models import load_local
+    from vgh_lib.tiny.models import load_local
 
     torch.set_num_threads(1)
     cache = {}
@@ -117,10 +120,10 @@ def _old_logps(cur: torch.Tensor) -> torch.Tensor:
 
 
 def test_same_batch_same_prompts_and_advantages(make_batch):
-    from vgh_lib.tasks import Example
+    from vgh_lib.tiny.tasks import Example
 
     trainer, model, tok, inputs = make_batch("grpo", 0.0)
-    ours, _ = grpo.encode_prompts(tok, [Example(p, "") for p in PROMPTS], "cpu")
+    ours, _ = sampling.encode_prompts(tok, [Example(p, "") for p in PROMPTS], "cpu")
     assert torch.equal(inputs["prompt_ids"], ours.repeat_interleave(G, 0))
     rewards = torch.tensor(reward(None, None, inputs["completion_ids"].tolist()))
     assert rewards.view(-1, G).std(1).min() > 0, "the test batch needs reward variation in groups"
@@ -147,7 +150,7 @@ def test_gradient_equals_trl(make_batch, loss_type, aggregation, beta):
     rewards = torch.tensor(reward(None, None, comp.tolist()))
     adv = _ours_advantages(rewards)
     with torch.no_grad():
-        old = _old_logps(grpo.completion_logprobs(model, prompts, comp, TEMPERATURE))
+        old = _old_logps(sampling.completion_logprobs(model, prompts, comp, TEMPERATURE))
     ref = inputs.get("ref_per_token_logps")
     assert (ref is not None) == (beta > 0)
     for clip, off_policy in [c.values for c in CASES]:
@@ -158,7 +161,7 @@ def test_gradient_equals_trl(make_batch, loss_type, aggregation, beta):
         g_trl = _grad(model)
 
         model.zero_grad(set_to_none=True)
-        logp = grpo.completion_logprobs(model, prompts, comp, TEMPERATURE)
+        logp = sampling.completion_logprobs(model, prompts, comp, TEMPERATURE)
         loss, stats = grpo.grpo_loss(logp, old if off_policy else logp.detach(), adv, mask, clip,
                                      aggregation, ref, beta)
         loss.backward()
@@ -183,7 +186,7 @@ def test_trl_default_kl_is_ours_times_the_ratio(make_batch):
 
     def ours(corrected: bool) -> torch.Tensor:
         model.zero_grad(set_to_none=True)
-        logp = grpo.completion_logprobs(model, prompts, comp, TEMPERATURE)
+        logp = sampling.completion_logprobs(model, prompts, comp, TEMPERATURE)
         if corrected:  # our policy term plus β · masked mean of ρ · k3
             loss, _ = grpo.grpo_loss(logp, logp.detach(), adv, mask, 0.2, "token")
             diff, m = ref - logp, mask.float()

@@ -1,5 +1,5 @@
 """``python -m vgh_lib`` is the ``vgh`` command."""
 
-from vgh_lib.cli import main
+from vgh_lib.driver.cli import main
 
 raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""The notebooks and their run profiles, in one place.
+
+Each notebook ``notebooks/NAME.ipynb`` has a frozen parameter dataclass in its experiment
+module (:mod:`vgh_lib.experiments`) whose defaults are the ``default`` profile (the published
+book) and equal the literals in the notebook's ``parameters`` cell. ``NOTEBOOKS[NAME].profiles``
+holds the overrides for ``smoke`` (seconds, for the tests) and ``paper`` (larger, meant for a GPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments.actor_update import ActorUpdateParams
+from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.experiments.probe_book import ProbeBookParams
+from vgh_lib.experiments.real_lm import RealLMParams
+from vgh_lib.experiments.real_lm_impact import RealLMImpactParams
+from vgh_lib.experiments.theorem1 import Theorem1Params
+from vgh_lib.experiments.theorem2 import TransformerCostateParams
+from vgh_lib.experiments.trajectory import PretrainGRPOParams
+from vgh_lib.experiments.value_impact import ValueImpactParams
+from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    name: str
+    title: str
+    params: type[NotebookParams]
+    profiles: dict[str, dict[str, Any]]
+
+
+# The trajectory parameters of each profile, shared by notebooks 03-05 so that they reuse
+# one cached trajectory per profile.
+SMOKE_TRAJECTORY = {"pretrain_steps": 150, "n_checkpoints": 4, "n_eval": 40, "eval_samples": 8,
+                    "k": 4}
+PAPER_TRAJECTORY = {"n_digits": 3, "n_layer": 4, "n_embd": 128, "pretrain_steps": 20_000,
+                    "n_checkpoints": 16, "n_eval": 500, "eval_samples": 32, "device": "auto"}
+
+NOTEBOOKS: dict[str, NotebookSpec] = {
+    spec_.name: spec_ for spec_ in [
+        NotebookSpec(
+            name="01_costates_are_value_gradients",
+            title="Theorem 1: BPTT costates are value gradients",
+            params=Theorem1Params,
+            profiles={"smoke": {"n_rollouts": 4_000, "horizon": 10},
+                      "default": {},
+                      "paper": {"n_rollouts": 2_000_000, "n_state": 8, "n_action": 4,
+                                "horizon": 50}},
+        ),
+        NotebookSpec(
+            name="02_actor_update_estimators",
+            title="The actor update is value-gradient-like: SF, pathwise, PPO and GRPO",
+            params=ActorUpdateParams,
+            profiles={"smoke": {"n_rollouts": 4_096, "horizon": 8, "n_fd_rollouts": 2_000},
+                      "default": {},
+                      "paper": {"n_rollouts": 1_000_000, "n_state": 8, "n_action": 4,
+                                "horizon": 50, "hidden": 32, "n_fd_rollouts": 200_000}},
+        ),
+        NotebookSpec(
+            name="03_pretraining_trajectory",
+            title="Tiny transformer policies: a pretraining trajectory and GRPO",
+            params=PretrainGRPOParams,
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 5, "grpo_prompts": 8,
+                                "grpo_seeds": (0, 1)},
+                      "default": {},
+                      "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32}},
+        ),
+        NotebookSpec(
+            name="04_transformer_costates",
+            title="Theorem 2: costates inside a transformer",
+            params=TransformerCostateParams,
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "n_prompts": 2, "n_rollouts": 16,
+                                "temperatures": (0.5, 1.0), "relax_temperatures": (0.3,),
+                                "identity_rollouts": 64, "fidelity_rollouts": 128,
+                                "share_prompts": 8, "jobs": 1},
+                      "default": {},
+                      "paper": {**PAPER_TRAJECTORY, "n_prompts": 8, "n_rollouts": 4000,
+                                "temperatures": (0.25, 0.5, 1.0, 2.0, 3.0),
+                                "relax_temperatures": (0.1, 0.3, 1.0), "identity_rollouts": 20_000}},
+        ),
+        NotebookSpec(
+            name="05_value_impact",
+            title="Value impact: where along the trajectory RL pays off",
+            params=ValueImpactParams,
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 3, "grpo_prompts": 4,
+                                "checkpoint_grid": (20, 40, 80, 150),
+                                "seeds": (0, 1), "signal_batches": 3, "signal_prompts": 4,
+                                "factor_prompts": 8, "n_boot": 50, "n_perm": 100,
+                                "pilot": False, "jobs": 1},
+                      "default": {},
+                      # the default design, its grid scaled to the longer trajectory
+                      "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32,
+                                "seeds": (0, 1, 2, 3, 4, 5, 6, 7), "signal_prompts": 128,
+                                "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
+                                                         PILOT_CHOSEN["checkpoint_grid"])}},
+        ),
+        NotebookSpec(
+            name="06_real_lm",
+            title="A real pretrained language model: Theorem 2 in SmolLM2-135M",
+            params=RealLMParams,
+            profiles={"smoke": {"model_path": "tiny", "target": "greedy", "per_task": 2,
+                                "n_prompts": 2, "value_lo": 0.0, "value_hi": 1.0,
+                                "n_rollouts": 64, "group_size": 8, "group_sizes": (2, 4, 8),
+                                "temperatures": (1.0,), "relax_temperatures": (0.3, 1.0),
+                                "relax_rollouts": 32},
+                      "default": {},
+                      "paper": {"per_task": 40, "n_prompts": 12, "n_rollouts": 8192,
+                                "group_sizes": (2, 4, 8, 16, 32, 64, 128, 256),
+                                "temperatures": (0.25, 0.5, 1.0, 2.0),
+                                "relax_rollouts": 4096, "relax_blocks": 8, "device": "auto"}},
+        ),
+        NotebookSpec(
+            name="07_probe",
+            title="vgh probe on the book's trajectory: the cheap factors against notebook 05's",
+            params=ProbeBookParams,
+            profiles={"smoke": {**SMOKE_TRAJECTORY, "confirmation_seeds": (1,),
+                                "checkpoint_grid": (20, 40, 80, 150), "signal_batches": 3,
+                                "signal_prompts": 4, "factor_prompts": 8, "probe_batches": 3,
+                                "probe_prompts": 12, "probe_seeds": (0, 1), "jobs": 1},
+                      "default": {},
+                      "paper": {**PAPER_TRAJECTORY, "signal_prompts": 128,
+                                "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
+                                                         PILOT_CHOSEN["checkpoint_grid"])}},
+        ),
+        NotebookSpec(
+            name="08_real_lm_impact",
+            title="Value impact across tasks in SmolLM2-135M",
+            params=RealLMImpactParams,
+            profiles={"smoke": {"model_path": "tiny", "target": "greedy",
+                                "tasks": ("products", "sums", "differences"), "train_limit": 6,
+                                "held_out_limit": 4, "probe_prompts": 3, "grpo_steps": 2,
+                                "grpo_prompts": 2, "group_size": 4, "train_layers": 1,
+                                "probe_every": 1, "seeds": (1, 2), "signal_batches": 3,
+                                "signal_prompts": 2, "n_boot": 200, "n_perm": 200,
+                                "pilot_steps": 2, "jobs": 1},
+                      "default": {},
+                      "paper": {"train_limit": 400, "held_out_limit": 200, "probe_prompts": 64,
+                                "grpo_steps": 60, "train_layers": 30, "seeds": tuple(range(1, 9)),
+                                "signal_prompts": 32, "device": "auto"}},
+        ),
+    ]
+}
+
+
+def get(name: str) -> NotebookSpec:
+    """The notebook called ``name`` (a ``.ipynb`` suffix is ignored)."""
+    name = name.removesuffix(".ipynb")
+    if name not in NOTEBOOKS:
+        raise ParameterError(f"unknown notebook {name!r}; available: {', '.join(NOTEBOOKS)}")
+    return NOTEBOOKS[name]
+
+
+def resolve(name: str, profile: str = "default",
+            overrides: dict[str, Any] | None = None) -> NotebookParams:
+    """Defaults ⊕ profile ⊕ overrides, validated. String overrides are parsed by type.
+
+    Raises :class:`ParameterError` (naming the parameter and what is allowed) before
+    anything runs.
+    """
+    nb = get(name)
+    if profile not in PROFILE_NAMES:
+        raise ParameterError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILE_NAMES)}")
+    overrides = dict(overrides or {})
+    if "profile" in overrides:
+        raise ParameterError("set the profile with --profile, not as parameter 'profile'")
+    parsed = {k: nb.params.parse_value(k, v) if isinstance(v, str) else v
+              for k, v in overrides.items()}
+    unknown = sorted(set(parsed) - set(nb.params.names()))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for "
+                             f"{name}; allowed: {', '.join(nb.params.names())}")
+    return nb.params.from_mapping({**nb.profiles.get(profile, {}), "profile": profile, **parsed})

@@ -1,0 +1,311 @@
+"""Value impact across *tasks* in a real pretrained language model (THEORY.md §4 on SmolLM2-135M;
+notebook ``08_real_lm_impact``).
+
+A real LM has no pretraining trajectory, so the design points are the tasks of
+:mod:`vgh_lib.lm.tasks`. For each task, before any RL:
+
+* pass@1 = the mean exact value ``V^D`` (teacher-forced probability of the correct answer) of
+  the task's training prompts, and, because samples are independent,
+  pass@k = ``1 − (1 − V^D)^k`` exactly; so ``H = E_x[pass@k − pass@1]`` and the reward-std
+  signal ``E_x sqrt(V(1 − V))`` carry no sampling noise;
+* ``S``: the U-statistic of the GRPO update of the trained parameters over independent
+  batches (:func:`vgh_lib.lm.grpo.signal_gram`), and ``I = S·H``.
+
+Then GRPO on the top layers (:func:`vgh_lib.lm.grpo.train`) per task and seed, and the gain:
+the paired difference of the mean exact value of the task's held-out prompts after and before.
+:func:`vgh_lib.common.impact.analyse` does the inference with the tasks as fixed design points.
+
+The rules that choose the design (``PILOT``, :func:`pilot_tasks`, :func:`choose_lr`) were
+committed before the pilot ran (``book/08_preregistration.md``); none of them looks at ``I``,
+``S``, ``H`` or any gain.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vgh_lib.common import impact
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments import value_impact
+from vgh_lib.experiments.designs import REAL_LM_CHOSEN
+from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.lm import costates as lm_costates
+from vgh_lib.lm import grpo as lm_grpo
+from vgh_lib.lm import tasks as lm_tasks
+from vgh_lib.lm.tasks import LM_TASKS
+
+
+@dataclass(frozen=True)
+class RealLMImpactParams(NotebookParams):
+    """Parameters of ``08_real_lm_impact`` (THEORY.md §4 across tasks in SmolLM2-135M; the
+    design is pre-registered in book/08_preregistration.md)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches and the bootstrap")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
+                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
+    target: str = spec("task", choices=("task", "greedy"),
+                       help="reward target: the task's answer, or the model's own greedy answer")
+    tasks: tuple[str, ...] = spec(LM_TASKS, choices=LM_TASKS, help="the tasks (design points)")
+    train_limit: int = spec(64, lo=2, hi=100_000, help="training prompts per task (GRPO, S, factors)")
+    held_out_limit: int = spec(32, lo=1, hi=100_000, help="held-out prompts per task (the gain)")
+    probe_prompts: int = spec(12, lo=1, hi=100_000, help="training prompts of the exact probe value")
+    grpo_steps: int = spec(20, lo=1, hi=100_000, help="GRPO budget: optimizer steps")
+    grpo_prompts: int = spec(8, lo=1, hi=4096, help="prompts per GRPO step")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    train_layers: int = spec(2, lo=1, hi=1000, help="top transformer blocks that GRPO trains")
+    probe_every: int = spec(5, lo=1, hi=100_000, help="GRPO steps between probe values")
+    lr: float = spec(REAL_LM_CHOSEN["lr"], lo=1e-8, hi=1.0, help="AdamW learning rate (committed)")
+    seeds: tuple[int, ...] = spec((1, 2, 3), lo=1, hi=2**31 - 1,
+                                  help="GRPO seeds of the confirmation (seed 0 is the pilot's)")
+    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(8, lo=1, hi=100_000, help="distinct prompts per batch of the signal S")
+    k: int = spec(8, lo=1, hi=1024, help="the k of pass@k in the headroom H")
+    n_boot: int = spec(2000, lo=100, hi=1_000_000, help="bootstrap resamples")
+    n_perm: int = spec(10_000, lo=100, hi=10_000_000, help="permutations of the Spearman test")
+    pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
+    pilot_steps: int = spec(20, lo=1, hi=100_000, help="GRPO steps of each pilot run")
+    jobs: int = spec(2, lo=1, hi=256, help="worker processes")
+    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+
+    def check(self) -> None:
+        if len(self.tasks) < 3:
+            raise ParameterError(f"parameter 'tasks' needs at least 3 tasks for a rank correlation, "
+                                 f"got {len(self.tasks)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ParameterError(f"parameter 'tasks' repeats a task: {self.tasks}")
+        if self.signal_prompts > self.train_limit:
+            raise ParameterError(f"parameter 'signal_prompts' = {self.signal_prompts} must be at most "
+                                 f"'train_limit' = {self.train_limit}")
+
+    def design(self):
+        """The :class:`Design` of these parameters."""
+        return Design(model_path=self.model_path, target=self.target, device=self.device,
+                      train_limit=self.train_limit, held_out_limit=self.held_out_limit,
+                      probe_prompts=self.probe_prompts, steps=self.grpo_steps,
+                      prompts_per_step=self.grpo_prompts, group_size=self.group_size,
+                      train_layers=self.train_layers, probe_every=self.probe_every,
+                      signal_batches=self.signal_batches, signal_prompts=self.signal_prompts, k=self.k)
+
+# Written down before the pilot ran (book/08_preregistration.md).
+PILOT = {
+    "seed": 0,                          # the pilot's GRPO seed; never a confirmation seed
+    "pass1_targets": (0.25, 0.5, 0.9),  # pilot tasks: training pass@1 closest to these
+    "lrs": (3e-4, 1e-4, 3e-5, 1e-5),    # AdamW, top layers
+    "steps": 20,
+    "collapse_tolerance": 0.05,
+}
+
+_MODELS: dict = {}
+_PREFIXES: dict = {}
+
+
+def model_for(model_path: str, device: str = "cpu"):
+    """``(model, tokenizer)``, loaded once per process (each worker keeps its own copy; every
+    GRPO run puts the weights it trains back, :func:`vgh_lib.lm.grpo.restored`)."""
+    from vgh_lib.lm import loading as real_lm
+
+    key = (str(model_path), device)
+    if key not in _MODELS:
+        model, tok, _ = real_lm.load_model(model_path, device)
+        _MODELS[key] = (model.eval(), tok)
+    return _MODELS[key]
+
+
+def prefix_for(model_path: str, device: str, k: int):
+    """The process's :class:`vgh_lib.lm.prefix.FrozenPrefix` of :func:`model_for`'s model with
+    its top ``k`` blocks trainable (the bottom states of every prompt computed once per
+    process), or None where the model does not support it (the plain path is then used)."""
+    from vgh_lib.lm.prefix import FrozenPrefix
+
+    key = (str(model_path), device, k)
+    if key not in _PREFIXES:
+        model, _ = model_for(model_path, device)
+        _PREFIXES[key] = FrozenPrefix(model, k) if FrozenPrefix.supported(model) else None
+    return _PREFIXES[key]
+
+
+def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
+               target: str = "task") -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(prompt ids, answer ids) of the first ``limit`` prompts of ``task`` in ``split`` (suite
+    order). ``target="greedy"`` replaces each answer by the model's own greedy answer of the
+    same length: a reward that a model which solves no task (the smoke profile's tiny random
+    llama) can still earn."""
+    if target not in ("task", "greedy"):
+        raise ValueError(f"target must be 'task' or 'greedy', got {target!r}")
+    device = next(model.parameters()).device
+    pairs = lm_grpo.encode(tokenizer, lm_tasks.suite(split, limit, (task,)), device)
+    if target == "greedy":
+        pairs = [(p, lm_costates.greedy_answer(model, p, a.shape[0])) for p, a in pairs]
+    return pairs
+
+
+@dataclass(frozen=True)
+class Design:
+    """Everything a job needs besides the task, the learning rate and the seed (built from
+    notebook 08's parameters by ``RealLMImpactParams.design``, which holds the defaults)."""
+
+    model_path: str
+    target: str                  # "task" or "greedy" (task_pairs)
+    train_limit: int             # training prompts of a task (suite order): GRPO, S and the factors
+    held_out_limit: int          # held-out prompts of a task (suite order): the gain
+    probe_prompts: int           # the first training prompts: the exact probe value
+    steps: int
+    prompts_per_step: int
+    group_size: int
+    train_layers: int
+    probe_every: int
+    signal_batches: int
+    signal_prompts: int
+    k: int
+    device: str = "cpu"
+
+    def grpo(self, lr: float, seed: int, steps: int | None = None) -> lm_grpo.LMGRPOConfig:
+        return lm_grpo.LMGRPOConfig(steps=steps or self.steps, prompts_per_step=self.prompts_per_step,
+                                    group_size=self.group_size, lr=lr, train_layers=self.train_layers,
+                                    probe_every=self.probe_every, seed=seed)
+
+
+@dataclass
+class TaskRun(impact.PairedGain):
+    """One GRPO run on one task: exact held-out values before and after, the probe curve."""
+
+    task: str
+    lr: float
+    seed: int
+    before: np.ndarray
+    after: np.ndarray
+    probe_steps: list[int]
+    probe_value: list[float]
+    mean_reward: list[float]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class GainJob:
+    """GRPO on one task with one learning rate and seed (:func:`run_gain`); ``steps`` overrides
+    the design's (the pilot's shorter runs)."""
+
+    design: Design
+    task: str
+    lr: float
+    seed: int
+    steps: int | None = None
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.design.model_path,)
+
+
+@dataclass(frozen=True)
+class FactorJob:
+    """The pre-RL factors of one task (:func:`run_factors`); ``seed`` draws the signal's batches."""
+
+    design: Design
+    task: str
+    seed: int
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.design.model_path,)
+
+
+@dataclass
+class TaskFactors:
+    """What :func:`run_factors` measured on one task."""
+
+    task: str
+    values: np.ndarray          # (P,) exact value V^D of each training prompt
+    gram: np.ndarray            # (M, M) the signal's batch estimates
+    k: int
+    seconds: float
+
+
+def run_gain(job: GainJob) -> TaskRun:
+    """One GRPO run on one task, on one thread; the process's cached model is left as it was."""
+    torch.set_num_threads(1)
+    d = job.design
+    model, tok = model_for(d.model_path, d.device)
+    train = task_pairs(model, tok, job.task, "train", d.train_limit, d.target)
+    held = task_pairs(model, tok, job.task, "held_out", d.held_out_limit, d.target)
+    cfg = d.grpo(job.lr, job.seed, job.steps)
+    t0 = time.perf_counter()
+    prefix = prefix_for(d.model_path, d.device, d.train_layers)
+    with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
+        before = lm_grpo.values(model, held, prefix=prefix)
+        history = lm_grpo.train(model, train, train[:d.probe_prompts], cfg, prefix=prefix)
+        after = lm_grpo.values(model, held, prefix=prefix)
+    return TaskRun(job.task, job.lr, job.seed, before, after, history.probe_steps,
+                   history.probe_value, history.mean_reward, time.perf_counter() - t0)
+
+
+def run_factors(job: FactorJob) -> TaskFactors:
+    """The pre-RL factors of one task, on one thread: the exact value of each training prompt,
+    and the Gram matrix of the signal's batches."""
+    torch.set_num_threads(1)
+    d = job.design
+    model, tok = model_for(d.model_path, d.device)
+    train = task_pairs(model, tok, job.task, "train", d.train_limit, d.target)
+    prefix = prefix_for(d.model_path, d.device, d.train_layers)
+    t0 = time.perf_counter()
+    values = lm_grpo.values(model, train, prefix=prefix)
+    gram = lm_grpo.signal_gram(model, train, d.signal_batches, min(d.signal_prompts, len(train)),
+                               d.group_size, 1.0, d.train_layers, job.seed, prefix)
+    return TaskFactors(job.task, values, gram, d.k, time.perf_counter() - t0)
+
+
+def gain_jobs(design: Design, tasks, lrs, seeds, steps: int | None = None) -> list[GainJob]:
+    """One :class:`GainJob` per task, learning rate and seed."""
+    return [GainJob(design, t, lr, s, steps) for t in tasks for lr in lrs for s in seeds]
+
+
+def factor_jobs(design: Design, tasks, seed: int) -> list[FactorJob]:
+    """One :class:`FactorJob` per task; ``seed`` draws the signal's batches."""
+    return [FactorJob(design, t, seed) for t in tasks]
+
+
+# ------------------------------------------------------------ the pre-registered rules
+def pilot_tasks(pass1: dict[str, float], targets=PILOT["pass1_targets"]) -> list[str]:
+    """The tasks whose training pass@1 is closest to each target (distinct, in task order)."""
+    names = list(pass1)
+    return [names[i] for i in value_impact.pilot_checkpoints([pass1[n] for n in names], targets)]
+
+
+def choose_lr(pilot_runs: list[TaskRun], tolerance: float = PILOT["collapse_tolerance"]) -> float:
+    """The largest learning rate whose probe value never fell more than ``tolerance`` below
+    its start on any pilot task (:func:`vgh_lib.experiments.value_impact.choose_lr`)."""
+    drops: dict[float, list[float]] = {}
+    for r in pilot_runs:
+        drops.setdefault(r.lr, []).append(r.largest_drop)
+    return value_impact.choose_lr(drops, tolerance)
+
+
+# ------------------------------------------------------------------------- inference
+def task_data(factors: list[TaskFactors], runs: list[TaskRun]) -> list[impact.CheckpointData]:
+    """The tasks as design points of :func:`vgh_lib.common.impact.analyse` (label = task index, in
+    the order of ``factors``): exact factor values, the signal's Gram matrix, and the
+    (seeds, held-out prompts) paired gains."""
+    out = []
+    for i, f in enumerate(factors):
+        mine = sorted((r for r in runs if r.task == f.task), key=lambda r: r.seed)
+        if not mine:
+            raise ValueError(f"no GRPO runs on task {f.task!r}")
+        out.append(impact.CheckpointData.from_values(i, f.gram, f.values, f.k,
+                                                     np.stack([r.after - r.before for r in mine])))
+    return out
+
+
+def mean_gain_ci(data: list[impact.CheckpointData], n_boot: int, seed: int = 0,
+                 level: float = 0.95, seeds: bool = True, prompts: bool = True,
+                 scale: bool = True) -> tuple[float, float, float]:
+    """The mean gain over tasks and its interval: GRPO seeds and held-out prompts resampled
+    within each task (:func:`vgh_lib.common.impact.bootstrap_gain`, deviations widened by the
+    small-sample factor of the seeds when ``scale``), never the tasks. ``seeds=False`` or
+    ``prompts=False`` holds that source fixed (an exploratory split of the interval's width)."""
+    rng = np.random.default_rng(seed)
+    boot = np.mean([impact.bootstrap_gain(cp.gains, n_boot, rng, scale, seeds, prompts)
+                    for cp in data], axis=0)
+    lo, hi = impact.percentile_ci(boot, level)
+    return float(np.mean([cp.gain() for cp in data])), lo, hi

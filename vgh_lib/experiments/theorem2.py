@@ -1,0 +1,473 @@
+"""The Theorem 2 experiment (THEORY.md §3, reconstructed): empirical costates through
+attention against relaxed-rollout costates, across a grid of checkpoints × policy
+temperature τ × relaxation temperature τ_r; what one GRPO batch carries; and how much of the
+value gradient at the prompt only attention can reach.
+
+Every cell draws its own rollouts: process D (discrete, empirical costates λ^D) and process C
+(Gumbel-softmax relaxation, BPTT costates λ^C) run on *independent* Gumbel noise, and each is
+cut into ``N_FOLDS`` independent folds (leave-one-out advantages within a fold). The agreement
+of the mean costates is the cross-fitted, noise-corrected cosine
+(:func:`vgh_lib.common.stats.crossfit_cosine`), with a jackknife standard error over folds; the raw
+cosine of the pooled means is kept beside it. A cell is *resolved* when that standard error
+is at most ``MAX_SE``. The costate error is ``1 − ρ``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vgh_lib.common import stats
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments.trajectory import TrajectoryParams
+from vgh_lib.harness.params import spec
+from vgh_lib.tiny import costates as cs
+from vgh_lib.tiny import sampling
+from vgh_lib.tiny.models import load_local
+
+
+@dataclass(frozen=True)
+class TransformerCostateParams(TrajectoryParams):
+    """Parameters of ``04_transformer_costates`` (THEORY.md §3, Theorem 2)."""
+
+    n_prompts: int = spec(4, lo=1, hi=64, help="held-out prompts per cell")
+    n_rollouts: int = spec(2000, lo=4, hi=100_000, help="rollouts per prompt and cell")
+    temperatures: tuple[float, ...] = spec((0.25, 0.5, 1.0, 2.0), lo=0.05, hi=10.0,
+                                           help="policy temperatures τ")
+    relax_temperatures: tuple[float, ...] = spec((0.1, 0.3, 1.0), lo=0.01, hi=10.0,
+                                                 help="relaxation temperatures τ_r")
+    identity_rollouts: int = spec(4000, lo=4, hi=1_000_000,
+                                  help="rollouts per prompt for the exact-gradient identity")
+    fidelity_rollouts: int = spec(2048, lo=128, hi=1_000_000,
+                                  help="rollouts per prompt for the one-batch fidelity curve")
+    share_prompts: int = spec(64, lo=2, hi=200, help="prompts for the attention-only share")
+    jobs: int = spec(2, lo=1, hi=64, help="worker processes (checkpoints in parallel)")
+
+    def check(self) -> None:
+        super().check()
+        if self.share_prompts > self.n_eval:
+            raise ParameterError(f"parameter 'share_prompts' = {self.share_prompts} must be at "
+                                 f"most 'n_eval' = {self.n_eval}")
+
+# Pre-registered (fixed before the default-profile run was seen).
+N_FOLDS = 8            # independent folds per process and cell
+MAX_SE = 0.05          # a cell is resolved when the jackknife SE of ρ is at most this
+GROUP_SIZES = (4, 8, 16, 32, 64)   # GRPO group sizes G for the one-batch fidelity
+FIT_QUANTILE = 0.9     # the bound's constants: quantile regression at this level
+
+
+@dataclass
+class Cell:
+    step: int
+    pass1: float
+    tau: float
+    tau_r: float
+    cosine: float             # raw cosine of the pooled mean λ^D and mean λ^C
+    cosine_ci: tuple[float, float]
+    rel_error: float          # sqrt(2(1 − cosine)), raw
+    resolution_d: float       # raw cosine between the λ^D means of two halves of the folds
+    resolution_c: float
+    gap: float                # E Σ_s ‖E[a_s] − y_sᵀE‖ (process C, against the token its noise picks)
+    mean_gap: float           # E Σ_s ‖E[a_s] − π_sᵀE‖ (process D)
+    entropy: float            # E Σ_s H(π_s) (process D)
+    reward: float             # mean exact-match reward of the discrete rollouts
+    layer_cosines: dict[str, float] = field(default_factory=dict)  # cross-fitted ρ per layer
+    agreement: float = float("nan")      # cross-fitted, noise-corrected cosine ρ
+    agreement_se: float = float("nan")   # its jackknife standard error over folds
+    reliability_d: float = float("nan")  # signal share of ‖pooled mean λ^D‖² (stats.reliability)
+    reliability_c: float = float("nan")
+
+    @property
+    def error(self) -> float:
+        """Noise-corrected costate error ``1 − ρ``."""
+        return 1.0 - self.agreement
+
+    @property
+    def raw_error(self) -> float:
+        return 1.0 - self.cosine
+
+    def resolved(self, max_se: float = MAX_SE) -> bool:
+        """ρ is measured: finite, with a jackknife standard error of at most ``max_se``."""
+        return bool(np.isfinite(self.agreement) and np.isfinite(self.agreement_se)
+                    and self.agreement_se <= max_se)
+
+
+def _fold_means(x: torch.Tensor, n_prompts: int, k: int) -> torch.Tensor:
+    """Per-rollout costates ``x`` (P·n, …), prompt-major, to fold means (k, P·…): fold ``j`` of
+    every prompt, concatenated over prompts."""
+    blocks = x.reshape(n_prompts, k, -1, *x.shape[1:]).double().mean(2)  # (P, k, …)
+    return blocks.transpose(0, 1).reshape(k, -1)
+
+
+def _signal(folds: torch.Tensor) -> float:
+    """Cross-fold estimate of the squared norm of the expectation, ``mean_{i≠j} ⟨m_i, m_j⟩``."""
+    g = folds @ folds.T
+    k = g.shape[0]
+    return float((g.sum() - g.diagonal().sum()) / (k * (k - 1)))
+
+
+def _bootstrap_cosine(a: torch.Tensor, b: torch.Tensor, n: int, n_boot: int,
+                      gen: torch.Generator) -> tuple[float, float]:
+    """Percentile interval of the raw cosine of per-prompt means, resampling rollouts in each
+    prompt.
+
+    Resample ``r`` draws ``idx[r, p]`` (n indices with replacement) for every prompt ``p``.
+    Vectorised: the draws become counts, and the resampled means of all resamples are one
+    matrix product per prompt.
+    """
+    P = a.shape[0] // n
+    A, B = a.reshape(P, n, -1), b.reshape(P, n, -1)
+    idx = torch.randint(n, (n_boot, P, n), generator=gen).to(a.device)
+    counts = torch.zeros(n_boot, P, n, dtype=a.dtype, device=a.device).scatter_add_(
+        2, idx, torch.ones(idx.shape, dtype=a.dtype, device=a.device)) / n
+    ma = torch.einsum("rpn,pnd->rpd", counts, A).reshape(n_boot, -1)  # (R, P·d)
+    mb = torch.einsum("rpn,pnd->rpd", counts, B).reshape(n_boot, -1)
+    cos = (ma * mb).sum(1) / (ma.norm(dim=1) * mb.norm(dim=1))
+    lo, hi = np.quantile(cos.cpu().numpy(), [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def _seed(seed: int, step: int, *parts: int) -> int:
+    """A distinct, deterministic generator seed per (seed, checkpoint, cell, stream)."""
+    out = seed * 1_000_003 + step * 7919
+    for p in parts:
+        out = out * 131 + p
+    return out % (2**63 - 1)
+
+
+def measure_cells(model, prompts, answers, n_rollouts: int, temperatures, relax_temperatures,
+                  seed: int, step: int = 0, pass1: float = float("nan"),
+                  n_boot: int = 0, n_folds: int = N_FOLDS, layers: bool = False) -> list[Cell]:
+    """All (τ, τ_r) cells of one model, each with its own independent D and C rollouts.
+
+    Per prompt, ``k · (n_rollouts // k)`` rollouts of each process in ``k = n_folds`` folds
+    (fewer when ``n_rollouts < 2 n_folds``). When the cross-fold estimate of ``‖E λ^D‖²`` is
+    not positive (every group's rewards equal, or λ^D pure noise), ρ is undefined: C is not
+    run and the cell is unresolved.
+    """
+    if n_rollouts < 4:
+        raise ValueError(f"n_rollouts must be at least 4 (2 folds of 2), got {n_rollouts}")
+    k = max(2, min(n_folds, n_rollouts // 2))  # fewer folds only when rollouts are very few
+    m = n_rollouts // k
+    n = k * m
+    P, Lp = prompts.shape
+    V = cs.embedding_matrix(model).shape[0]
+    ids = prompts.repeat_interleave(n, 0)
+    cells = []
+    for ti, tau in enumerate(temperatures):
+        for ri, tau_r in enumerate(relax_temperatures):
+            gen_d = torch.Generator().manual_seed(_seed(seed, step, ti, ri, 0))
+            gen_c = torch.Generator().manual_seed(_seed(seed, step, ti, ri, 1))
+            d = cs.discrete_rollouts(model, prompts, answers, n, tau, gen_d, layers=layers,
+                                     group_size=m)
+            lam_d = d.costates["embed"][:, :Lp]
+            fd = _fold_means(lam_d, P, k)
+            common = dict(step=step, pass1=pass1, tau=float(tau), tau_r=float(tau_r),
+                          mean_gap=float(d.mean_gap.sum(1).mean()),
+                          entropy=float(d.entropy.sum(1).mean()), reward=float(d.rewards.mean()))
+            if not _signal(fd) > 0:  # λ^D ≡ 0, or pure noise: ρ is undefined, C not run
+                nan = float("nan")
+                cells.append(Cell(cosine=nan, cosine_ci=(nan, nan), rel_error=nan,
+                                  resolution_d=nan, resolution_c=nan, gap=nan, **common))
+                continue
+            noise = sampling.gumbel_noise((ids.shape[0], answers.shape[1], V), gen_c, ids.device)
+            c = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, tau, tau_r, layers)
+            lam_c = c.costates["embed"]
+            fc = _fold_means(lam_c, P, k)
+            rho, se = stats.crossfit_cosine(fd, fc)
+            cos = stats.cosine(fd.mean(0), fc.mean(0))
+            h = k // 2
+            layer_rho = {}
+            if layers:
+                for name in c.costates:
+                    layer_rho[name] = stats.crossfit_cosine(
+                        _fold_means(d.costates[name][:, :Lp], P, k),
+                        _fold_means(c.costates[name], P, k))[0]
+            cells.append(Cell(
+                cosine=cos,
+                cosine_ci=(_bootstrap_cosine(lam_d, lam_c, n, n_boot, gen_c) if n_boot
+                           else (float("nan"), float("nan"))),
+                rel_error=float(np.sqrt(max(0.0, 2 * (1 - cos)))),
+                resolution_d=stats.cosine(fd[:h].mean(0), fd[h:].mean(0)),
+                resolution_c=stats.cosine(fc[:h].mean(0), fc[h:].mean(0)),
+                gap=float(c.gap.sum(1).mean()), layer_cosines=layer_rho,
+                agreement=rho, agreement_se=se,
+                reliability_d=stats.reliability(fd), reliability_c=stats.reliability(fc),
+                **common))
+    return cells
+
+
+# ------------------------------------------------------------- one GRPO batch's fidelity
+@dataclass
+class Fidelity:
+    """Cosine of one group's empirical costate with the exact ∇V^D, per group size G."""
+
+    step: int
+    pass1: float
+    tau: float
+    value: float                 # mean exact V^D over the prompts
+    group_sizes: list[int]
+    measured: list[float]        # mean over prompts and disjoint groups of cos(λ̄^D_group, ∇V^D)
+    measured_se: list[float]
+    predicted: list[float]       # mean over prompts of ‖g‖ / sqrt(‖g‖² + tr Σ / G) (prompts
+                                 # whose sampled rewards were all equal give no Σ: left out)
+
+
+def batch_fidelity(model, prompts, answers, n_rollouts: int, tau: float, seed: int,
+                   step: int = 0, pass1: float = float("nan"),
+                   group_sizes=GROUP_SIZES) -> Fidelity:
+    """What one GRPO group carries: the empirical costate at the prompt embeddings of ``G``
+    rollouts of one prompt (leave-one-out advantages within the group; GRPO's division by the
+    group's standard deviation rescales it and leaves the cosine unchanged) against the exact
+    ``∇V^D`` by teacher forcing. A group whose rewards are all equal has a zero costate and
+    counts as cosine 0.
+
+    The prediction uses the per-rollout covariance ``Σ`` of ``(R_i − R̄_{−i}) s_i`` over all
+    ``n_rollouts`` rollouts of a prompt: ``E cos ≈ ‖g‖ / sqrt(‖g‖² + tr Σ / G)``.
+    """
+    P, Lp = prompts.shape
+    gen = torch.Generator().manual_seed(_seed(seed, step, 99, int(tau * 1000), 2))
+    d = cs.discrete_rollouts(model, prompts, answers, n_rollouts, tau, gen, advantage="one",
+                             layers=False)
+    score = d.costates["embed"][:, :Lp].reshape(P, n_rollouts, -1).double()  # s_i
+    R = d.rewards.view(P, n_rollouts).double()
+    values, grads = cs.teacher_forced_value_gradient(model, prompts, answers, tau)
+    g = grads.reshape(P, -1).double()
+    gn2 = (g * g).sum(1)  # (P,)
+    lam = cs.loo_advantages(R.reshape(-1), n_rollouts).view(P, n_rollouts, 1) * score
+    tr_sigma = lam.var(1).sum(1)  # (P,)
+    sizes, measured, ses, predicted = [], [], [], []
+    for G in group_sizes:
+        b = n_rollouts // G
+        if b < 2:
+            continue
+        Rg = R[:, : b * G].view(P, b, G)
+        A = Rg - (Rg.sum(-1, keepdim=True) - Rg) / (G - 1)
+        mean = (A[..., None] * score[:, : b * G].view(P, b, G, -1)).mean(2)  # (P, b, D)
+        norm = mean.norm(dim=-1)
+        cos = torch.where(norm > 0, (mean * g[:, None]).sum(-1) / (norm * gn2.sqrt()[:, None]
+                                                                     ).clamp_min(1e-300),
+                          torch.zeros_like(norm))
+        per_batch = cos.mean(0)  # (b,): average over prompts, batches independent
+        sizes.append(G)
+        measured.append(float(per_batch.mean()))
+        ses.append(float(per_batch.std() / np.sqrt(b)))
+        pred = gn2.sqrt() / (gn2 + tr_sigma / G).sqrt()
+        # a prompt whose rollouts all had equal rewards gives no estimate of Σ
+        pred = pred[tr_sigma > 0]
+        predicted.append(float(pred.mean()) if pred.numel() else float("nan"))
+    return Fidelity(step, pass1, float(tau), float(values.mean()), sizes, measured, ses,
+                    predicted)
+
+
+def attention_share(model, prompts, answers, tau: float) -> np.ndarray:
+    """Per prompt, the share of ``‖∇V^D‖²`` at the prompt embeddings that only cross-position
+    (attention) paths carry: ``‖g − g_cut‖² / ‖g‖²``, where ``g_cut`` keeps only the paths that
+    never leave their position (the attention ablation). Exact, by teacher forcing."""
+    _, g = cs.teacher_forced_value_gradient(model, prompts, answers, tau)
+    _, g_cut = cs.teacher_forced_value_gradient(model, prompts, answers, tau, cut=True)
+    g, g_cut = g.reshape(g.shape[0], -1).double(), g_cut.reshape(g.shape[0], -1).double()
+    return (((g - g_cut) ** 2).sum(1) / (g ** 2).sum(1)).numpy()
+
+
+# ------------------------------------------------------------------------ the grid
+@dataclass
+class CheckpointResult:
+    step: int
+    pass1: float
+    cells: list[Cell]
+    fidelity: list[Fidelity]
+    shares: np.ndarray          # per-prompt attention-only share at τ = 1
+
+
+@dataclass(frozen=True)
+class GridJob:
+    """Everything measured at one checkpoint (:func:`run_checkpoint`): a frozen, picklable job
+    for :func:`vgh_lib.common.parallel.run_jobs`."""
+
+    path: str                          # the checkpoint directory
+    step: int
+    pass1: float                       # its held-out pass@1 (labels the cells)
+    prompts: tuple                     # held-out Examples of the cells and the fidelity curve
+    share_prompts: tuple               # held-out Examples of the attention share
+    n_rollouts: int
+    fidelity_rollouts: int
+    temperatures: tuple[float, ...]
+    relax_temperatures: tuple[float, ...]
+    seed: int
+    layers: bool = False               # measure the per-layer agreement here
+    threads: int = 1
+    device: str = "cpu"
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+
+def run_checkpoint(job: GridJob) -> CheckpointResult:
+    """Every cell (τ × τ_r), the one-batch fidelity (per τ) and the attention share at one
+    checkpoint."""
+    torch.set_num_threads(job.threads)
+    model, tok = load_local(job.path, job.device)
+    prompts, answers = sampling.encode_prompts(tok, list(job.prompts), model.device)
+    cells = measure_cells(model, prompts, answers, job.n_rollouts, list(job.temperatures),
+                          list(job.relax_temperatures), job.seed, job.step, job.pass1,
+                          layers=job.layers)
+    fidelity = [batch_fidelity(model, prompts, answers, job.fidelity_rollouts, tau, job.seed,
+                               job.step, job.pass1)
+                for tau in job.temperatures]
+    sp, sa = sampling.encode_prompts(tok, list(job.share_prompts), model.device)
+    shares = attention_share(model, sp, sa, 1.0)
+    return CheckpointResult(job.step, job.pass1, cells, fidelity, shares)
+
+
+def run_grid(checkpoints, task, n_prompts: int, n_rollouts: int, temperatures,
+             relax_temperatures, seed: int, device: str = "cpu", jobs: int = 1,
+             progress: bool = True, fidelity_rollouts: int = 2048, share_prompts: int = 64,
+             layers_step: int | None = None) -> list[CheckpointResult]:
+    """Every checkpoint's cells (τ × τ_r), one-batch fidelity (per τ) and attention share, on
+    held-out prompts, ``jobs`` checkpoints at a time. Per-layer agreement is measured at
+    ``layers_step`` only."""
+    from vgh_lib.common.parallel import run_jobs
+
+    _, held_out = task.split()
+    work = [GridJob(str(ck.path), ck.step, ck.metrics["pass1"], tuple(held_out[:n_prompts]),
+                    tuple(held_out[:share_prompts]), n_rollouts, fidelity_rollouts,
+                    tuple(temperatures), tuple(relax_temperatures), seed,
+                    layers=ck.step == layers_step,
+                    threads=1 if jobs > 1 else torch.get_num_threads(), device=device)
+            for ck in checkpoints]
+    return run_jobs(run_checkpoint, work, jobs, progress, "checkpoints")
+
+
+# ------------------------------------------------------------------------- summaries
+def low_gap_agreement(cells: list[Cell], max_se: float = MAX_SE) -> float:
+    """Mean ρ over the resolved cells in the lowest quartile of sampling gap."""
+    res = [c for c in cells if c.resolved(max_se)]
+    if not res:
+        return float("nan")
+    q = np.quantile([c.gap for c in res], 0.25)
+    return float(np.mean([c.agreement for c in res if c.gap <= q]))
+
+
+def fit_bound(gap, entropy, error, quantile: float = FIT_QUANTILE) -> tuple[float, float]:
+    """Constants ``C1, C2 ≥ 0`` of ``error ≤ C1·gap + C2·entropy``: linear quantile regression
+    through the origin at level ``quantile`` (a linear program), so that about that share of
+    the fitting cells lie under the bound."""
+    from scipy.optimize import linprog
+
+    X = np.stack([np.asarray(gap, float), np.asarray(entropy, float)], 1)
+    y = np.asarray(error, float)
+    n = len(y)
+    if n < 2:
+        return float("nan"), float("nan")
+    # variables: C1, C2, u (n, above the bound), v (n, below); C·x + u − v = y
+    cost = np.concatenate([[0.0, 0.0], np.full(n, quantile), np.full(n, 1 - quantile)])
+    A_eq = np.hstack([X, np.eye(n), -np.eye(n)])
+    res = linprog(cost, A_eq=A_eq, b_eq=y, bounds=[(0, None)] * (2 + 2 * n), method="highs")
+    if not res.success:
+        raise RuntimeError(f"quantile regression failed: {res.message}")
+    return float(res.x[0]), float(res.x[1])
+
+
+def _nnls_through_origin(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    return nnls(X, y)[0]
+
+
+@dataclass
+class BoundTest:
+    """The bound fitted on some checkpoints and tested on the others (resolved cells)."""
+
+    fit_steps: list[int]
+    test_steps: list[int]
+    c1: float
+    c2: float
+    n_fit: int
+    n_test: int
+    coverage: float        # share of held-out cells with error ≤ C1·gap + C2·entropy
+    median_ratio: float    # median bound / error over held-out cells with error > 2 SE
+    n_ratio: int
+    clear_coverage: float  # share of those cells (error > 2 SE) under the bound
+    r2_oos: float          # 1 − SSE/SST of the least-squares fit (same terms) on held-out cells
+    test_error: np.ndarray
+    test_bound: np.ndarray
+
+
+def bound_test(cells: list[Cell], fit_steps, max_se: float = MAX_SE,
+               quantile: float = FIT_QUANTILE) -> BoundTest:
+    """Fit ``C1, C2`` on the resolved cells of ``fit_steps``; test on the other checkpoints."""
+    fit_steps = sorted(set(fit_steps))
+    res = [c for c in cells if c.resolved(max_se)]
+    fit = [c for c in res if c.step in fit_steps]
+    test = [c for c in res if c.step not in fit_steps]
+    test_steps = sorted({c.step for c in cells} - set(fit_steps))
+    nan = float("nan")
+
+    def arr(cs_, attr):
+        return np.array([getattr(c, attr) for c in cs_], dtype=float)
+
+    if len(fit) < 2 or not test:
+        return BoundTest(fit_steps, test_steps, nan, nan, len(fit), len(test), nan, nan, 0, nan,
+                         nan, arr(test, "error"), np.full(len(test), nan))
+    c1, c2 = fit_bound(arr(fit, "gap"), arr(fit, "entropy"), arr(fit, "error"), quantile)
+    e, se = arr(test, "error"), arr(test, "agreement_se")
+    b = c1 * arr(test, "gap") + c2 * arr(test, "entropy")
+    clear = e > 2 * se
+    ratio = float(np.median(b[clear] / e[clear])) if clear.any() else nan
+    clear_cov = float(np.mean(e[clear] <= b[clear])) if clear.any() else nan
+    X_fit = np.stack([arr(fit, "gap"), arr(fit, "entropy")], 1)
+    coef = _nnls_through_origin(X_fit, arr(fit, "error"))
+    pred = np.stack([arr(test, "gap"), arr(test, "entropy")], 1) @ coef
+    sst = float(np.sum((e - e.mean()) ** 2))
+    r2 = 1 - float(np.sum((e - pred) ** 2)) / sst if len(e) >= 2 and sst > 0 else nan
+    return BoundTest(fit_steps, test_steps, c1, c2, len(fit), len(test),
+                     float(np.mean(e <= b)), ratio, int(clear.sum()), clear_cov, r2, e, b)
+
+
+def fidelity_prediction_gap(fidelity: list[Fidelity]) -> float:
+    """Mean |measured − predicted| one-group cosine over every (checkpoint, τ, G) with a
+    prediction."""
+    diffs = [abs(m - p) for f in fidelity for m, p in zip(f.measured, f.predicted)
+             if not np.isnan(p)]
+    return float(np.mean(diffs)) if diffs else float("nan")
+
+
+# ------------------------------------------------------------------ the identity
+@dataclass
+class IdentityCheck:
+    z: float                 # ‖mean λ^D − ∇V^D‖ / sqrt(Σ SE²) over the prompt embeddings
+    cosine: float            # mean λ^D vs exact ∇V^D (concatenated over prompts)
+    exact_values: list[float]
+    mc_rewards: list[float]
+
+
+def identity_check(model, prompts, answers, n_rollouts: int, temperature: float,
+                   seed: int) -> IdentityCheck:
+    """``E[λ^D] = ∇_z V^D``: the mean empirical costate (leave-one-out advantages) against the
+    exact gradient by teacher forcing, as a z-score against its own Monte Carlo error."""
+    d = cs.discrete_rollouts(model, prompts, answers, n_rollouts, temperature,
+                             torch.Generator().manual_seed(seed), layers=False)
+    P, Lp = prompts.shape
+    lam = d.costates["embed"][:, :Lp].reshape(P, n_rollouts, -1).double()
+    mean, se = lam.mean(1), lam.std(1) / np.sqrt(n_rollouts)
+    values, grads = cs.teacher_forced_value_gradient(model, prompts, answers, temperature)
+    exact = grads.reshape(P, -1).double()
+    rewards = d.rewards.view(P, n_rollouts).mean(1).tolist()
+    return IdentityCheck(stats.norm_z(mean - exact, se), stats.cosine(mean, exact),
+                         values.tolist(), rewards)
+
+
+def ablation_check(model, prompts, answers, n_rollouts: int, temperature: float,
+                   seed: int) -> tuple[float, float]:
+    """Max |λ^D| at the prompt positions whose own prediction is not in the loss (all but the
+    last), with the attention cut and without it (a unit test: zero by construction)."""
+    Lp = prompts.shape[1]
+    out = []
+    for cut in (True, False):
+        d = cs.discrete_rollouts(model, prompts, answers, n_rollouts, temperature,
+                                 torch.Generator().manual_seed(seed), layers=False, cut=cut)
+        out.append(float(d.costates["embed"][:, : Lp - 1].abs().max()))
+    return out[0], out[1]

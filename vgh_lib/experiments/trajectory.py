@@ -1,0 +1,69 @@
+"""Notebook ``03_pretraining_trajectory``: a tiny GPT-2 pretraining trajectory on a verifiable
+task, and GRPO from its mid checkpoint (THEORY.md §3–§4 groundwork). Its trajectory
+parameters (:class:`TrajectoryParams`) are shared by notebooks 03–05 and 07, so that they
+reuse one cached trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.tiny.pretrain import PretrainConfig
+
+
+@dataclass(frozen=True)
+class TrajectoryParams(NotebookParams):
+    """Parameters of the pretraining trajectory, shared by notebooks 03–05 so that they
+    reuse the same cached checkpoints (see :class:`vgh_lib.tiny.pretrain.PretrainConfig`)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds pretraining, sampling and GRPO")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    task: str = spec("addition", choices=("addition", "reverse"), help="the verifiable task")
+    n_digits: int = spec(2, lo=1, hi=4, help="operand width")
+    corpus_clean_fraction: float = spec(0.95, lo=0.0, hi=1.0, help="share of correct answers in the corpus")
+    n_layer: int = spec(2, lo=1, hi=24, help="transformer layers")
+    n_embd: int = spec(64, lo=8, hi=2048, help="embedding width (divisible by n_head)")
+    n_head: int = spec(4, lo=1, hi=32, help="attention heads")
+    pretrain_steps: int = spec(3000, lo=10, hi=1_000_000, help="pretraining steps")
+    n_checkpoints: int = spec(12, lo=3, hi=40, help="checkpoints: step 0, then log-spaced")
+    batch_size: int = spec(64, lo=1, hi=4096, help="pretraining batch size")
+    pretrain_lr: float = spec(3e-3, lo=1e-6, hi=1.0, help="peak pretraining learning rate")
+    n_eval: int = spec(200, lo=10, hi=100_000, help="held-out evaluation prompts")
+    eval_samples: int = spec(16, lo=2, hi=1024, help="samples per prompt for pass@k")
+    k: int = spec(8, lo=1, hi=1024, help="k of pass@k (≤ eval_samples)")
+    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+
+    def check(self) -> None:
+        if self.n_embd % self.n_head:
+            raise ParameterError(f"parameter 'n_embd' = {self.n_embd} must be divisible by "
+                                 f"'n_head' = {self.n_head}")
+        if self.k > self.eval_samples:
+            raise ParameterError(f"parameter 'k' = {self.k} must be at most "
+                                 f"'eval_samples' = {self.eval_samples}")
+
+    def pretrain_config(self):
+
+        return PretrainConfig(
+            task=self.task, n_digits=self.n_digits, corpus_clean_fraction=self.corpus_clean_fraction,
+            n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head,
+            pretrain_steps=self.pretrain_steps, n_checkpoints=self.n_checkpoints,
+            batch_size=self.batch_size, lr=self.pretrain_lr, seed=self.seed, n_eval=self.n_eval,
+            eval_samples=self.eval_samples, k=self.k)
+
+
+@dataclass(frozen=True)
+class PretrainGRPOParams(TrajectoryParams):
+    """Parameters of ``03_pretraining_trajectory`` (THEORY.md §3–§4 groundwork)."""
+
+    grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
+    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    grpo_optimizer: str = spec("adamw", choices=("adamw", "sgd"), help="GRPO optimizer")
+    grpo_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=100.0,
+                          help="GRPO learning rate (chosen on the pilot for AdamW)")
+    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
+    grpo_seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1,
+                                       help="GRPO seeds from the mid checkpoint")

@@ -1,0 +1,319 @@
+"""Notebook ``05_value_impact``: value impact along a pretraining trajectory, pre-registered
+(THEORY.md §4, the paper's Figure 1, reconstructed).
+
+The rules that choose the design (``PILOT`` and the functions under it) were written down
+before the pilot ran (``book/05_preregistration.md``); none of them looks at I, S, H or any
+gain. The design they chose is :data:`vgh_lib.experiments.designs.PILOT_CHOSEN`. The jobs
+(:class:`GainJob`, :class:`FactorJob`) are frozen dataclasses that a process pool or a Dask
+cluster runs unchanged; the inference is :func:`vgh_lib.common.impact.analyse`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vgh_lib.common.impact import CheckpointData, PairedGain
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.experiments.trajectory import TrajectoryParams
+from vgh_lib.harness.params import spec
+from vgh_lib.tiny import grpo, sampling
+from vgh_lib.tiny.models import load_local
+from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
+
+
+@dataclass(frozen=True)
+class ConfirmationParams(TrajectoryParams):
+    """The confirmation trajectories of the value-impact design and how their pre-RL factors
+    are measured; shared by ``05_value_impact`` and ``07_probe`` so that both use the same
+    cached trajectories and the same full-budget factors."""
+
+    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
+                                               help="trajectory seeds of the confirmation")
+    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
+                                            help="confirmation checkpoint steps")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
+    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
+    factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the pre-RL evaluation")
+
+    def check(self) -> None:
+        super().check()
+        if max(self.checkpoint_grid) > self.pretrain_steps:
+            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
+                                 f"= {self.pretrain_steps}")
+
+    def confirmation_config(self, seed: int) -> PretrainConfig:
+        """The pretraining configuration of one confirmation trajectory."""
+        return dataclasses.replace(self.pretrain_config(), seed=seed,
+                                   checkpoint_at=tuple(self.checkpoint_grid))
+
+    def confirmation_trajectories(self, progress: bool = True) -> dict[int, list]:
+        """Each confirmation trajectory's checkpoints after step 0, by trajectory seed
+        (pretrained once, then read from the cache)."""
+        return {s: [c for c in pretrain(self.confirmation_config(s), device=self.device,
+                                        progress=progress) if c.step > 0]
+                for s in self.confirmation_seeds}
+
+    def factor_jobs(self, trajectories: dict[int, list]) -> list[FactorJob]:
+        """One :class:`FactorJob` per checkpoint of :meth:`confirmation_trajectories`; each
+        trajectory's seed draws its signal batches."""
+        return [FactorJob(str(c.path), c.step, self.confirmation_config(s), self.signal_batches,
+                          self.signal_prompts, self.group_size, self.temperature, s,
+                          self.factor_prompts, self.eval_samples, self.k, self.device)
+                for s, cps in trajectories.items() for c in cps]
+
+
+@dataclass(frozen=True)
+class ValueImpactParams(ConfirmationParams):
+    """Parameters of ``05_value_impact`` (THEORY.md §4, the paper's Figure 1).
+
+    ``seed`` is the *pilot* trajectory (the design was chosen on it); the confirmation runs on
+    the trajectories ``confirmation_seeds`` with checkpoints at ``checkpoint_grid``.
+    """
+
+    grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
+    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
+    adamw_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=1.0, help="AdamW learning rate")
+    sgd_lr: float = spec(PILOT_CHOSEN["sgd_lr"], lo=1e-7, hi=100.0, help="SGD learning rate")
+    seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
+    n_boot: int = spec(2000, lo=10, hi=100_000, help="nested-bootstrap resamples")
+    n_perm: int = spec(10_000, lo=10, hi=1_000_000, help="permutations of the p-value")
+    pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
+    jobs: int = spec(2, lo=1, hi=64, help="worker processes for the GRPO runs")
+
+    def grpo_config(self, optimizer: str, lr: float, seed: int, steps: int | None = None) -> grpo.GRPOConfig:
+        """One GRPO run of the design (``steps`` defaults to ``grpo_steps``)."""
+        return grpo.GRPOConfig(steps=steps or self.grpo_steps, prompts_per_step=self.grpo_prompts,
+                               group_size=self.group_size, temperature=self.temperature,
+                               optimizer=optimizer, lr=lr, seed=seed)
+
+    def gain_jobs(self, trajectories: dict[int, list]) -> list[GainJob]:
+        """The confirmation: every checkpoint × optimizer (AdamW, SGD at their committed rates)
+        × GRPO seed."""
+        return [GainJob.at(c, self.confirmation_config(s), self.grpo_config(opt, lr, seed_),
+                           self.device)
+                for s, cps in trajectories.items() for c in cps
+                for opt, lr in (("adamw", self.adamw_lr), ("sgd", self.sgd_lr))
+                for seed_ in self.seeds]
+
+    def check(self) -> None:
+        super().check()
+        if self.seed in self.confirmation_seeds:
+            raise ParameterError(f"parameter 'confirmation_seeds' = {self.confirmation_seeds} must "
+                                 f"not contain the pilot trajectory 'seed' = {self.seed}")
+        if len(self.seeds) < 2:
+            raise ParameterError("parameter 'seeds' needs at least 2 GRPO seeds for intervals")
+
+
+# ------------------------------------------------------------ the pre-registered design
+# Written down before the pilot ran (book/05_preregistration.md); none of these rules looks at
+# I, S, H or any gain.
+PILOT = {
+    "trajectory_seed": 0,
+    "pass1_targets": (0.25, 0.5, 0.9),
+    "lrs": {"adamw": (1e-3, 3e-4, 1e-4, 3e-5, 1e-5),
+            "sgd": (10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01)},
+    "steps": 20,
+    "collapse_tolerance": 0.05,
+    "passk_range": (0.1, 0.99),
+    "grid_size": 9,
+    "step_choices": (60, 40, 30),
+    "grpo_budget_s": 300.0,
+    "workers": 2,
+}
+
+
+def pilot_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
+    """Indices of the checkpoints whose pass@1 is closest to each target (distinct, in order)."""
+    pass1 = np.asarray(pass1, float)
+    chosen: list[int] = []
+    for t in targets:
+        order = np.argsort(np.abs(pass1 - t), kind="stable")
+        chosen.append(int(next(j for j in order if j not in chosen)))
+    return sorted(chosen)
+
+
+def choose_lr(largest_drops: dict[float, list[float]],
+              tolerance: float = PILOT["collapse_tolerance"]) -> float:
+    """The largest learning rate whose probe value never fell more than ``tolerance`` below its
+    start at any pilot checkpoint; the smallest rate if none qualifies.
+
+    ``largest_drops[lr]`` holds, per pilot checkpoint, ``GRPOHistory.largest_drop()``.
+    """
+    if not largest_drops:
+        raise ValueError("no pilot runs to choose a learning rate from")
+    safe = [lr for lr, drops in largest_drops.items() if max(drops) <= tolerance]
+    return max(safe) if safe else min(largest_drops)
+
+
+def crossing_step(steps, values, level: float) -> float:
+    """The first step where ``values`` reaches ``level``, interpolated linearly in log(step + 1)."""
+    x, y = np.log(np.asarray(steps, float) + 1), np.asarray(values, float)
+    for j in range(1, len(y)):
+        if y[j] >= level > y[j - 1]:
+            frac = (level - y[j - 1]) / (y[j] - y[j - 1])
+            return float(np.exp(x[j - 1] + frac * (x[j] - x[j - 1])) - 1)
+    raise ValueError(f"the curve never crosses {level} from below")
+
+
+def learning_region_grid(steps, passk, total: int, size: int = PILOT["grid_size"],
+                         passk_range=PILOT["passk_range"]) -> tuple[int, ...]:
+    """``size`` checkpoint steps geometrically spaced between the steps where pass@k reaches
+    the two ends of ``passk_range``, plus the last step ``total``."""
+    lo, hi = (crossing_step(steps, passk, level) for level in passk_range)
+    grid = np.unique(np.round(np.geomspace(max(lo, 1.0), hi, size)).astype(int))
+    return tuple(int(g) for g in grid) + ((total,) if total > grid[-1] else ())
+
+
+def pilot_jobs(checkpoints, pretrain: PretrainConfig, params: "ValueImpactParams") -> list["GainJob"]:
+    """Every (pilot checkpoint × optimizer × learning rate) run of the pilot, GRPO seed 0."""
+    return [GainJob.at(c, pretrain, params.grpo_config(opt, lr, seed=0, steps=PILOT["steps"]),
+                       params.device)
+            for c in checkpoints for opt, lrs in PILOT["lrs"].items() for lr in lrs]
+
+
+def choose_design(pilot_runs: list["GainRun"]) -> dict:
+    """Apply the pre-registered rules to the pilot runs: the learning rate of each optimizer,
+    and the measured seconds per GRPO step (for :func:`steps_for_budget`)."""
+    lrs = {}
+    for opt in PILOT["lrs"]:
+        drops: dict[float, list[float]] = {}
+        for r in pilot_runs:
+            if r.optimizer == opt:
+                drops.setdefault(r.lr, []).append(r.largest_drop)
+        lrs[opt] = choose_lr(drops)
+    per_step = float(np.mean([r.seconds / PILOT["steps"] for r in pilot_runs]))
+    return {"lr": lrs, "seconds_per_step": per_step}
+
+
+def steps_for_budget(seconds_per_step: float, n_runs: int, choices=PILOT["step_choices"],
+                     budget_s: float = PILOT["grpo_budget_s"],
+                     workers: int = PILOT["workers"]) -> int:
+    """The largest number of GRPO steps whose predicted wall time fits the budget."""
+    for steps in sorted(choices, reverse=True):
+        if seconds_per_step * steps * n_runs / workers <= budget_s:
+            return steps
+    return min(choices)
+
+
+# ------------------------------------------------------------------- the experiment
+# Jobs are frozen dataclasses: a process pool or a Dask cluster sends them unchanged, and
+# ``paths()`` names what a worker must be able to see (vgh_lib.common.parallel checks it).
+@dataclass(frozen=True)
+class GainJob:
+    """One GRPO run (:func:`run_gain`) from one checkpoint of a trajectory."""
+
+    path: str                    # the checkpoint directory
+    step: int                    # its pretraining step
+    pretrain: PretrainConfig     # the trajectory (its seed names it)
+    grpo: grpo.GRPOConfig        # the run, with its seed
+    device: str = "cpu"
+
+    @classmethod
+    def at(cls, checkpoint, pretrain: PretrainConfig, cfg: grpo.GRPOConfig, device: str) -> "GainJob":
+        return cls(str(checkpoint.path), checkpoint.step, pretrain, cfg, device)
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+
+@dataclass(frozen=True)
+class FactorJob:
+    """The pre-RL factors (:func:`run_factors`) of one checkpoint of a trajectory."""
+
+    path: str
+    step: int
+    pretrain: PretrainConfig
+    signal_batches: int          # independent batches of the signal S
+    signal_prompts: int          # distinct prompts per batch
+    group_size: int
+    temperature: float
+    seed: int                    # draws the batches and the evaluation's samples
+    factor_prompts: int          # the last training prompts, evaluated for pass@1 and pass@k
+    eval_samples: int            # samples per prompt of that evaluation
+    k: int
+    device: str = "cpu"
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+
+@dataclass
+class GainRun(PairedGain):
+    """One GRPO run: exact per-prompt held-out values before and after, and its probe curve."""
+
+    trajectory: int
+    step: int
+    optimizer: str
+    lr: float
+    seed: int
+    before: np.ndarray          # (P,) exact value of each held-out prompt
+    after: np.ndarray
+    probe_steps: list[int]
+    probe_value: list[float]
+    seconds: float
+
+
+@dataclass
+class Factors:
+    """What :func:`run_factors` measured at one checkpoint."""
+
+    trajectory: int
+    step: int
+    gram: np.ndarray            # (M, M) the signal's batch estimates
+    successes: np.ndarray       # (factor_prompts,) out of n_samples
+    n_samples: int
+    k: int
+
+
+def run_gain(job: GainJob) -> GainRun:
+    """One GRPO run from one checkpoint with one seed, on one thread."""
+    import time
+
+    torch.set_num_threads(1)
+    train, held_out = job.pretrain.task_obj().split()
+    t0 = time.perf_counter()
+    run = grpo.rl_from_checkpoint(job.path, train, held_out, job.grpo, job.device)
+    return GainRun(job.pretrain.seed, job.step, job.grpo.optimizer, job.grpo.lr, job.grpo.seed,
+                   run.before, run.after, run.history.probe_steps, run.history.probe_value,
+                   time.perf_counter() - t0)
+
+
+def run_factors(job: FactorJob) -> Factors:
+    """Pre-RL factors of one checkpoint, on one thread: the Gram matrix of the signal's batch
+    estimates, and per-prompt success counts of an evaluation on training prompts
+    (independent of the held-out prompts that the gain uses)."""
+    torch.set_num_threads(1)
+    train, _ = job.pretrain.task_obj().split()
+    model, tok = load_local(job.path, job.device)
+    gram = grpo.signal_gram(model, tok, train, job.signal_batches, job.signal_prompts,
+                            job.group_size, job.temperature, job.seed)
+    # the last training prompts: disjoint from the GRPO probe prompts (the first 64); the
+    # signal's batches are drawn from all training prompts, so they may share some of these
+    probe = train[-job.factor_prompts:]
+    ev = sampling.evaluate(model, tok, probe, job.eval_samples, job.k, job.temperature,
+                           torch.Generator().manual_seed(job.seed + 424_242))
+    return Factors(job.pretrain.seed, job.step, gram, ev.successes, job.eval_samples, job.k)
+
+
+# ------------------------------------------------------------------------- the analysis
+def checkpoint_data(factors: list[Factors], runs: list[GainRun], optimizer: str,
+                    trajectory: int) -> list[CheckpointData]:
+    """Assemble one trajectory's checkpoints for one optimizer, in step order."""
+    out = []
+    for f in sorted((f for f in factors if f.trajectory == trajectory), key=lambda f: f.step):
+        mine = sorted((r for r in runs if r.trajectory == trajectory and r.step == f.step
+                       and r.optimizer == optimizer), key=lambda r: r.seed)
+        if not mine:
+            raise ValueError(f"no {optimizer} runs at step {f.step} of trajectory {trajectory}")
+        out.append(CheckpointData(f.step, f.gram, f.successes, f.n_samples, f.k,
+                                  np.stack([r.after - r.before for r in mine])))
+    return out
+
+

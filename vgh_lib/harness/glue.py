@@ -1,0 +1,90 @@
+"""What a notebook glues into its chapter: formatted numbers and phrases, parameter tables and
+HTML tables (myst-nb ``glue``). Notebooks and :mod:`vgh_lib.harness.claims` use it; it imports
+nothing else from vgh_lib.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+class Shown:
+    """A value whose plain-text display is exactly ``text`` (no quotes), for glue."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def format_value(value: float | None) -> str:
+    """A short, human-readable number: 4 significant digits, scientific when tiny or huge."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    v = float(value)
+    if v == 0.0:
+        return "0"
+    if 1e-3 <= abs(v) < 1e5:
+        text = f"{v:.4g}"
+        if text in ("1", "-1") and abs(v) != 1.0:  # a cosine of 0.99999 must not read as exactly 1
+            text = f"{v:.7f}"
+        return text
+    return f"{v:.3e}"
+
+
+def format_threshold(op: str, threshold: float | Sequence[float]) -> str:
+    if op == "in":
+        lo, hi = threshold
+        return f"in [{format_value(lo)}, {format_value(hi)}]"
+    return f"{op} {format_value(threshold)}"
+
+
+def glue_text(key: str, text: str) -> None:
+    """Glue a preformatted string (shown without quotes) under ``key``."""
+    from myst_nb import glue
+
+    glue(key, Shown(text), display=False)
+
+
+def glue_number(key: str, value: float) -> str:
+    """Glue a number, formatted with :func:`format_value`; returns the text."""
+    text = format_value(value)
+    glue_text(key, text)
+    return text
+
+
+def params_html(params: dict, title: str = "Parameters of this run") -> str:
+    """A compact two-column table of a run's parameters inside a ``<details>`` (collapsed).
+
+    HTML rather than Markdown because myst-nb pastes glued HTML across documents
+    (``{glue:any}`` with ``:doc:``) but not glued Markdown.
+    """
+    import html
+
+    rows = "".join(f"<tr><td><code>{html.escape(str(k))}</code></td>"
+                   f"<td><code>{html.escape(repr(v) if isinstance(v, str) else str(v))}</code></td></tr>"
+                   for k, v in params.items())
+    return (f'<details class="vgh-params"><summary>{html.escape(title)} ({len(params)})</summary>'
+            f'<table class="table"><thead><tr><th>parameter</th><th>value</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></details>")
+
+
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain HTML table (cells escaped), for glued tables that a chapter pastes with
+    ``{glue:any}`` from another page (glued Markdown does not paste across documents)."""
+    import html
+
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def glue_params(key: str, params: dict) -> None:
+    """Glue :func:`params_html` under ``key``; a chapter pastes it with ``{glue:any}``."""
+    from IPython.display import HTML
+    from myst_nb import glue
+
+    glue(key, HTML(params_html(params)), display=False)

@@ -1,0 +1,543 @@
+"""``vgh probe``: the value-impact factors of any local checkpoint (THEORY.md §4, §4b).
+
+For each checkpoint (a local Hugging Face causal-LM directory, or a ``.gguf`` file) and a task
+(a built-in task or a JSONL file of ``{"prompt": ..., "answer": ...}`` lines, exact-match
+reward), one sampling pass measures, with standard errors:
+
+* pass@1 and pass@k (unbiased estimator), the headroom ``H = E_x[pass@k − pass@1]`` and the
+  reward-std signal ``E_x sqrt(p(1 − p))``, from per-prompt success counts;
+* the signal ``S = ‖∇J‖``: the square root of the U-statistic of ``‖∇J‖²`` over ``batches``
+  independent GRPO-update estimates (:func:`vgh_lib.common.impact.signal`);
+* the value impact ``I = S·H``, its SE by a delete-one-batch jackknife of both factors.
+
+The design is that of :func:`vgh_lib.tiny.grpo.signal_gram`: ``prompts`` distinct prompts, drawn
+by a seeded permutation, are cut into ``batches`` disjoint batches; every prompt gets
+``samples`` completions (the GRPO group), and the same completions give the success counts. On
+a task whose prompts share one length the Gram matrix is exactly ``grpo.signal_gram``'s with
+the same seed; otherwise each batch is processed in sub-batches of prompts of equal length
+(each prompt's group is one sub-batch when no two lengths agree), and its update is the mean
+over all of the batch's samples, as before.
+
+Everything that can be refused is refused before any model loads (:func:`check_paths`,
+:func:`load_jsonl`, :class:`ProbeConfig`), with a one-line :class:`ParameterError`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgh_lib.common import impact, stats
+from vgh_lib.common.stats import pass_at_k
+from vgh_lib.errors import ParameterError
+from vgh_lib.paths import PACKAGE_DIR
+
+BUILTIN_TASKS = ("addition", "reverse")
+FACTORS = ("pass@1", "pass@k", "H", "S", "I", "reward std")
+
+
+@dataclass(frozen=True)
+class ProbeItem:
+    prompt: str
+    answer: str
+
+
+# ------------------------------------------------------------------------ configuration
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The probe's design. The defaults cost at most 5 % of one default GRPO run
+    (60 steps × 16 prompts × group 8, measured by ``benchmarks/bench_probe.py``)."""
+
+    samples: int = 8          # completions per prompt: the GRPO group and the pass@k sample
+    k: int = 4
+    batches: int = 4          # independent batches of the signal's U-statistic
+    prompts: int = 24         # distinct prompts in all, split evenly over the batches
+    temperature: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.samples < 2:
+            raise ParameterError(f"--samples must be at least 2 (a GRPO group), got {self.samples}")
+        if not 1 <= self.k <= self.samples:
+            raise ParameterError(f"--k must be in [1, --samples = {self.samples}], got {self.k}")
+        if self.batches < 3:
+            raise ParameterError(f"--batches must be at least 3 (the SE of S is a jackknife), "
+                                 f"got {self.batches}")
+        if self.prompts < self.batches or self.prompts % self.batches:
+            raise ParameterError(f"--prompts must be a positive multiple of --batches = "
+                                 f"{self.batches}, got {self.prompts}")
+        if not self.temperature > 0:
+            raise ParameterError(f"--temperature must be > 0, got {self.temperature}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ParameterError(f"--device must be cpu, cuda or auto, got {self.device!r}")
+
+
+# --------------------------------------------------------------------------- validation
+def load_jsonl(path: Path | str) -> list[ProbeItem]:
+    """The items of a JSONL task file, refusing (one line, naming the line) a line that is not
+    a JSON object, a missing or non-string ``prompt``/``answer``, an empty answer and a
+    duplicate prompt. Blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"task file {path} does not exist")
+    items, first_line = [], {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ParameterError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise ParameterError(f"{path}:{n}: expected a JSON object with 'prompt' and 'answer'")
+        for key in ("prompt", "answer"):
+            if key not in obj:
+                raise ParameterError(f"{path}:{n}: missing key '{key}'")
+            if not isinstance(obj[key], str):
+                raise ParameterError(f"{path}:{n}: '{key}' must be a string, got "
+                                     f"{type(obj[key]).__name__}")
+        if not obj["prompt"]:
+            raise ParameterError(f"{path}:{n}: empty prompt")
+        if not obj["answer"]:
+            raise ParameterError(f"{path}:{n}: empty answer")
+        if obj["prompt"] in first_line:
+            raise ParameterError(f"{path}:{n}: duplicate prompt (first on line "
+                                 f"{first_line[obj['prompt']]})")
+        first_line[obj["prompt"]] = n
+        items.append(ProbeItem(obj["prompt"], obj["answer"]))
+    return items
+
+
+def task_items(task: str, digits: int = 2) -> tuple[list[ProbeItem], str]:
+    """``(items, description)`` of a built-in task name or a JSONL file (validated).
+
+    A built-in addition or reversal task is split with the task's default seed (0): for a
+    trajectory pretrained with another seed (notebook 05's confirmation trajectories) these
+    prompts are not that trajectory's training split, and may include its held-out prompts.
+    The probe trains nothing, so this affects only which prompts the factors are measured on.
+    """
+    from vgh_lib.lm import tasks as lm_tasks
+
+    if task in BUILTIN_TASKS:
+        from vgh_lib.tiny.tasks import Task
+
+        if not 1 <= digits <= 6:
+            raise ParameterError(f"--digits must be in [1, 6], got {digits}")
+        train, _ = Task(task, digits).split()
+        return [ProbeItem(e.prompt, e.answer) for e in train], f"{task} ({digits} digits, training split of task seed 0)"
+    if task in lm_tasks.LM_TASKS:
+        train, _ = lm_tasks.split(task)
+        return [ProbeItem(e.prompt, e.answer) for e in train], f"{task} (few-shot, training split)"
+    if task.endswith(".jsonl") or Path(task).is_file():
+        return load_jsonl(task), Path(task).name
+    raise ParameterError(f"--task {task!r} is neither a built-in task "
+                         f"({', '.join(BUILTIN_TASKS + lm_tasks.LM_TASKS)}) nor a .jsonl file")
+
+
+def check_paths(paths) -> list[Path]:
+    """Refuse, before anything loads, a path that is neither a local model directory (with a
+    config.json) nor a ``.gguf`` file; and a path given twice."""
+    out, seen = [], set()
+    for p in map(Path, paths):
+        if p.suffix == ".gguf":
+            if not p.is_file():
+                raise ParameterError(f"{p}: GGUF file does not exist")
+        elif not p.is_dir():
+            raise ParameterError(f"{p}: no such model directory")
+        elif not (p / "config.json").is_file():
+            raise ParameterError(f"{p}: not a model directory (no config.json)")
+        key = p.resolve()
+        if key in seen:
+            raise ParameterError(f"{p}: given twice")
+        seen.add(key)
+        out.append(p)
+    if not out:
+        raise ParameterError("no checkpoint given")
+    return out
+
+
+def select(items: list[ProbeItem], cfg: ProbeConfig, source: str) -> list[ProbeItem]:
+    """The probe's prompts: the first ``cfg.prompts`` of a seeded permutation (the draw of
+    :func:`vgh_lib.tiny.grpo.signal_gram` with the same seed)."""
+    if len(items) < cfg.prompts:
+        raise ParameterError(f"{source} has {len(items)} prompts, fewer than --prompts = {cfg.prompts}")
+    gen = torch.Generator().manual_seed(cfg.seed)
+    return [items[i] for i in torch.randperm(len(items), generator=gen)[: cfg.prompts].tolist()]
+
+
+# --------------------------------------------------------------------------- measuring
+def is_task_tokenizer(tokenizer) -> bool:
+    """The character tokenizer of the book's tasks (its models were trained on ``<bos> prompt``)."""
+    from vgh_lib.tiny.tasks import SPECIAL_TOKENS, SYMBOLS
+
+    return tokenizer.get_vocab() == {t: i for i, t in enumerate(SPECIAL_TOKENS + SYMBOLS)}
+
+
+def encode(tokenizer, item, task_tokenizer: bool | None = None) -> tuple[list[int], list[int]]:
+    """``(prompt ids, answer ids)`` as :func:`vgh_lib.lm.tasks.encode` tokenizes them (the
+    tokenizer's own special tokens; the answer as the model would write it after the prompt),
+    with ``<bos>`` first for the book's task tokenizer, as its checkpoints were trained."""
+    from vgh_lib.lm.tasks import encode as lm_encode
+
+    p, a = lm_encode(tokenizer, item)
+    p = p.tolist()
+    if task_tokenizer is None:
+        task_tokenizer = is_task_tokenizer(tokenizer)
+    if task_tokenizer and (not p or p[0] != tokenizer.bos_token_id):
+        p = [tokenizer.bos_token_id] + p
+    if not len(a):
+        raise ValueError(f"the answer {item.answer!r} of prompt {item.prompt!r} has no tokens")
+    return p, a.tolist()
+
+
+def _groups(encoded: list[tuple[list[int], list[int]]]) -> list[list[int]]:
+    """Indices of the batch's prompts, grouped by (prompt length, answer length), in order of
+    first appearance (one group when every prompt has the same shape)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (p, a) in enumerate(encoded):
+        groups.setdefault((len(p), len(a)), []).append(i)
+    return list(groups.values())
+
+
+def batch_update(model, encoded, group_size: int, temperature: float,
+                 generator: torch.Generator) -> tuple[torch.Tensor, np.ndarray]:
+    """One batch's GRPO expected-update estimate ``mean_i A_i Σ_s ∇ log π(a_s^i)`` (flattened,
+    as :func:`vgh_lib.tiny.grpo.grpo_update`) and each prompt's successes out of ``group_size``."""
+    from vgh_lib.tiny.grpo import group_update
+
+    device = next(model.parameters()).device
+    total = torch.zeros(sum(p.numel() for p in model.parameters() if p.requires_grad),
+                        dtype=torch.float64, device=device)
+    successes = np.zeros(len(encoded), dtype=int)
+    n = len(encoded) * group_size
+    for idx in _groups(encoded):
+        prompts = torch.tensor([encoded[i][0] for i in idx], device=device)
+        answers = torch.tensor([encoded[i][1] for i in idx], device=device)
+        flat, rewards = group_update(model, prompts, answers, group_size, temperature, generator,
+                                     weight=len(idx) * group_size / n)
+        total += flat
+        successes[idx] = rewards.view(len(idx), group_size).sum(1).long().cpu().numpy()
+    return total, successes
+
+
+def _mean_se(x) -> tuple[float, float]:
+    x = np.asarray(x, float)
+    return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan"))
+
+
+def impact_jackknife_se(gram, headroom_per_prompt) -> float:
+    """Standard error of ``I = S·H`` by deleting one batch at a time from *both* factors.
+
+    S and H come from the same completions (batch ``b`` holds the ``b``-th equal share of the
+    prompts), so their errors are correlated; removing a whole batch from the Gram matrix and
+    its prompts from the headroom keeps that correlation, which a delta method for independent
+    factors would drop. NaN with fewer than 3 batches.
+    """
+    gram = np.asarray(gram, float)
+    h = np.asarray(headroom_per_prompt, float)
+    M = gram.shape[0]
+    if M < 3:
+        return float("nan")
+    per = h.size // M
+    keep = np.arange(M)
+    loo = []
+    for b in range(M):
+        rest = keep[keep != b]
+        s_b = math.sqrt(max(0.0, stats.u_statistic_sq_norm(gram, rest)))
+        h_b = float(np.delete(h, np.s_[b * per:(b + 1) * per]).mean())
+        loo.append(s_b * h_b)
+    loo = np.array(loo)
+    return float(np.sqrt((M - 1) / M * np.sum((loo - loo.mean()) ** 2)))
+
+
+@dataclass
+class ProbeResult:
+    """One checkpoint's factors (``value``, ``se``), and the raw measurements behind them."""
+
+    path: str
+    successes: np.ndarray       # (prompts,) out of samples, in the order of the selected prompts
+    gram: np.ndarray            # (batches, batches)
+    samples: int
+    k: int
+    values: dict[str, float] = field(default_factory=dict)
+    ses: dict[str, float] = field(default_factory=dict)
+    step: int | None = None
+
+    @classmethod
+    def from_measurements(cls, path: str, successes, gram, samples: int, k: int,
+                          step: int | None = None) -> "ProbeResult":
+        c = np.asarray(successes, int)
+        p1 = c / samples
+        pk = np.array([pass_at_k(samples, int(ci), k) for ci in c])
+        s, s_se = impact.signal(gram)
+        values, ses = {}, {}
+        values["pass@1"], ses["pass@1"] = _mean_se(p1)
+        values["pass@k"], ses["pass@k"] = _mean_se(pk)
+        values["H"], ses["H"] = _mean_se(pk - p1)
+        values["reward std"], ses["reward std"] = _mean_se(np.sqrt(p1 * (1 - p1)))
+        values["S"], ses["S"] = s, s_se
+        h = values["H"]
+        values["I"] = s * h
+        ses["I"] = impact_jackknife_se(gram, pk - p1)
+        return cls(path, c, np.asarray(gram, float), samples, k, values, ses, step)
+
+    def as_dict(self) -> dict:
+        def clean(v):
+            return None if v is None or not np.isfinite(v) else float(v)
+
+        return {"path": self.path, "step": self.step,
+                "factors": {f: {"value": clean(self.values[f]), "se": clean(self.ses[f])}
+                            for f in FACTORS},
+                "successes": self.successes.tolist(), "samples": self.samples, "k": self.k,
+                "gram": self.gram.tolist()}
+
+
+def _step_of(path: Path) -> int | None:
+    try:
+        m = json.loads((path / "metrics.json").read_text())
+        return int(m["step"]) if "step" in m else None
+    except (OSError, ValueError, KeyError, TypeError):
+        name = path.name
+        return int(name[5:]) if name.startswith("step_") and name[5:].isdigit() else None
+
+
+def load_checkpoint(path: Path, device: str):
+    """``(model, tokenizer)`` of a model directory or a ``.gguf`` file (converted once)."""
+    from vgh_lib.tiny.models import load_local
+
+    if path.suffix == ".gguf":
+        from vgh_lib.lm.loading import resolve_model_dir
+
+        path = resolve_model_dir(path)
+    return load_local(path, device)
+
+
+def measure(model, tokenizer, items: list[ProbeItem], cfg: ProbeConfig, pool_size: int,
+            path: str = "", step: int | None = None, progress=None) -> ProbeResult:
+    """The probe on one loaded model: ``items`` are the prompts :func:`select` chose from a
+    pool of ``pool_size``; the sampling noise continues the generator of that draw, as in
+    :func:`vgh_lib.tiny.grpo.signal_gram`."""
+    bos = is_task_tokenizer(tokenizer)
+    encoded = [encode(tokenizer, it, bos) for it in items]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    torch.randperm(pool_size, generator=gen)
+    per = cfg.prompts // cfg.batches
+    updates, successes = [], []
+    for b in range(cfg.batches):
+        g, c = batch_update(model, encoded[b * per:(b + 1) * per], cfg.samples, cfg.temperature, gen)
+        updates.append(g)
+        successes.append(c)
+        if progress is not None:
+            progress.update(1)
+    g = torch.stack(updates)
+    return ProbeResult.from_measurements(path, np.concatenate(successes), (g @ g.T).cpu().numpy(),
+                                         cfg.samples, cfg.k, step)
+
+
+@dataclass
+class ProbeRun:
+    task: str
+    config: ProbeConfig
+    results: list[ProbeResult]
+    failed: dict[str, str]                 # path -> why it could not be loaded
+
+    def ranked(self) -> list[ProbeResult]:
+        """By I, largest first (a NaN I last); ties keep the given order."""
+        return sorted(self.results, key=lambda r: -r.values["I"] if np.isfinite(r.values["I"])
+                      else math.inf)
+
+    def as_dict(self) -> dict:
+        return {"task": self.task, "config": asdict(self.config), "provenance": provenance(),
+                "ranking": [r.as_dict() for r in self.ranked()], "failed": self.failed}
+
+
+def probe(paths, task: str, cfg: ProbeConfig, digits: int = 2, progress: bool = True,
+          log=print) -> ProbeRun:
+    """Validate everything, then probe every checkpoint; one that fails to load is reported
+    through ``log`` and skipped."""
+    from tqdm.auto import tqdm
+
+    paths = check_paths(paths)
+    items, description = task_items(task, digits)
+    chosen = select(items, cfg, description)
+    device = str(_device(cfg.device))
+    results, failed = [], {}
+    bar = tqdm(total=len(paths) * cfg.batches, desc="vgh probe", unit="batch", disable=not progress)
+    for p in paths:
+        try:
+            model, tok = load_checkpoint(p, device)
+        except Exception as exc:  # noqa: BLE001 - any load failure skips the checkpoint
+            msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            failed[str(p)] = msg
+            log(f"vgh probe: skipped {p}: could not load ({msg})")
+            bar.update(cfg.batches)
+            continue
+        results.append(measure(model, tok, chosen, cfg, len(items), str(p),
+                               _step_of(p) if p.is_dir() else None, bar))
+        del model
+    bar.close()
+    return ProbeRun(description, cfg, results, failed)
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """One checkpoint's probe (:func:`run_probe`), a frozen job for a process pool or a cluster."""
+
+    path: str
+    task: str
+    config: ProbeConfig
+    digits: int = 2
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+
+def run_probe(job: ProbeJob) -> ProbeResult:
+    """One checkpoint's probe on one thread. A load failure raises."""
+    torch.set_num_threads(1)
+    run = probe([job.path], job.task, job.config, job.digits, progress=False, log=lambda m: None)
+    if run.failed:
+        raise RuntimeError(f"{job.path}: {run.failed[str(job.path)]}")
+    return run.results[0]
+
+
+def _device(device: str):
+    from vgh_lib.tiny.models import resolve_device
+
+    try:
+        return resolve_device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ParameterError(f"--device {device}: {exc}") from None
+
+
+def provenance() -> dict:
+    import datetime
+    import importlib.metadata
+    import subprocess
+
+    try:
+        version = importlib.metadata.version("vgh-companion")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        version = "unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, cwd=PACKAGE_DIR, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):  # pragma: no cover
+        commit = ""
+    return {"vgh_companion": version, "git": commit or "unknown", "torch": torch.__version__,
+            "date": datetime.date.today().isoformat()}
+
+
+# ---------------------------------------------------------------------------- reporting
+def _fmt(v: float, se: float) -> str:
+    if not np.isfinite(v):
+        return "nan"
+    return f"{v:.4g} ± {se:.2g}" if np.isfinite(se) else f"{v:.4g} ± –"
+
+
+def table(run: ProbeRun) -> str:
+    """The ranking as a plain-text table (value ± SE)."""
+    rows = [["rank", "checkpoint", *FACTORS]]
+    for i, r in enumerate(run.ranked(), start=1):
+        rows.append([str(i), r.path, *(_fmt(r.values[f], r.ses[f]) for f in FACTORS)])
+    rows[0][3] = f"pass@{run.config.k}"
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    c = run.config
+    head = (f"task: {run.task}; {c.prompts} prompts × {c.samples} samples, S over {c.batches} "
+            f"batches, temperature {c.temperature}, seed {c.seed}; ranked by I = S·H (± SE)")
+    return head + "\n" + "\n".join(lines)
+
+
+def plot(run: ProbeRun, out: Path | str) -> Path:
+    """The factors (± SE) against the checkpoints in the order given, provenance in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = run.results
+    x = np.arange(len(res))
+    labels = [str(r.step) if r.step is not None else Path(r.path).name for r in res]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
+    for ax, f in zip(axes.flat, ("I", "S", "H", "pass@1", "pass@k", "reward std")):
+        v = np.array([r.values[f] for r in res])
+        e = np.array([r.ses[f] for r in res])
+        ax.errorbar(x, v, yerr=np.where(np.isfinite(e), e, 0), marker="o", capsize=3)
+        ax.set_title(f if f != "pass@k" else f"pass@{run.config.k}")
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+    for ax in axes[1]:
+        ax.set_xlabel("checkpoint (step)" if all(r.step is not None for r in res) else "checkpoint")
+    c, pv = run.config, provenance()
+    fig.suptitle(f"vgh probe · {run.task} · {c.prompts} prompts × {c.samples} samples, "
+                 f"{c.batches} batches, k={c.k}, τ={c.temperature}, seed {c.seed}\n"
+                 f"vgh-companion {pv['vgh_companion']} (git {pv['git']}), torch {pv['torch']}, "
+                 f"{pv['date']}", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+# -------------------------------------------------------------------------------- the CLI
+def add_arguments(parser) -> None:
+    """The options of ``vgh probe`` (:mod:`vgh_lib.driver.cli` keeps only the dispatch)."""
+    d = ProbeConfig()
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="local Hugging Face causal-LM directories (or .gguf files)")
+    parser.add_argument("--task", required=True, metavar="NAME|FILE.jsonl",
+                        help="addition, reverse, a real-LM task (capitals, products, max, sums, "
+                             "successor, differences, two_digit_sums) or a JSONL file of "
+                             '{"prompt": ..., "answer": ...} lines (exact-match reward)')
+    parser.add_argument("--digits", type=int, default=2, help="operand digits of addition/reverse")
+    parser.add_argument("--samples", type=int, default=d.samples,
+                        help=f"completions per prompt: the GRPO group and pass@k sample (default {d.samples})")
+    parser.add_argument("--k", type=int, default=d.k, help=f"k of pass@k (default {d.k})")
+    parser.add_argument("--batches", type=int, default=d.batches,
+                        help=f"independent batches of the signal's U-statistic (default {d.batches})")
+    parser.add_argument("--prompts", type=int, default=d.prompts,
+                        help=f"distinct prompts in all, split over the batches (default {d.prompts})")
+    parser.add_argument("--temperature", type=float, default=d.temperature)
+    parser.add_argument("--device", default=d.device, choices=("cpu", "cuda", "auto"))
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw the factors against the checkpoints")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run_cli(args) -> int:
+    """``vgh probe``: 0 when every checkpoint was probed, 1 when one could not be loaded, 2
+    (a :class:`ParameterError`, raised before any model loads) for a refused input."""
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the table, not transformers' advice, on the terminal
+    cfg = ProbeConfig(samples=args.samples, k=args.k, batches=args.batches, prompts=args.prompts,
+                      temperature=args.temperature, seed=args.seed, device=args.device)
+    for out in (args.json, args.plot):
+        if out is not None and not out.resolve().parent.is_dir():
+            raise ParameterError(f"{out}: its folder does not exist")
+    run = probe(args.paths, args.task, cfg, args.digits, progress=not args.quiet,
+                log=lambda m: print(m, file=sys.stderr))
+    if run.results:
+        print(table(run))
+    if args.json is not None:
+        args.json.write_text(json.dumps(run.as_dict(), indent=2, ensure_ascii=False) + "\n")
+        print(f"wrote {args.json}")
+    if args.plot is not None and run.results:
+        print(f"wrote {plot(run, args.plot)}")
+    if run.failed:
+        print(f"vgh probe: {len(run.failed)} of {len(run.failed) + len(run.results)} checkpoints "
+              "could not be loaded", file=sys.stderr)
+        return 1
+    return 0
