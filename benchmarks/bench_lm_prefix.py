@@ -33,15 +33,15 @@ def main() -> None:
     pairs = lm_grpo.encode(tok, lm_tasks.suite("train", 8, (args.task,)))
     lm_grpo.train_top_layers(model, args.layers)
     prefix = FrozenPrefix(model, args.layers)
-    lm_grpo.values(model, pairs, prefix=prefix)   # the one-off bottom states, not timed
+    lm_grpo.exact_values(model, pairs, prefix=prefix)   # the one-off bottom states, not timed
 
     def step(pre):
         gen = torch.Generator().manual_seed(0)
         lm_grpo.accumulate_update(model, pairs, 8, 1.0, gen, 1.0, pre)
 
     rows = [("GRPO step (8 prompts × 8 samples)", lambda: step(None), lambda: step(prefix)),
-            ("exact values (8 prompts)", lambda: lm_grpo.values(model, pairs),
-             lambda: lm_grpo.values(model, pairs, prefix=prefix))]
+            ("exact values (8 prompts)", lambda: lm_grpo.exact_values(model, pairs),
+             lambda: lm_grpo.exact_values(model, pairs, prefix=prefix))]
     print(f"{args.model}, task {args.task}, top {args.layers} blocks trained, 1 thread")
     for name, plain, cached in rows:
         a, b = best_of(plain, args.repeats), best_of(cached, args.repeats)

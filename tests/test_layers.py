@@ -119,6 +119,8 @@ def test_the_layer_rules_can_fail():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebooks_import_only_experiments_harness_and_plots(path):
+    """A notebook's interface to the library is its experiment module, the harness (claims,
+    glue) and the plots; everything a test could cover lives behind them."""
     for imp in _notebook_imports(path):
         layer = ".".join(imp.split(".")[1:3]) if _layer(imp) == "common" else _layer(imp)
         assert layer in NOTEBOOK_LAYERS, f"{path.name} imports {imp}"

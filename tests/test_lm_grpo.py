@@ -173,14 +173,14 @@ def test_train_raises_the_probe_value_restores_flags_and_restored_undoes_it(tiny
     params = lm_grpo.train_top_layers(model, 1)
     lm_grpo.restore_grad_flags(model, flags)
     start = [p.detach().clone() for p in params]
-    before = lm_grpo.values(model, pairs).mean()
+    before = lm_grpo.exact_values(model, pairs).mean()
     cfg = lm_grpo.LMGRPOConfig(steps=6, prompts_per_step=3, group_size=8, lr=3e-3,
                                train_layers=1, probe_every=3, seed=0)
     finals = {}
     for sign in (1.0, -1.0):
         with lm_grpo.restored(params):
             h = lm_grpo.train(model, pairs, pairs, cfg, sign=sign)
-            finals[sign] = lm_grpo.values(model, pairs).mean()
+            finals[sign] = lm_grpo.exact_values(model, pairs).mean()
             assert h.probe_steps == [0, 3, 6] and len(h.mean_reward) == 6
             assert h.probe_value[0] == pytest.approx(before)
             assert h.probe_value[-1] == pytest.approx(finals[sign])

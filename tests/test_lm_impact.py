@@ -34,7 +34,7 @@ def test_gain_job_measures_a_paired_gain_and_leaves_the_model_as_it_was(design):
     # the model is back to its weights, and `before` is its exact held-out value
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
     # (the job uses the cached bottom blocks of lm_prefix: float32 agreement with the plain path)
-    np.testing.assert_allclose(run.before, lm_grpo.values(model, held), rtol=1e-4)
+    np.testing.assert_allclose(run.before, lm_grpo.exact_values(model, held), rtol=1e-4)
     assert run.probe_steps == [0, 1, 2, 3] and run.after.shape == run.before.shape
     assert np.any(run.after != run.before)
     # `after` is the held-out value after GRPO on this task's training prompts, with this
@@ -43,7 +43,7 @@ def test_gain_job_measures_a_paired_gain_and_leaves_the_model_as_it_was(design):
     params = lm_grpo.train_top_layers(model, design.train_layers)
     with lm_grpo.restored(params):
         lm_grpo.train(model, train, train[:design.probe_prompts], design.grpo(3e-3, 1))
-        np.testing.assert_allclose(run.after, lm_grpo.values(model, held), rtol=1e-3, atol=1e-7)
+        np.testing.assert_allclose(run.after, lm_grpo.exact_values(model, held), rtol=1e-3, atol=1e-7)
     # the same job gives the same run (the same worker or another one)
     again = lm_impact.run_gain(job)
     np.testing.assert_array_equal(again.after, run.after)
@@ -57,7 +57,7 @@ def test_greedy_target_replaces_the_answer_by_the_models_own(design):
     for (p, a), (q, b) in zip(task, greedy):
         assert torch.equal(p, q) and a.shape == b.shape
     # the greedy answer is the model's most likely token at each step
-    v_task, v_greedy = lm_grpo.values(model, task), lm_grpo.values(model, greedy)
+    v_task, v_greedy = lm_grpo.exact_values(model, task), lm_grpo.exact_values(model, greedy)
     assert np.all(v_greedy >= v_task - 1e-12)
     with pytest.raises(ValueError, match="target"):
         lm_impact.task_pairs(model, tok, "sums", "train", 3, "gold")
@@ -67,7 +67,7 @@ def test_factor_job_gives_exact_values_and_the_signal_gram(design):
     out = lm_impact.run_factors(lm_impact.factor_jobs(design, ["products"], seed=2)[0])
     model, tok = lm_impact.model_for(design.model_path)
     train = lm_impact.task_pairs(model, tok, "products", "train", design.train_limit, "greedy")
-    np.testing.assert_allclose(out.values, lm_grpo.values(model, train), rtol=1e-4)
+    np.testing.assert_allclose(out.values, lm_grpo.exact_values(model, train), rtol=1e-4)
     prefix = lm_impact.prefix_for(design.model_path, design.device, design.train_layers)
     assert prefix is not None   # the tiny llama uses the cached bottom blocks
     gram = lm_grpo.signal_gram(model, train, 3, 2, design.group_size, 1.0, 1, 2, prefix)

@@ -35,7 +35,7 @@ def test_exact_value_and_sampled_logprobs_equal_the_plain_path(tiny, k):
     prefix = FrozenPrefix(model, k)
     for p, a in _pairs(tok):
         assert prefix.exact_value(p, a, 1.3) == pytest.approx(
-            lm_grpo.values(model, [(p, a)], 1.3)[0], rel=1e-6)
+            lm_grpo.exact_values(model, [(p, a)], 1.3)[0], rel=1e-6)
         fast = prefix.sampled_logprobs(p, a.shape[0], 5, 1.2, torch.Generator().manual_seed(3))
         slow = lm_grpo.sampled_logprobs(model, p, a.shape[0], 5, 1.2, torch.Generator().manual_seed(3))
         assert torch.equal(fast[0], slow[0])    # the same Gumbel-max tokens
@@ -52,7 +52,7 @@ def test_training_with_the_prefix_equals_training_without(tiny):
     model, tok = tiny
     # the model's own greedy answers: likely enough that groups have unequal rewards
     pairs = [(p, lm_costates.greedy_answer(model, p, a.shape[0])) for p, a in _pairs(tok)]
-    assert 0.05 < lm_grpo.values(model, pairs).mean() < 0.95
+    assert 0.05 < lm_grpo.exact_values(model, pairs).mean() < 0.95
     cfg = lm_grpo.LMGRPOConfig(steps=3, prompts_per_step=2, group_size=6, lr=1e-2, train_layers=1,
                                probe_every=1, seed=4)
     params = lm_grpo.train_top_layers(model, 1)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from vgh_lib.common import stats
 
@@ -154,3 +155,12 @@ def test_spearman_critical_values_match_the_published_table():
     assert stats.permutation_pvalue([x], [y_at], 20_000, seed=1)[1] <= 0.05 + 0.005
     with pytest.raises(ValueError, match="n must be"):
         stats.spearman_critical(12)
+
+
+def test_gram_matrix_is_every_inner_product_in_float64():
+    a = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float32)
+    b = torch.tensor([0.5, -1.0, 1e-8], dtype=torch.float64)
+    g = stats.gram_matrix([a, b])
+    assert g.dtype == np.float64 and g.shape == (2, 2)
+    cross = 0.5 - 2.0 + 3e-8  # float64 arithmetic: the float32 vector is widened first
+    np.testing.assert_allclose(g, [[14.0, cross], [cross, 0.25 + 1.0 + 1e-16]], rtol=1e-15, atol=0)

@@ -216,3 +216,51 @@ def test_attention_share_by_hand(setup):
         expect = ((g[p] - gc[p]) ** 2).sum() / (g[p] ** 2).sum()
         assert share[p] == pytest.approx(float(expect), rel=1e-6)
         assert 0 < share[p] < 1
+
+
+def test_unresolved_reason_names_each_case():
+    nan = float("nan")
+    ok = _cell(10, 1.0, 0.3, 0.9, 0.1, 1.0, se=0.05)
+    assert ok.unresolved_reason(0.05) is None and ok.resolved(0.05)
+    assert "SE of ρ 0.060 > 0.05" == _cell(10, 1.0, 0.3, 0.9, 0.1, 1.0, se=0.06).unresolved_reason(0.05)
+    zero = _cell(10, 1.0, 0.3, nan, nan, 1.0)
+    zero.reward = 1.0
+    assert "every reward in every group is equal" in zero.unresolved_reason()
+    zero.reward = 0.4
+    assert "pure noise" in zero.unresolved_reason() and not zero.resolved()
+    noisy = _cell(10, 1.0, 0.3, 0.9, 0.1, 1.0)
+    noisy.agreement = nan
+    assert "not positive" in noisy.unresolved_reason()
+
+
+def test_mid_checkpoint_is_the_first_to_reach_half_of_the_last():
+    assert theorem2.mid_checkpoint([0.0, 0.1, 0.3, 0.35, 0.6]) == 2   # 0.3 ≥ 0.5 · 0.6
+    assert theorem2.mid_checkpoint([0.0, 0.29, 0.31, 0.6]) == 2       # 0.29 just misses
+    assert theorem2.mid_checkpoint([0.0, 0.0, 0.0, 0.0]) == 0          # 0 ≥ 0: the first
+    assert theorem2.mid_checkpoint([0.2, 0.1, -1.0]) == 0
+
+
+def test_share_summary_against_a_loop():
+    shares = [np.array([0.9, 0.8, 0.7]), np.array([0.2, 0.4, 0.9]), np.array([0.6, 0.7, 0.8])]
+    results = [theorem2.CheckpointResult(step, 0.5, [], [], s) for step, s in zip((0, 10, 30), shares)]
+    out = theorem2.share_summary(results, seed=3, share_min=0.5)
+    lo = [stats.bootstrap_mean_ci(s, seed=3)[0] for s in shares]
+    np.testing.assert_allclose(out.lo, lo)
+    np.testing.assert_allclose(out.mean, [0.8, 0.5, 0.7])
+    assert out.min_lower == pytest.approx(min(lo))
+    first = next(i for i in range(3) if all(v >= 0.5 for v in lo[i:]))
+    assert out.majority_step == (0, 10, 30)[first]
+    assert out.majority_min == pytest.approx(min([0.8, 0.5, 0.7][first:]))
+    none = theorem2.share_summary(results, seed=3, share_min=0.99)
+    assert math.isnan(none.majority_step) and math.isnan(none.majority_min)
+
+
+def test_measure_cells_is_measure_cell_per_grid_point(setup):
+    model, prompts, answers = setup
+    cells = theorem2.measure_cells(model, prompts, answers, 64, [1.0, 2.0], [0.3], seed=4, step=7)
+    for ti, tau in enumerate((1.0, 2.0)):
+        one = theorem2.measure_cell(model, prompts, answers, tau, 0.3, 8, 8,
+                                    theorem2._seed(4, 7, ti, 0, 0), theorem2._seed(4, 7, ti, 0, 1),
+                                    step=7)
+        assert repr(cells[ti]) == repr(one)  # every field, NaN included
+    assert np.isfinite(cells[0].agreement)  # a resolved cell is among them

@@ -2,20 +2,12 @@
 
 Reproduces, empirically, the results of *Value-Gradient Hypothesis of RL for LLMs*
 (Asadulaev, Ognev, Salta, Takáč; arXiv:2605.21654) as reconstructed in the book.
-Modules, one concept each: ``rollout`` (differentiable rollouts, costates, LQR closed
-form), ``estimators`` (score-function, PPO, GRPO and pathwise gradients), ``tasks``
-(verifiable tasks and their tokenizer), ``models`` (tiny GPT-2, local loading), ``pretrain``
-(the cached checkpoint trajectory), ``sampling`` (generation, exact values, evaluation),
-``grpo`` (advantages, loss, training),
-``costates`` (empirical and relaxed costates in a transformer), ``impact`` (signal,
-headroom, value impact; the pre-registered design and its inference), the experiments ``theorem1``, ``actor_update`` and ``theorem2``,
-the real LM: ``real_lm`` (local GGUF/safetensors loading), ``lm_tasks``, ``lm_costates``,
-``lm_grpo``, ``lm_prefix`` (frozen bottom blocks computed once) and the experiment
-``lm_impact``; ``probe`` (``vgh probe``) and ``integrations.trl``; ``plots``, ``parallel``,
-``stats``, ``params`` (validated
-notebook parameters), ``registry`` (notebooks and profiles), ``claims``
-(pre-registered claims), ``report`` (the reproduction report page), ``runner`` (papermill execution with
-caching) and ``cli``.
+Layers, each importing only those before it (``tests/test_layers.py``): ``paths`` and
+``errors``; ``common`` (stats, value-impact inference, parallel jobs, plots); ``rollout``
+(differentiable rollouts, notebooks 01–02), ``tiny`` (tiny GPT-2 policies, 03–05) and ``lm``
+(real LMs, 06 and 08); ``tools`` (``vgh probe``, the TRL callback); ``harness`` (parameters,
+claims, glue); ``experiments`` (one module per notebook); ``driver`` (registry, runner,
+report, CLI, Sphinx extension).
 """
 
 from __future__ import annotations

@@ -296,6 +296,14 @@ def norm_z(diff, se) -> float:
     return float(np.linalg.norm(d) / np.sqrt(var))
 
 
+def gram_matrix(vectors) -> np.ndarray:
+    """The (M, M) inner products of M 1-D tensors, in float64 on the host: the Gram matrix of
+    independent update estimates whose U-statistic (:func:`u_statistic_sq_norm`) is the
+    signal. One place for the tiny models, the real LM and ``vgh probe``."""
+    g = torch.stack([v.double() for v in vectors])
+    return (g @ g.T).cpu().numpy()
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from ``n`` samples with ``c`` successes: ``1 − C(n−c, k)/C(n, k)``."""
     if not 0 <= c <= n or not 1 <= k <= n:

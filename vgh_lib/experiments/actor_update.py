@@ -1,30 +1,40 @@
 """The actor-update experiment (THEORY.md §2, the Proposition, reconstructed).
 
 On an LQR system with a linear Gaussian shift policy, where ``∇J`` is exact, and on a
-nonlinear system with a small MLP policy, where the reference is a finite difference:
+nonlinear system with a small MLP policy, where the reference is a finite difference.
+Each sub-experiment is a function with a typed result; :func:`run` composes them:
 
-* every estimator's mean against the exact gradient as ``N`` grows, and its variance
-  per rollout (the price the score function pays);
-* a bias check: many independent estimates, their mean and standard error;
-* PPO: at θ_old its surrogate gradient *is* the SF gradient; after K inner epochs the
-  clipped terms drop out;
-* GRPO: the mean group-normalised update as the group size ``G`` grows.
+* :func:`lqr_problem`, :func:`per_rollout_gradients`: one sample of rollouts and the
+  per-rollout gradient of every :class:`Estimator` on it;
+* :func:`summarize_estimator`: an estimator's mean against the exact gradient as ``N``
+  grows, and its variance per rollout (the price the score function pays);
+* :func:`paired_difference`, :func:`z_against`, :func:`bias_check`,
+  :func:`variance_ratio`: the Proposition's identity ``E[g_SF] = E[g_PD] = ∇J`` judged
+  against its Monte Carlo error, a bias check over many independent estimates, and the
+  variance ratio with a jackknife standard error;
+* :func:`ppo_check`: at θ_old the PPO surrogate gradient *is* the SF gradient; after K
+  inner epochs the clipped terms drop out;
+* :func:`grpo_sweep`: the mean group-normalised update as the group size ``G`` grows;
+* :func:`nonlinear_check`: PD against SF and a finite difference on the nonlinear system.
 
 ``g_SF`` in the claims is REINFORCE with reward-to-go and a leave-one-out baseline
-(unbiased, and the lowest-variance SF variant here); plain REINFORCE and the
-batch-mean baseline are shown beside it.
+(:attr:`Estimator.SF_LOO`: unbiased, and the lowest-variance SF variant here); plain
+REINFORCE and the batch-mean baseline are shown beside it. Results are keyed by
+:class:`Estimator`; display labels belong to the notebook.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from vgh_lib.common import stats
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments.theorem1 import RolloutParams
+from vgh_lib.experiments.theorem1 import FD_SEED_OFFSET, RolloutParams
 from vgh_lib.harness.params import spec
 from vgh_lib.rollout import dynamics as ro
 from vgh_lib.rollout import estimators as es
@@ -47,39 +57,119 @@ class ActorUpdateParams(RolloutParams):
             raise ParameterError(f"parameter 'n_rollouts' = {self.n_rollouts} must be at least "
                                  f"4 × group_size = {4 * self.group_size}")
 
-SF_VARIANTS = {"SF (no baseline)": "none", "SF (mean baseline)": "mean", "SF (leave-one-out)": "loo"}
+
+class Estimator(enum.Enum):
+    """The per-rollout policy-gradient estimators compared on LQR, in display order."""
+
+    PD = "pd"            # pathwise (BPTT), from the costates of Theorem 1
+    SF_NONE = "sf_none"  # REINFORCE with reward-to-go, no baseline
+    SF_MEAN = "sf_mean"  # ... with the batch-mean baseline
+    SF_LOO = "sf_loo"    # ... with the leave-one-out baseline: g_SF of the claims
+    GRPO = "grpo"        # group-normalised outcome advantage, groups of G
+
+
+# The baseline argument of :func:`vgh_lib.rollout.estimators.reinforce` for each SF variant.
+SF_BASELINE = {Estimator.SF_NONE: "none", Estimator.SF_MEAN: "mean", Estimator.SF_LOO: "loo"}
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass
+class EstimatorSummary:
+    """One estimator's per-rollout gradients (B, P) against the exact gradient."""
+
+    cosine_curve: np.ndarray  # mean cosine over disjoint batches of each N of the grid
+    variance: float           # tr Var(per-rollout gradient)
+    rel_variance: float       # tr Var / ‖mean gradient‖² (scale-free)
+    mean: np.ndarray          # (P,) mean gradient over all rollouts
+    cosine: float             # cosine of that mean with ∇J
+
+
+@dataclass
+class PairedDifference:
+    """``D = g_a − g_b`` on the same rollouts: the size of its mean, two ways."""
+
+    rel_diff: float  # ‖mean D‖ / ‖reference‖
+    z: float         # ‖mean D‖ / sqrt(tr Cov(D)/N)
+
+
+@dataclass
+class BiasCheck:
+    """The sample split into R independent estimates: their mean and its standard error."""
+
+    mean: np.ndarray  # (P,)
+    se: np.ndarray    # (P,)
+
+
+@dataclass
+class VarianceRatio:
+    """``tr Var(g_a) / tr Var(g_b)`` per rollout and its delete-one-block jackknife SE."""
+
+    ratio: float
+    se: float
+
+
+@dataclass
+class PPOResult:
+    """K inner PPO epochs on one batch, epoch by epoch (index 0 = θ_old)."""
+
+    identity_rel: float     # ‖∇PPO(θ_old) − mean g_SF‖ / ‖mean g_SF‖, same advantages
+    clipfrac: np.ndarray    # (K+1,)
+    grad_norm: np.ndarray   # (K+1,) ‖∇ surrogate‖ / ‖∇J‖
+    cosine: np.ndarray      # (K+1,) cosine of ∇ surrogate with ∇J(θ_old)
+
+
+@dataclass
+class GRPOSweep:
+    """The mean GRPO update at each group size."""
+
+    group_sizes: list[int]
+    cosine: np.ndarray  # (len(group_sizes),) cosine with ∇J
+    scale: np.ndarray   # (len(group_sizes),) ‖mean update‖ / ‖∇J‖
+    group_size: int     # the notebook's G (one of group_sizes)
+
+    @property
+    def main_cosine(self) -> float:
+        """The cosine at ``group_size``."""
+        return float(self.cosine[self.group_sizes.index(self.group_size)])
+
+    @property
+    def main_scale(self) -> float:
+        """The scale at ``group_size``."""
+        return float(self.scale[self.group_sizes.index(self.group_size)])
+
+
+@dataclass
+class NonlinearResult:
+    """PD and leave-one-out SF with an MLP policy on a nonlinear system, against FD."""
+
+    system: str
+    n_params: int          # number of policy parameters P
+    fd: np.ndarray         # (P,) finite-difference gradient of the MC objective
+    pd_mean: np.ndarray    # (P,) mean g_PD
+    sf_mean: np.ndarray    # (P,) mean g_SF
+    sf_pd: PairedDifference  # g_SF − g_PD, relative to ‖FD‖
+    pd_cosine: float       # cosine of mean g_PD with FD
+    sf_cosine: float       # cosine of mean g_SF with FD
+    variance_ratio: float  # tr Var(g_SF) / tr Var(g_PD)
 
 
 @dataclass
 class ActorUpdateResult:
-    """Everything the notebook plots and claims. Gradients are flattened, NumPy arrays."""
+    """Everything the notebook plots and claims. Gradients are flattened NumPy arrays."""
 
-    exact: np.ndarray                      # (P,) exact ∇_K J
-    sizes: list[int]                       # N grid
-    cosine_curves: dict[str, np.ndarray]   # estimator -> mean cosine over disjoint batches of N
-    variance: dict[str, float]             # estimator -> tr Var(per-rollout grad)
-    variance_ratio: float                  # tr Var(g_SF) / tr Var(g_PD), LQR, leave-one-out SF
-    variance_ratio_se: float               # its delete-one-block jackknife standard error
-    rel_variance: dict[str, float]         # estimator -> tr Var / ‖mean grad‖² (scale-free)
-    means: dict[str, np.ndarray]           # estimator -> mean gradient at the largest N
-    cosine: dict[str, float]               # estimator -> cosine of that mean with ∇J
-    bias_mean: dict[str, np.ndarray]       # estimator -> mean of R independent estimates
-    bias_se: dict[str, np.ndarray]         # estimator -> standard error of that mean
-    sf_pd_rel_diff: float                  # ‖mean g_SF − mean g_PD‖ / ‖∇J‖
-    sf_pd_z: float                         # ‖mean D‖ / sqrt(tr Cov(D)/N), D = g_SF − g_PD paired
-    z: dict[str, float]                    # estimator -> ‖mean − ∇J‖ / sqrt(tr Cov/N) (PD, SF)
-    ppo_identity_rel: float                # ‖∇PPO(θ_old) − mean g_SF‖ / ‖mean g_SF‖
-    ppo_clipfrac: np.ndarray               # (K+1,)
-    ppo_grad_norm: np.ndarray              # (K+1,) ‖∇ surrogate‖ / ‖∇J‖
-    ppo_cosine: np.ndarray                 # (K+1,) cosine of ∇ surrogate with ∇J(θ_old)
-    group_sizes: list[int]
-    grpo_cosine: np.ndarray                # (len(group_sizes),)
-    grpo_scale: np.ndarray                 # ‖mean GRPO update‖ / ‖∇J‖
-    grpo_main_cosine: float                # at the notebook's group_size
-    nonlinear: dict[str, float] = field(default_factory=dict)
-    nonlinear_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    exact: np.ndarray                             # (P,) exact ∇_K J
+    sizes: list[int]                              # N grid of the cosine curves
+    estimators: dict[Estimator, EstimatorSummary]  # every estimator, in Estimator order
+    sf_pd: PairedDifference                       # g_SF − g_PD on the same rollouts, LQR
+    z: dict[Estimator, float]                     # PD, SF_LOO: ‖mean − ∇J‖ / sqrt(tr Cov/N)
+    bias: dict[Estimator, BiasCheck]              # PD, SF_LOO: R independent estimates
+    variance_ratio: VarianceRatio                 # g_SF over g_PD, LQR
+    ppo: PPOResult
+    grpo: GRPOSweep
+    nonlinear: NonlinearResult
 
 
+# --------------------------------------------------------------------------- helpers
 def _variance(g: torch.Tensor) -> float:
     """Trace of the covariance of per-rollout gradients (B, P)."""
     return float(g.var(0).sum())
@@ -112,94 +202,166 @@ def _batch_cosines(g: torch.Tensor, target: torch.Tensor, sizes: list[int]) -> n
     return np.asarray(out)
 
 
+# --------------------------------------------------------------------- sub-experiments
+@dataclass(frozen=True)
+class LQRGradientProblem:
+    """An LQR system with a linear policy, a start state and the exact ``∇_K J``."""
+
+    system: ro.LQRSystem
+    policy: ro.LinearPolicy
+    x0: torch.Tensor
+    sigma: float
+    horizon: int
+    exact: torch.Tensor  # (m·n,)
+
+
+def lqr_problem(seed: int, n_state: int, n_action: int, sigma: float,
+                horizon: int) -> LQRGradientProblem:
+    """The random LQR problem of ``seed`` and its exact policy gradient."""
+    system, policy, x0 = ro.make_problem("lqr", n_state, n_action, seed)
+    exact = es.lqr_exact_gradient(system, policy.K, x0, sigma, horizon)
+    return LQRGradientProblem(system, policy, x0, sigma, horizon, exact)
+
+
+def per_rollout_gradients(system, policy, s: es.Samples,
+                          group_size: int) -> dict[Estimator, torch.Tensor]:
+    """Every estimator's per-rollout gradients on the rollouts ``s``, (B, P) each (GRPO keeps
+    the first whole groups of ``group_size``), in :class:`Estimator` order."""
+    grads = {Estimator.PD: es.pathwise(system, policy, s)}
+    for est, baseline in SF_BASELINE.items():
+        grads[est] = es.reinforce(policy, s, baseline)
+    grads[Estimator.GRPO] = es.grpo(policy, _first(s, group_size), group_size)
+    return grads
+
+
+def summarize_estimator(g: torch.Tensor, exact: torch.Tensor, sizes: list[int]) -> EstimatorSummary:
+    """Per-rollout gradients ``g`` (B, P) against ``exact``: cosine curve over ``sizes``,
+    variance per rollout (absolute and relative), the mean and its cosine."""
+    return EstimatorSummary(cosine_curve=_batch_cosines(g, exact, sizes), variance=_variance(g),
+                            rel_variance=_rel_variance(g), mean=g.mean(0).numpy(),
+                            cosine=stats.cosine(g.mean(0), exact))
+
+
+def paired_difference(a: torch.Tensor, b: torch.Tensor, reference: torch.Tensor) -> PairedDifference:
+    """``D = a − b`` row by row (the same rollouts): ‖mean D‖ over ‖reference‖ and over the
+    standard error ``sqrt(tr Cov(D)/N)``."""
+    diff = a - b
+    d_norm = diff.mean(0).norm()
+    return PairedDifference(rel_diff=float(d_norm / reference.norm()),
+                            z=float(d_norm / torch.sqrt(diff.var(0).sum() / a.shape[0])))
+
+
+def z_against(g: torch.Tensor, target: torch.Tensor) -> float:
+    """``‖mean g − target‖ / sqrt(Σ SE²)`` for per-rollout gradients ``g`` (B, P)."""
+    return stats.norm_z(g.mean(0) - target, g.std(0) / np.sqrt(g.shape[0]))
+
+
+def bias_check(g: torch.Tensor, n_repeats: int) -> BiasCheck:
+    """The first ``R·(B // R)`` rows of ``g`` as ``R = n_repeats`` independent estimates:
+    the mean of the R estimates and its standard error."""
+    k = g.shape[0] // n_repeats
+    est = g[: k * n_repeats].reshape(n_repeats, k, -1).mean(1)  # (R, P)
+    return BiasCheck(mean=est.mean(0).numpy(), se=(est.std(0) / np.sqrt(n_repeats)).numpy())
+
+
+def variance_ratio(a: torch.Tensor, b: torch.Tensor, n_blocks: int) -> VarianceRatio:
+    """``tr Var(a) / tr Var(b)`` per rollout, with a delete-one-block jackknife standard
+    error over ``n_blocks`` blocks of rollouts (:func:`vgh_lib.common.stats.block_jackknife_se`)."""
+    return VarianceRatio(
+        ratio=_variance(a) / _variance(b),
+        se=stats.block_jackknife_se(lambda rows: _variance(a[rows]) / _variance(b[rows]),
+                                    a.shape[0], n_blocks))
+
+
+def ppo_check(policy: ro.LinearPolicy, s: es.Samples, exact: torch.Tensor, sf_mean: torch.Tensor,
+              clip: float, epochs: int, step: float) -> PPOResult:
+    """K = ``epochs`` PPO epochs on ``s`` with leave-one-out advantages, step size ``step·‖K‖``
+    relative to the mean SF gradient ``sf_mean``; at θ_old the surrogate gradient must equal
+    the SF gradient with the same advantages."""
+    G = s.returns[:-1]
+    advantage = G - es.baseline_values(G, "loo")
+    lr = step * float(policy.K.detach().norm()) / float(sf_mean.norm())
+    trace = es.ppo_epochs(policy, s, advantage, clip, epochs, lr)
+    sf_same = es.score_function(policy, s, advantage).mean(0)  # the same advantages
+    return PPOResult(identity_rel=float((trace.grads[0] - sf_same).norm() / sf_same.norm()),
+                     clipfrac=trace.clipfrac.numpy(),
+                     grad_norm=(trace.grads.norm(dim=1) / exact.norm()).numpy(),
+                     cosine=np.array([stats.cosine(g, exact) for g in trace.grads]))
+
+
+def grpo_group_sizes(group_size: int, n_rollouts: int) -> list[int]:
+    """Powers of two from 2 to 64 that leave at least 4 groups, plus ``group_size``."""
+    sizes = [g for g in (2, 4, 8, 16, 32, 64) if g <= n_rollouts // 4]
+    if group_size not in sizes:
+        sizes = sorted(set(sizes) | {group_size})
+    return sizes
+
+
+def grpo_sweep(policy, s: es.Samples, exact: torch.Tensor, group_size: int) -> GRPOSweep:
+    """The mean GRPO update on the first whole groups of ``s``, at each group size of
+    :func:`grpo_group_sizes`: its cosine with ``exact`` and its norm over ``‖exact‖``."""
+    group_sizes = grpo_group_sizes(group_size, s.actions.shape[1])
+    cos, scale = [], []
+    for gsz in group_sizes:
+        mean = es.grpo(policy, _first(s, gsz), gsz).mean(0)
+        cos.append(stats.cosine(mean, exact))
+        scale.append(float(mean.norm() / exact.norm()))
+    return GRPOSweep(group_sizes, np.asarray(cos), np.asarray(scale), group_size)
+
+
+def nonlinear_check(system: str, n_state: int, n_action: int, seed: int, hidden: int,
+                    sigma: float, horizon: int, n_rollouts: int, gen: torch.Generator,
+                    n_fd_rollouts: int = 20000, fd_step: float = 1e-4) -> NonlinearResult:
+    """An MLP policy (weights from ``gen``) on ``system``: ``n_rollouts`` rollouts (noise from
+    ``gen``), PD and leave-one-out SF against a finite difference of the MC objective
+    (``n_fd_rollouts``, noise seeded with ``seed + FD_SEED_OFFSET``)."""
+    sys_, _, x0 = ro.make_problem(system, n_state, n_action, seed)
+    mlp = ro.MLPPolicy(sys_.n_state, sys_.n_action, hidden, generator=gen)
+    s = es.sample(sys_, mlp, x0, sigma, horizon, n_rollouts, gen)
+    pd, sf = es.pathwise(sys_, mlp, s), es.reinforce(mlp, s, "loo")
+    fd_gen = torch.Generator().manual_seed(seed + FD_SEED_OFFSET)
+    fd = es.fd_objective_gradient(sys_, mlp, x0, sigma, horizon, n_fd_rollouts, fd_gen, fd_step)
+    return NonlinearResult(
+        system=system, n_params=fd.numel(), fd=fd.numpy(), pd_mean=pd.mean(0).numpy(),
+        sf_mean=sf.mean(0).numpy(), sf_pd=paired_difference(sf, pd, fd),
+        pd_cosine=stats.cosine(pd.mean(0), fd), sf_cosine=stats.cosine(sf.mean(0), fd),
+        variance_ratio=_variance(sf) / _variance(pd))
+
+
 def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         n_rollouts: int, group_size: int, system: str, hidden: int = 8,
         ppo_epochs: int = 10, ppo_clip: float = 0.2, ppo_step: float = 0.05,
         n_repeats: int = 20, n_fd_rollouts: int = 20000, fd_step: float = 1e-4,
-        progress=None) -> ActorUpdateResult:
-    """Run the whole experiment; all randomness derives from ``seed``."""
+        progress: Callable[[str], None] | None = None) -> ActorUpdateResult:
+    """Run the whole experiment. One noise stream, ``torch.Generator(seed)``, feeds in this
+    order: the LQR rollouts, then the MLP's weights and the nonlinear rollouts."""
     tick = progress or (lambda msg: None)
     gen = torch.Generator().manual_seed(seed)
-    lqr, policy, x0 = ro.make_problem("lqr", n_state, n_action, seed)
-    exact = es.lqr_exact_gradient(lqr, policy.K, x0, sigma, horizon)
+    problem = lqr_problem(seed, n_state, n_action, sigma, horizon)
+    exact = problem.exact
 
     tick("LQR: sampling and per-rollout gradients")
-    s = es.sample(lqr, policy, x0, sigma, horizon, n_rollouts, gen)
-    grads = {"PD (BPTT)": es.pathwise(lqr, policy, s)}
-    for label, kind in SF_VARIANTS.items():
-        grads[label] = es.reinforce(policy, s, kind)
-    grads[f"GRPO (G={group_size})"] = es.grpo(policy, _first(s, group_size), group_size)
-    sf, pd = grads["SF (leave-one-out)"], grads["PD (BPTT)"]
-
+    s = es.sample(problem.system, problem.policy, problem.x0, sigma, horizon, n_rollouts, gen)
+    grads = per_rollout_gradients(problem.system, problem.policy, s, group_size)
+    sf, pd = grads[Estimator.SF_LOO], grads[Estimator.PD]
     sizes = stats.log_spaced_sizes(10, n_rollouts, 10)
-    # Proposition: E[g_SF] = E[g_PD] = ∇_θ J
-    diff = sf - pd  # paired: the same rollouts
-    d_mean = diff.mean(0)
-    z = float(d_mean.norm() / torch.sqrt(diff.var(0).sum() / n_rollouts))
-
-    k = n_rollouts // n_repeats
-    bias_mean, bias_se = {}, {}
-    for label in ("PD (BPTT)", "SF (leave-one-out)"):
-        est = grads[label][: k * n_repeats].reshape(n_repeats, k, -1).mean(1)  # R estimates
-        bias_mean[label] = est.mean(0).numpy()
-        bias_se[label] = (est.std(0) / np.sqrt(n_repeats)).numpy()
+    checked = (Estimator.PD, Estimator.SF_LOO)  # Proposition: E[g_SF] = E[g_PD] = ∇_θ J
 
     tick("PPO inner epochs")
-    G = s.returns[:-1]
-    advantage = G - es.baseline_values(G, "loo")
-    lr = ppo_step * float(policy.K.detach().norm()) / float(sf.mean(0).norm())
-    trace = es.ppo_epochs(policy, s, advantage, ppo_clip, ppo_epochs, lr)
-    sf_same = es.score_function(policy, s, advantage).mean(0)  # the same advantages
-    ppo_identity = float((trace.grads[0] - sf_same).norm() / sf_same.norm())
+    ppo = ppo_check(problem.policy, s, exact, sf.mean(0), ppo_clip, ppo_epochs, ppo_step)
 
     tick("GRPO group sizes")
-    group_sizes = [g for g in (2, 4, 8, 16, 32, 64) if g <= n_rollouts // 4]
-    if group_size not in group_sizes:
-        group_sizes = sorted(set(group_sizes) | {group_size})
-    grpo_cos, grpo_scale = [], []
-    for gsz in group_sizes:
-        mean = es.grpo(policy, _first(s, gsz), gsz).mean(0)
-        grpo_cos.append(stats.cosine(mean, exact))
-        grpo_scale.append(float(mean.norm() / exact.norm()))
-
-    result = ActorUpdateResult(
-        exact=exact.numpy(), sizes=sizes,
-        cosine_curves={k_: _batch_cosines(g, exact, sizes) for k_, g in grads.items()},
-        variance={k_: _variance(g) for k_, g in grads.items()},
-        variance_ratio=_variance(sf) / _variance(pd),
-        variance_ratio_se=stats.block_jackknife_se(
-            lambda rows: _variance(sf[rows]) / _variance(pd[rows]), sf.shape[0], n_repeats),
-        rel_variance={k_: _rel_variance(g) for k_, g in grads.items()},
-        means={k_: g.mean(0).numpy() for k_, g in grads.items()},
-        cosine={k_: stats.cosine(g.mean(0), exact) for k_, g in grads.items()},
-        bias_mean=bias_mean, bias_se=bias_se,
-        sf_pd_rel_diff=float(d_mean.norm() / exact.norm()), sf_pd_z=z,
-        z={k_: stats.norm_z(grads[k_].mean(0) - exact, grads[k_].std(0) / np.sqrt(n_rollouts))
-           for k_ in ("PD (BPTT)", "SF (leave-one-out)")},
-        ppo_identity_rel=ppo_identity, ppo_clipfrac=trace.clipfrac.numpy(),
-        ppo_grad_norm=(trace.grads.norm(dim=1) / exact.norm()).numpy(),
-        ppo_cosine=np.array([stats.cosine(g, exact) for g in trace.grads]),
-        group_sizes=group_sizes, grpo_cosine=np.asarray(grpo_cos),
-        grpo_scale=np.asarray(grpo_scale),
-        grpo_main_cosine=grpo_cos[group_sizes.index(group_size)],
-    )
+    grpo = grpo_sweep(problem.policy, s, exact, group_size)
 
     tick(f"nonlinear system ({system}) with an MLP policy")
-    nl, _, nl_x0 = ro.make_problem(system, n_state, n_action, seed)
-    mlp = ro.MLPPolicy(nl.n_state, nl.n_action, hidden, generator=gen)
-    ns = es.sample(nl, mlp, nl_x0, sigma, horizon, n_rollouts, gen)
-    nl_pd, nl_sf = es.pathwise(nl, mlp, ns), es.reinforce(mlp, ns, "loo")
-    fd_gen = torch.Generator().manual_seed(seed + 1_000_003)
-    fd = es.fd_objective_gradient(nl, mlp, nl_x0, sigma, horizon, n_fd_rollouts, fd_gen, fd_step)
-    nd = nl_sf - nl_pd
-    result.nonlinear = {
-        "sf_pd_rel_diff": float(nd.mean(0).norm() / fd.norm()),
-        "sf_pd_z": float(nd.mean(0).norm() / torch.sqrt(nd.var(0).sum() / n_rollouts)),
-        "pd_cosine": stats.cosine(nl_pd.mean(0), fd),
-        "sf_cosine": stats.cosine(nl_sf.mean(0), fd),
-        "variance_ratio": _variance(nl_sf) / _variance(nl_pd),
-        "n_params": float(fd.numel()),
-    }
-    result.nonlinear_vectors = {"fd": fd.numpy(), "PD (BPTT)": nl_pd.mean(0).numpy(),
-                                "SF (leave-one-out)": nl_sf.mean(0).numpy()}
-    return result
+    nonlinear = nonlinear_check(system, n_state, n_action, seed, hidden, sigma, horizon,
+                                n_rollouts, gen, n_fd_rollouts, fd_step)
+
+    return ActorUpdateResult(
+        exact=exact.numpy(), sizes=sizes,
+        estimators={est: summarize_estimator(g, exact, sizes) for est, g in grads.items()},
+        sf_pd=paired_difference(sf, pd, exact),
+        z={est: z_against(grads[est], exact) for est in checked},
+        bias={est: bias_check(grads[est], n_repeats) for est in checked},
+        variance_ratio=variance_ratio(sf, pd, n_repeats), ppo=ppo, grpo=grpo,
+        nonlinear=nonlinear)

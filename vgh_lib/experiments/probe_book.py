@@ -6,10 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from vgh_lib.common.impact import CheckpointData
+from vgh_lib.common.parallel import run_jobs
+from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
+from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.value_impact import ConfirmationParams
 from vgh_lib.harness.params import spec
-from vgh_lib.tools.probe import ProbeConfig, ProbeJob
+from vgh_lib.tools.probe import ProbeConfig, ProbeJob, ProbeResult, run_probe
 
 
 @dataclass(frozen=True)
@@ -52,3 +58,61 @@ class ProbeBookParams(ConfirmationParams):
                                  f"multiple of 'probe_batches' = {self.probe_batches}")
         if len(self.checkpoint_grid) < 3:
             raise ParameterError("parameter 'checkpoint_grid' needs at least 3 steps to rank")
+
+
+FACTORS = ("I", "S", "H")
+"""The factors whose rankings the notebook compares."""
+
+
+def reference_factors(params: ProbeBookParams, trajectories: dict[int, list]
+                      ) -> dict[tuple[int, int], dict[str, float]]:
+    """Notebook 05's full-budget factors of every checkpoint, by (trajectory, step)."""
+    factors = run_jobs(value_impact.run_factors, params.factor_jobs(trajectories), params.jobs,
+                       desc="reference factors")
+    return {(f.trajectory, f.step): CheckpointData(f.step, f.gram, f.successes, f.n_samples, f.k,
+                                                   np.zeros((1, 1))).predictors()
+            for f in factors}
+
+
+def run_probes(params: ProbeBookParams, trajectories: dict[int, list]
+               ) -> dict[tuple[int, int], list[ProbeResult]]:
+    """``vgh probe`` on every checkpoint with every probe seed, by (trajectory, probe seed),
+    each list in step order."""
+    keys, jobs = zip(*params.probe_jobs(trajectories))
+    out: dict[tuple[int, int], list[ProbeResult]] = {}
+    for key, r in zip(keys, run_jobs(run_probe, list(jobs), params.jobs, desc="vgh probe")):
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def probe_values(probes: dict[tuple[int, int], list[ProbeResult]], steps: dict[int, list[int]]
+                 ) -> dict[tuple[int, int, str], np.ndarray]:
+    """(trajectory, probe seed, factor) → the probe's values of that factor, in step order."""
+    out = {}
+    for (s, ps), res in probes.items():
+        by_step = {r.step: r for r in res}
+        for f in FACTORS:
+            out[(s, ps, f)] = np.array([by_step[st].values[f] for st in steps[s]])
+    return out
+
+
+def rank_agreement(params: ProbeBookParams, values: dict[tuple[int, int, str], np.ndarray],
+                   reference: dict[tuple[int, int], dict[str, float]], steps: dict[int, list[int]]
+                   ) -> dict[str, np.ndarray]:
+    """Per factor, the (trajectories, probe seeds) Spearman correlations of the probe's values
+    with the reference over the checkpoints of a trajectory."""
+    return {f: np.array([[spearman(values[(s, ps, f)], [reference[(s, st)][f] for st in steps[s]])
+                          for ps in params.probe_seeds] for s in params.confirmation_seeds])
+            for f in FACTORS}
+
+
+def top_agreement(params: ProbeBookParams, values: dict[tuple[int, int, str], np.ndarray],
+                  reference: dict[tuple[int, int], dict[str, float]], steps: dict[int, list[int]]
+                  ) -> tuple[dict[int, int], dict[int, list[int]], float]:
+    """The step the reference ranks first by I per trajectory, the step each probe seed ranks
+    first, and the share of (trajectory, probe seed) pairs where the two agree."""
+    top_ref = {s: max(steps[s], key=lambda st: reference[(s, st)]["I"]) for s in params.confirmation_seeds}
+    top_probe = {s: [steps[s][int(np.argmax(values[(s, ps, "I")]))] for ps in params.probe_seeds]
+                 for s in params.confirmation_seeds}
+    agree = float(np.mean([t == top_ref[s] for s in params.confirmation_seeds for t in top_probe[s]]))
+    return top_ref, top_probe, agree

@@ -1,14 +1,31 @@
 """Notebook ``06_real_lm``: Theorem 2 in a real pretrained language model, SmolLM2-135M-Instruct
-(THEORY.md §3 and §4b): its parameters, and the pre-registered thresholds of its claims.
-The measurements are :mod:`vgh_lib.lm.costates`.
+(THEORY.md §3 and §4b): its parameters, the pre-registered thresholds of its claims, and the
+values its claims and glued numbers are computed from.
+
+The measurements are :mod:`vgh_lib.lm.costates`; the notebook reaches them (and
+:mod:`vgh_lib.lm.loading`, :mod:`vgh_lib.lm.tasks`) only through the thin functions here:
+:func:`load`, :func:`screen`, :func:`pick`, :func:`analyse`. The rest turns the per-prompt
+results (:class:`vgh_lib.lm.costates.PromptResult`) into the claims' values: the Bonferroni
+critical values (:func:`t_crit`, :func:`z_crit`, :func:`z2_crit`), the Monte Carlo z of the
+sampler (:func:`mc_z`), :func:`worst`, :func:`fidelity_summary`, :func:`relaxed_summary` and
+:func:`attention_shares`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+
+from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.lm import costates as lm_costates
+from vgh_lib.lm import loading as lm_loading
+from vgh_lib.lm import tasks as lm_tasks
+from vgh_lib.lm.tasks import LM_TASKS
 
 
 @dataclass(frozen=True)
@@ -46,3 +63,269 @@ class RealLMParams(NotebookParams):
         if self.relax_rollouts % self.relax_blocks:
             raise ParameterError(f"parameter 'relax_rollouts' = {self.relax_rollouts} must be a "
                                  f"multiple of 'relax_blocks' = {self.relax_blocks}")
+
+
+# Pre-registered before the default run (see the chapter): the family-wise error rate of the
+# identity tests, and the thresholds of the empirical claims.
+ALPHA = 0.01
+SPREAD = 0.3          # pass@1 of the easiest task minus that of the hardest
+RHO_HARD = 0.9        # noise-corrected cos(E λ^C, ∇V^D) at τ = 1 and the smallest τ_r
+RHO_SPEARMAN = 0.5    # Spearman(sampling gap, 1 − ρ) within a prompt, averaged
+SHARE = 0.5           # attention-only share of ‖∇V^D‖²
+FID_LARGEST = 0.9     # one-batch fidelity at the largest G
+
+TASKS = LM_TASKS      # the task suite, in suite order (vgh_lib.lm.tasks.LM_TASKS)
+CAPITALS_PROMPT = "The capital of France is"
+
+
+# ------------------------------------------------------------------ the model and the screen
+def load(params: RealLMParams):
+    """``(model, tokenizer, model_dir)``: :func:`vgh_lib.lm.loading.load_model` of
+    ``params.model_path`` on ``params.device`` (float32, eval mode; a GGUF is converted once
+    into the cache), with every parameter's ``requires_grad`` off (the measurements take
+    gradients at the input embeddings only)."""
+    model, tokenizer, model_dir = lm_loading.load_model(params.model_path, params.device)
+    model.requires_grad_(False)
+    return model, tokenizer, model_dir
+
+
+def n_parameters(model) -> int:
+    """The number of the model's parameters."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def screen(model, tokenizer, params: RealLMParams) -> list[lm_costates.Screened]:
+    """The capability screen: :func:`vgh_lib.lm.costates.screen` (exact ``V^D`` at τ = 1 of the
+    ``params.target`` answer) of the first ``params.per_task`` held-out prompts of every task
+    (:func:`vgh_lib.lm.tasks.suite`)."""
+    examples = lm_tasks.suite("held_out", params.per_task)
+    return lm_costates.screen(model, tokenizer, examples, params.target)
+
+
+def task_means(screened) -> dict[str, float]:
+    """Mean exact pass@1 ``V^D`` of each task's screened prompts, in suite order (``TASKS``)."""
+    return {task: float(np.mean([s.value for s in screened if s.example.task == task]))
+            for task in TASKS}
+
+
+def task_table(screened, means: dict[str, float]) -> str:
+    """The screen's markdown table: per task, the prompts, the mean ``V^D`` (``means``, from
+    :func:`task_means`), the mean probability of the first answer token and the distinct
+    answer lengths in tokens."""
+    rows = ["| task | prompts | mean V^D (exact pass@1) | mean π(first answer token) | answer tokens |",
+            "|---|---|---|---|---|"]
+    for task in TASKS:
+        sel = [s for s in screened if s.example.task == task]
+        lens = sorted({int(s.answer.shape[0]) for s in sel})
+        rows.append(f"| {task} | {len(sel)} | {means[task]:.3f} | "
+                    f"{np.mean([s.first_token for s in sel]):.3f} | {', '.join(map(str, lens))} |")
+    return "\n".join(rows)
+
+
+def spread(means: dict[str, float]) -> float:
+    """The value of claim ``real.suite.spread``: the largest task mean minus the smallest."""
+    return max(means.values()) - min(means.values())
+
+
+def capitals_probabilities(model, tokenizer) -> tuple[float, float]:
+    """``(P(' Paris'), P(' London'))``: the next-token probabilities (τ = 1) of the first token
+    of each word after ``CAPITALS_PROMPT``."""
+    ids = tokenizer(CAPITALS_PROMPT, return_tensors="pt").input_ids.to(model.device)
+    with torch.no_grad():
+        probs = model(ids).logits[0, -1].float().softmax(-1)
+    p_paris, p_london = (float(probs[tokenizer(w, add_special_tokens=False).input_ids[0]])
+                         for w in (" Paris", " London"))
+    return p_paris, p_london
+
+
+def capitals_log10_ratio(p_paris: float, p_london: float) -> float:
+    """The value of claim ``real.capitals.paris_vs_london``: log10 P(' Paris') − log10 P(' London')."""
+    return math.log10(p_paris / p_london)
+
+
+# --------------------------------------------------------------- the Theorem 2 measurements
+def pick(screened, params: RealLMParams) -> list[lm_costates.Screened]:
+    """The pre-registered selection rule (:func:`vgh_lib.lm.costates.pick_prompts`): up to
+    ``params.n_prompts`` prompts with ``V^D`` in ``[value_lo, value_hi]``. Raises RuntimeError
+    when none qualifies."""
+    picked = lm_costates.pick_prompts(screened, params.n_prompts, params.value_lo, params.value_hi)
+    if not picked:
+        raise RuntimeError(f"no held-out prompt has V^D in [{params.value_lo}, {params.value_hi}]; "
+                           "widen the band (value_lo, value_hi) or raise per_task")
+    return picked
+
+
+def analyse(model, picked, params: RealLMParams) -> list[lm_costates.PromptResult]:
+    """:func:`vgh_lib.lm.costates.analyse_prompt` of each picked prompt with the parameters'
+    rollouts, group sizes and temperatures; prompt ``i`` is seeded ``params.seed * 1000 + i``."""
+    return [lm_costates.analyse_prompt(
+        model, s, params.n_rollouts, params.group_size, params.group_sizes, params.temperatures,
+        params.relax_temperatures, params.relax_rollouts, params.relax_blocks, params.seed * 1000 + i)
+        for i, s in enumerate(picked)]
+
+
+# ------------------------------------------------------------------------- the identity tests
+def n_groups(params: RealLMParams) -> int:
+    """K: the independent GRPO groups of each prompt's identity rollouts."""
+    return params.n_rollouts // params.group_size
+
+
+def t_crit(n_prompts: int, n_groups: int, alpha: float = ALPHA) -> float:
+    """Two-sided critical |t| (K − 1 degrees of freedom) of ``t∥``, Bonferroni over the prompts."""
+    from scipy.stats import t
+
+    return float(t.ppf(1 - alpha / (2 * n_prompts), n_groups - 1))
+
+
+def z_crit(n_prompts: int, alpha: float = ALPHA) -> float:
+    """One-sided critical z of ``z_bias``, Bonferroni over the prompts."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - alpha / n_prompts))
+
+
+def z2_crit(n_prompts: int, alpha: float = ALPHA) -> float:
+    """Two-sided critical |z| of the Monte Carlo success rate, Bonferroni over the prompts."""
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - alpha / (2 * n_prompts)))
+
+
+def mc_z(success_rate: float, value: float, n_rollouts: int) -> float:
+    """z of a Monte Carlo success rate of ``n_rollouts`` draws against the exact ``value``
+    (binomial standard error ``sqrt(V(1 − V)/n)``, its variance floored at 1e-12)."""
+    return (success_rate - value) / math.sqrt(max(value * (1 - value), 1e-12) / n_rollouts)
+
+
+def mc_zs(results, n_rollouts: int) -> list[float]:
+    """:func:`mc_z` of each prompt's identity rollouts."""
+    return [mc_z(r.success_rate, r.value, n_rollouts) for r in results]
+
+
+def identity_table(results, zs) -> str:
+    """The identity tests' markdown table, one row per prompt (``zs`` from :func:`mc_zs`)."""
+    rows = ["| task | V^D | MC success rate (z) | t∥ | z_bias | relative bias | cosine | cosine predicted by noise |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r, z in zip(results, zs):
+        it = r.identity
+        rows.append(f"| {r.task} | {r.value:.3f} | {r.success_rate:.3f} ({z:+.2f}) | {it.t_parallel:+.2f} | "
+                    f"{it.bias_z:+.2f} | {it.rel_bias:.3f} | {it.cosine:.4f} | {it.predicted_cosine:.4f} |")
+    return "\n".join(rows)
+
+
+def min_cosine(results) -> float:
+    """The smallest cosine of a prompt's pooled λ^D with ∇V^D."""
+    return min(r.identity.cosine for r in results)
+
+
+def worst(values) -> float:
+    """The largest value, or NaN (which fails a claim) if any value is NaN."""
+    return float("nan") if any(math.isnan(v) for v in values) else max(values)
+
+
+def worst_abs_mc_z(zs) -> float:
+    """The value of claim ``real.value.mc_z``: :func:`worst` of the |z| of :func:`mc_zs`."""
+    return worst([abs(z) for z in zs])
+
+
+def worst_abs_t_parallel(results) -> float:
+    """The value of claim ``real.identity.t_parallel``: :func:`worst` of the prompts' |t∥|."""
+    return worst([abs(r.identity.t_parallel) for r in results])
+
+
+def worst_bias_z(results) -> float:
+    """The value of claim ``real.identity.bias_z``: :func:`worst` of the prompts' ``z_bias``
+    (one-sided: a negative z is no evidence of bias)."""
+    return worst([r.identity.bias_z for r in results])
+
+
+# ------------------------------------------------------------------ one GRPO batch's fidelity
+@dataclass
+class FidelitySummary:
+    group_sizes: list        # the group sizes G of the curve, ascending
+    curves: list             # per prompt: mean one-batch cosine at each G
+    spearman: list           # per prompt: Spearman(G, cosine) (NaN with fewer than 3 sizes)
+    spearman_mean: float     # their mean, NaNs left out (reported, not a claim)
+    largest: float           # mean cosine at the largest G, mean over prompts (the claim)
+    zero_share_smallest: float  # share of all-equal groups at the smallest G, mean over prompts
+    g16: float               # mean cosine at G = 16, mean over prompts (NaN if 16 is not a size)
+
+
+def fidelity_summary(results) -> FidelitySummary:
+    """The one-batch fidelity curve of each prompt (``PromptResult.fidelity``) and its summaries."""
+    Gs = sorted(next(iter(results)).fidelity)
+    curves, rho = [], []
+    for r in results:
+        ys = [r.fidelity[G][0] for G in Gs]
+        curves.append(ys)
+        rho.append(spearman(Gs, ys) if len(Gs) >= 3 else float("nan"))
+    return FidelitySummary(
+        group_sizes=Gs, curves=curves, spearman=rho,
+        spearman_mean=float(np.nanmean(rho)) if rho else float("nan"),
+        largest=float(np.mean([r.fidelity[Gs[-1]][0] for r in results])),
+        zero_share_smallest=float(np.mean([r.fidelity[Gs[0]][1] for r in results])),
+        g16=float(np.mean([r.fidelity[16][0] for r in results])) if 16 in Gs else float("nan"))
+
+
+# ------------------------------------------------------------------------ relaxed costates
+def relaxed_table(results) -> str:
+    """The relaxed cells' markdown table, one row per prompt, τ and τ_r."""
+    rows = ["| task | τ | τ_r | V^D(τ) | ρ ± se | raw | gap | entropy | R̃ |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for c in r.relaxed:
+            rows.append(f"| {r.task} | {c['tau']:g} | {c['tau_r']:g} | {c['value']:.3f} | {c['rho']:.3f} ± {c['se']:.3f} | "
+                        f"{c['raw']:.3f} | {c['gap']:.3f} | {c['entropy']:.2f} | {c['reward']:.3f} |")
+    return "\n".join(rows)
+
+
+@dataclass
+class RelaxedSummary:
+    tau: float               # the policy temperature of claim real.relaxed.rho_hard
+    hard_tau_r: float        # its relaxation temperature: the smallest τ_r
+    rho_hard: float          # mean ρ over prompts at (tau, hard_tau_r), NaNs left out (the claim)
+    gap_spearman: list       # per prompt with ≥ 3 resolved cells: Spearman(gap, 1 − ρ)
+    gap_spearman_mean: float  # their mean (the claim); NaN if no prompt has 3 cells
+    min_raw: float           # the range of the raw cosines over every cell
+    max_raw: float
+
+
+def relaxed_tau(temperatures) -> float:
+    """τ of claim ``real.relaxed.rho_hard``: 1 if it is a policy temperature, else the middle one."""
+    return 1.0 if 1.0 in temperatures else temperatures[len(temperatures) // 2]
+
+
+def rho_hard(results, tau: float, tau_r: float) -> float:
+    """Mean over prompts (NaNs left out) of the noise-corrected ρ of the cell (τ, τ_r)."""
+    return float(np.nanmean([c["rho"] for r in results for c in r.relaxed
+                             if c["tau"] == tau and c["tau_r"] == tau_r]))
+
+
+def gap_error_spearman(results) -> list[float]:
+    """Per prompt with at least 3 cells whose ρ is not NaN: Spearman(sampling gap, 1 − ρ) over
+    those cells."""
+    out = []
+    for r in results:
+        ok = [c for c in r.relaxed if not math.isnan(c["rho"])]
+        if len(ok) >= 3:
+            out.append(spearman([c["gap"] for c in ok], [1 - c["rho"] for c in ok]))
+    return out
+
+
+def relaxed_summary(results, temperatures, relax_temperatures) -> RelaxedSummary:
+    """The relaxed cells' summaries that notebook 06 glues and claims."""
+    tau = relaxed_tau(temperatures)
+    hard = min(relax_temperatures)
+    gap_rho = gap_error_spearman(results)
+    raw_all = [c["raw"] for r in results for c in r.relaxed]
+    return RelaxedSummary(tau=tau, hard_tau_r=hard, rho_hard=rho_hard(results, tau, hard),
+                          gap_spearman=gap_rho,
+                          gap_spearman_mean=float(np.mean(gap_rho)) if gap_rho else float("nan"),
+                          min_raw=min(raw_all), max_raw=max(raw_all))
+
+
+# ------------------------------------------------------------------- the attention-only share
+def attention_shares(results) -> tuple[list[float], float]:
+    """``(shares, mean)``: each prompt's attention-only share of ‖∇V^D‖² and their mean (the
+    value of claim ``real.attention_share``)."""
+    shares = [r.attention_share for r in results]
+    return shares, float(np.mean(shares))

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from vgh_lib.common import impact
+from vgh_lib.common.parallel import run_jobs
+from vgh_lib.common.stats import spearman_critical
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
@@ -82,7 +84,16 @@ class RealLMImpactParams(NotebookParams):
             raise ParameterError(f"parameter 'signal_prompts' = {self.signal_prompts} must be at most "
                                  f"'train_limit' = {self.train_limit}")
 
-    def design(self):
+    def critical_spearman(self) -> float:
+        """The exact one-sided 5 % critical Spearman for ``len(tasks)`` design points."""
+        return spearman_critical(len(self.tasks))
+
+    def widening(self) -> float:
+        """The pre-registered small-sample widening of the gain's deviations for ``len(seeds)``
+        seeds (:func:`vgh_lib.common.impact.small_sample_scale`)."""
+        return impact.small_sample_scale(len(self.seeds))
+
+    def design(self) -> "Design":
         """The :class:`Design` of these parameters."""
         return Design(model_path=self.model_path, target=self.target, device=self.device,
                       train_limit=self.train_limit, held_out_limit=self.held_out_limit,
@@ -222,6 +233,11 @@ class TaskFactors:
     k: int
     seconds: float
 
+    @property
+    def signal(self) -> tuple[float, float]:
+        """``S`` and its standard error (:func:`vgh_lib.common.impact.signal`)."""
+        return impact.signal(self.gram)
+
 
 def run_gain(job: GainJob) -> TaskRun:
     """One GRPO run on one task, on one thread; the process's cached model is left as it was."""
@@ -234,9 +250,9 @@ def run_gain(job: GainJob) -> TaskRun:
     t0 = time.perf_counter()
     prefix = prefix_for(d.model_path, d.device, d.train_layers)
     with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
-        before = lm_grpo.values(model, held, prefix=prefix)
+        before = lm_grpo.exact_values(model, held, prefix=prefix)
         history = lm_grpo.train(model, train, train[:d.probe_prompts], cfg, prefix=prefix)
-        after = lm_grpo.values(model, held, prefix=prefix)
+        after = lm_grpo.exact_values(model, held, prefix=prefix)
     return TaskRun(job.task, job.lr, job.seed, before, after, history.probe_steps,
                    history.probe_value, history.mean_reward, time.perf_counter() - t0)
 
@@ -250,7 +266,7 @@ def run_factors(job: FactorJob) -> TaskFactors:
     train = task_pairs(model, tok, job.task, "train", d.train_limit, d.target)
     prefix = prefix_for(d.model_path, d.device, d.train_layers)
     t0 = time.perf_counter()
-    values = lm_grpo.values(model, train, prefix=prefix)
+    values = lm_grpo.exact_values(model, train, prefix=prefix)
     gram = lm_grpo.signal_gram(model, train, d.signal_batches, min(d.signal_prompts, len(train)),
                                d.group_size, 1.0, d.train_layers, job.seed, prefix)
     return TaskFactors(job.task, values, gram, d.k, time.perf_counter() - t0)
@@ -309,3 +325,76 @@ def mean_gain_ci(data: list[impact.CheckpointData], n_boot: int, seed: int = 0,
                     for cp in data], axis=0)
     lo, hi = impact.percentile_ci(boot, level)
     return float(np.mean([cp.gain() for cp in data])), lo, hi
+
+
+# -------------------------------------------------------------- what notebook 08 runs
+@dataclass
+class ModelSize:
+    """Millions of parameters in all and trained, and the blocks GRPO leaves frozen."""
+
+    params_m: float
+    trained_m: float
+    frozen_blocks: int
+
+
+def model_size(params: RealLMImpactParams) -> ModelSize:
+    """The size of the process's copy of the model (:func:`model_for`) under the design."""
+    model, _ = model_for(params.model_path, params.device)
+    return ModelSize(sum(p.numel() for p in model.parameters()) / 1e6,
+                     sum(p.numel() for p in lm_grpo.top_parameters(model, params.train_layers)) / 1e6,
+                     model.config.num_hidden_layers - params.train_layers)
+
+
+def measure_factors(params: RealLMImpactParams) -> list[TaskFactors]:
+    """Every task's pre-RL factors, ``params.jobs`` at a time."""
+    return run_jobs(run_factors, factor_jobs(params.design(), params.tasks, params.seed),
+                    params.jobs, desc="factors (S, H)")
+
+
+@dataclass
+class Pilot:
+    """The rerun pilot: its tasks, runs, and the learning rate the rule chooses."""
+
+    tasks: list[str]
+    runs: list[TaskRun]
+    lr: float
+
+
+def run_pilot(params: RealLMImpactParams, pass1: dict[str, float]) -> Pilot:
+    """The pilot (GRPO seed ``PILOT["seed"]``, every rate of ``PILOT["lrs"]``, ``pilot_steps``
+    steps) on the tasks :func:`pilot_tasks` picks from the training pass@1 ``pass1``."""
+    names = pilot_tasks({t: pass1[t] for t in params.tasks})
+    runs = run_jobs(run_gain, gain_jobs(params.design(), names, PILOT["lrs"], [PILOT["seed"]],
+                                        steps=params.pilot_steps), params.jobs, desc="pilot runs")
+    return Pilot(names, runs, choose_lr(runs))
+
+
+def run_confirmation(params: RealLMImpactParams) -> list[TaskRun]:
+    """GRPO on every task with every confirmation seed at the committed rate ``params.lr``."""
+    return run_jobs(run_gain, gain_jobs(params.design(), params.tasks, [params.lr], params.seeds),
+                    params.jobs, desc="GRPO runs")
+
+
+def collapsed(runs: list[TaskRun], tolerance: float = PILOT["collapse_tolerance"]) -> list[TaskRun]:
+    """The runs whose probe value fell more than ``tolerance`` below its start."""
+    return [r for r in runs if r.largest_drop > tolerance]
+
+
+def interval_by_source(params: RealLMImpactParams, data: list[impact.CheckpointData]
+                       ) -> dict[str, tuple[float, float, float]]:
+    """Exploratory, not pre-registered: the mean gain's interval with one source held fixed, or
+    without the small-sample widening (:func:`mean_gain_ci`)."""
+    return {"seeds only, widened": mean_gain_ci(data, params.n_boot, params.seed, prompts=False),
+            "prompts only, not widened": mean_gain_ci(data, params.n_boot, params.seed, seeds=False,
+                                                      scale=False),
+            "both, not widened": mean_gain_ci(data, params.n_boot, params.seed, scale=False)}
+
+
+def analyse_tasks(params: RealLMImpactParams, factors: list[TaskFactors], runs: list[TaskRun]
+                  ) -> tuple[list[impact.CheckpointData], impact.Analysis, tuple[float, float, float]]:
+    """The tasks as design points (:func:`task_data`), the pre-registered inference across
+    them (:func:`vgh_lib.common.impact.analyse`, one "trajectory") and the mean gain with its
+    interval (:func:`mean_gain_ci`)."""
+    data = task_data(factors, runs)
+    res = impact.analyse([data], "adamw", params.n_boot, params.n_perm, seed=params.seed)
+    return data, res, mean_gain_ci(data, params.n_boot, params.seed)

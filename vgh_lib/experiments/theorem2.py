@@ -51,11 +51,33 @@ class TransformerCostateParams(TrajectoryParams):
             raise ParameterError(f"parameter 'share_prompts' = {self.share_prompts} must be at "
                                  f"most 'n_eval' = {self.n_eval}")
 
+
 # Pre-registered (fixed before the default-profile run was seen).
 N_FOLDS = 8            # independent folds per process and cell
 MAX_SE = 0.05          # a cell is resolved when the jackknife SE of ρ is at most this
 GROUP_SIZES = (4, 8, 16, 32, 64)   # GRPO group sizes G for the one-batch fidelity
 FIT_QUANTILE = 0.9     # the bound's constants: quantile regression at this level
+# The claims' thresholds (issue 10), fixed in code before the default-profile result was seen.
+LOW_GAP_MIN = 0.95     # mean ρ over the resolved cells in the lowest gap quartile
+COVERAGE_MIN = 0.8     # held-out cells under the fitted bound (fit at quantile 0.9)
+RATIO_MAX = 4.0        # median bound / error over held-out cells with error > 2 SE
+R2_MIN = 0.25          # out-of-sample variance of the error explained by gap, entropy
+FIDELITY_MAX_DIFF = 0.1   # mean |measured − predicted| one-group cosine
+SHARE_MIN = 0.5        # lowest 95% lower bound of the attention-only share
+IDENTITY_Z_MAX = 3.0   # |mean λ^D − ∇V^D| against its own Monte Carlo error
+
+
+def mid_checkpoint(pass1) -> int:
+    """The index of the first checkpoint whose pass@1 reaches half of the last one's (the
+    middle checkpoint if none does): where the identity and the per-layer agreement are measured.
+
+    This notebook's pre-registered rule. Notebooks 03 and 05 take the checkpoint whose pass@1
+    is closest to 0.5 (:func:`vgh_lib.common.impact.mid_checkpoint`); the two rules can pick
+    different checkpoints, and each stays because each chose the checkpoint of its published
+    result."""
+    pass1 = np.asarray(pass1, float)
+    reached = pass1 >= 0.5 * pass1[-1]
+    return int(np.argmax(reached)) if reached.any() else len(pass1) // 2
 
 
 @dataclass
@@ -90,8 +112,18 @@ class Cell:
 
     def resolved(self, max_se: float = MAX_SE) -> bool:
         """ρ is measured: finite, with a jackknife standard error of at most ``max_se``."""
-        return bool(np.isfinite(self.agreement) and np.isfinite(self.agreement_se)
-                    and self.agreement_se <= max_se)
+        return self.unresolved_reason(max_se) is None
+
+    def unresolved_reason(self, max_se: float = MAX_SE) -> str | None:
+        """Why ρ is not measured in this cell, or None when it is (:meth:`resolved`)."""
+        if np.isnan(self.cosine):
+            return ("λ^D is zero: every reward in every group is equal" if self.reward in (0.0, 1.0)
+                    else "λ^D is pure noise (cross-fold estimate of its squared norm ≤ 0): C not run")
+        if not (np.isfinite(self.agreement) and np.isfinite(self.agreement_se)):
+            return "a squared-norm estimate is not positive (a mean is pure noise)"
+        if self.agreement_se > max_se:
+            return f"SE of ρ {self.agreement_se:.3f} > {max_se}"
+        return None
 
 
 def _fold_means(x: torch.Tensor, n_prompts: int, k: int) -> torch.Tensor:
@@ -140,53 +172,53 @@ def _seed(seed: int, step: int, *parts: int) -> int:
 def measure_cells(model, prompts, answers, n_rollouts: int, temperatures, relax_temperatures,
                   seed: int, step: int = 0, pass1: float = float("nan"),
                   n_boot: int = 0, n_folds: int = N_FOLDS, layers: bool = False) -> list[Cell]:
-    """All (τ, τ_r) cells of one model, each with its own independent D and C rollouts.
-
-    Per prompt, ``k · (n_rollouts // k)`` rollouts of each process in ``k = n_folds`` folds
-    (fewer when ``n_rollouts < 2 n_folds``). When the cross-fold estimate of ``‖E λ^D‖²`` is
-    not positive (every group's rewards equal, or λ^D pure noise), ρ is undefined: C is not
-    run and the cell is unresolved.
-    """
+    """All (τ, τ_r) cells of one model (:func:`measure_cell`), each with its own independent D
+    and C rollouts: per prompt, ``k · (n_rollouts // k)`` rollouts of each process in
+    ``k = n_folds`` folds (fewer when ``n_rollouts < 2 n_folds``)."""
     if n_rollouts < 4:
         raise ValueError(f"n_rollouts must be at least 4 (2 folds of 2), got {n_rollouts}")
     k = max(2, min(n_folds, n_rollouts // 2))  # fewer folds only when rollouts are very few
-    m = n_rollouts // k
+    return [measure_cell(model, prompts, answers, float(tau), float(tau_r), k, n_rollouts // k,
+                         _seed(seed, step, ti, ri, 0), _seed(seed, step, ti, ri, 1), step, pass1,
+                         n_boot, layers)
+            for ti, tau in enumerate(temperatures) for ri, tau_r in enumerate(relax_temperatures)]
+
+
+def measure_cell(model, prompts, answers, tau: float, tau_r: float, k: int, m: int,
+                 seed_d: int, seed_c: int, step: int = 0, pass1: float = float("nan"),
+                 n_boot: int = 0, layers: bool = False) -> Cell:
+    """One (τ, τ_r) cell: ``k`` folds of ``m`` rollouts per prompt of process D (seeded by
+    ``seed_d``) and, on independent noise (``seed_c``), of process C; ρ is their cross-fitted
+    agreement. When the cross-fold estimate of ``‖E λ^D‖²`` is not positive (every group's
+    rewards equal, or λ^D pure noise), ρ is undefined: C is not run and the cell is unresolved.
+    """
     n = k * m
     P, Lp = prompts.shape
-    V = cs.embedding_matrix(model).shape[0]
+    d = cs.discrete_rollouts(model, prompts, answers, n, tau, torch.Generator().manual_seed(seed_d),
+                             layers=layers, group_size=m)
+    lam_d = d.costates["embed"][:, :Lp]
+    fd = _fold_means(lam_d, P, k)
+    common = dict(step=step, pass1=pass1, tau=tau, tau_r=tau_r,
+                  mean_gap=float(d.mean_gap.sum(1).mean()),
+                  entropy=float(d.entropy.sum(1).mean()), reward=float(d.rewards.mean()))
+    if not _signal(fd) > 0:  # λ^D ≡ 0, or pure noise: ρ is undefined, C not run
+        nan = float("nan")
+        return Cell(cosine=nan, cosine_ci=(nan, nan), rel_error=nan, resolution_d=nan,
+                    resolution_c=nan, gap=nan, **common)
+    gen_c = torch.Generator().manual_seed(seed_c)
     ids = prompts.repeat_interleave(n, 0)
-    cells = []
-    for ti, tau in enumerate(temperatures):
-        for ri, tau_r in enumerate(relax_temperatures):
-            gen_d = torch.Generator().manual_seed(_seed(seed, step, ti, ri, 0))
-            gen_c = torch.Generator().manual_seed(_seed(seed, step, ti, ri, 1))
-            d = cs.discrete_rollouts(model, prompts, answers, n, tau, gen_d, layers=layers,
-                                     group_size=m)
-            lam_d = d.costates["embed"][:, :Lp]
-            fd = _fold_means(lam_d, P, k)
-            common = dict(step=step, pass1=pass1, tau=float(tau), tau_r=float(tau_r),
-                          mean_gap=float(d.mean_gap.sum(1).mean()),
-                          entropy=float(d.entropy.sum(1).mean()), reward=float(d.rewards.mean()))
-            if not _signal(fd) > 0:  # λ^D ≡ 0, or pure noise: ρ is undefined, C not run
-                nan = float("nan")
-                cells.append(Cell(cosine=nan, cosine_ci=(nan, nan), rel_error=nan,
-                                  resolution_d=nan, resolution_c=nan, gap=nan, **common))
-                continue
-            noise = sampling.gumbel_noise((ids.shape[0], answers.shape[1], V), gen_c, ids.device)
-            c = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, tau, tau_r, layers)
-            lam_c = c.costates["embed"]
-            fc = _fold_means(lam_c, P, k)
-            rho, se = stats.crossfit_cosine(fd, fc)
-            cos = stats.cosine(fd.mean(0), fc.mean(0))
-            h = k // 2
-            layer_rho = {}
-            if layers:
-                for name in c.costates:
-                    layer_rho[name] = stats.crossfit_cosine(
-                        _fold_means(d.costates[name][:, :Lp], P, k),
-                        _fold_means(c.costates[name], P, k))[0]
-            cells.append(Cell(
-                cosine=cos,
+    V = cs.embedding_matrix(model).shape[0]
+    noise = sampling.gumbel_noise((ids.shape[0], answers.shape[1], V), gen_c, ids.device)
+    c = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, tau, tau_r, layers)
+    lam_c = c.costates["embed"]
+    fc = _fold_means(lam_c, P, k)
+    rho, se = stats.crossfit_cosine(fd, fc)
+    cos = stats.cosine(fd.mean(0), fc.mean(0))
+    h = k // 2
+    layer_rho = ({name: stats.crossfit_cosine(_fold_means(d.costates[name][:, :Lp], P, k),
+                                              _fold_means(c.costates[name], P, k))[0]
+                  for name in c.costates} if layers else {})
+    return Cell(cosine=cos,
                 cosine_ci=(_bootstrap_cosine(lam_d, lam_c, n, n_boot, gen_c) if n_boot
                            else (float("nan"), float("nan"))),
                 rel_error=float(np.sqrt(max(0.0, 2 * (1 - cos)))),
@@ -194,9 +226,7 @@ def measure_cells(model, prompts, answers, n_rollouts: int, temperatures, relax_
                 resolution_c=stats.cosine(fc[:h].mean(0), fc[h:].mean(0)),
                 gap=float(c.gap.sum(1).mean()), layer_cosines=layer_rho,
                 agreement=rho, agreement_se=se,
-                reliability_d=stats.reliability(fd), reliability_c=stats.reliability(fc),
-                **common))
-    return cells
+                reliability_d=stats.reliability(fd), reliability_c=stats.reliability(fc), **common)
 
 
 # ------------------------------------------------------------- one GRPO batch's fidelity
@@ -458,6 +488,46 @@ def identity_check(model, prompts, answers, n_rollouts: int, temperature: float,
     rewards = d.rewards.view(P, n_rollouts).mean(1).tolist()
     return IdentityCheck(stats.norm_z(mean - exact, se), stats.cosine(mean, exact),
                          values.tolist(), rewards)
+
+
+def identity_at(path, examples, n_rollouts: int, temperature: float, seed: int,
+                device: str = "cpu") -> IdentityCheck:
+    """:func:`identity_check` at the checkpoint ``path`` on the held-out ``examples``."""
+    model, tok = load_local(path, device)
+    prompts, answers = sampling.encode_prompts(tok, examples, model.device)
+    return identity_check(model, prompts, answers, n_rollouts, temperature, seed)
+
+
+@dataclass
+class ShareSummary:
+    """The attention-only share per checkpoint: mean over prompts and its bootstrap interval."""
+
+    steps: list[int]
+    mean: np.ndarray
+    lo: np.ndarray                  # 95 % percentile-bootstrap bounds over prompts
+    hi: np.ndarray
+    majority_step: float            # first step from which every lower bound is ≥ SHARE_MIN (NaN: none)
+    majority_min: float             # the smallest mean share from that step on
+
+    @property
+    def min_lower(self) -> float:
+        """The claim's value: the lowest lower bound over checkpoints."""
+        return float(np.min(self.lo)) if len(self.lo) else float("nan")
+
+
+def share_summary(results: list[CheckpointResult], seed: int,
+                  share_min: float = SHARE_MIN) -> ShareSummary:
+    """Per checkpoint, the mean attention-only share and its interval
+    (:func:`vgh_lib.common.stats.bootstrap_mean_ci`, seeded by ``seed``), and, descriptively,
+    the first checkpoint from which every lower bound is at least ``share_min``."""
+    ci = [stats.bootstrap_mean_ci(r.shares, seed=seed) for r in results]
+    mean = np.array([float(np.mean(r.shares)) for r in results])
+    lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
+    later_ok = [bool(np.all(lo[i:] >= share_min)) for i in range(len(lo))]
+    first = later_ok.index(True) if True in later_ok else None
+    return ShareSummary([r.step for r in results], mean, lo, hi,
+                        results[first].step if first is not None else float("nan"),
+                        float(np.min(mean[first:])) if first is not None else float("nan"))
 
 
 def ablation_check(model, prompts, answers, n_rollouts: int, temperature: float,

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from vgh_lib.common import impact
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
-from vgh_lib.tiny.pretrain import PretrainConfig
+from vgh_lib.tiny import grpo
+from vgh_lib.tiny.models import load_local
+from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,13 @@ class TrajectoryParams(NotebookParams):
             raise ParameterError(f"parameter 'k' = {self.k} must be at most "
                                  f"'eval_samples' = {self.eval_samples}")
 
-    def pretrain_config(self):
+    def trajectory(self, progress: bool = True) -> list:
+        """The checkpoints of this trajectory (:func:`vgh_lib.tiny.pretrain.pretrain`: trained
+        once, then read from the cache)."""
+        return pretrain(self.pretrain_config(), device=self.device, progress=progress)
 
+    def pretrain_config(self) -> PretrainConfig:
+        """The trajectory's :class:`~vgh_lib.tiny.pretrain.PretrainConfig` (``pretrain_lr`` is its ``lr``)."""
         return PretrainConfig(
             task=self.task, n_digits=self.n_digits, corpus_clean_fraction=self.corpus_clean_fraction,
             n_layer=self.n_layer, n_embd=self.n_embd, n_head=self.n_head,
@@ -67,3 +77,61 @@ class PretrainGRPOParams(TrajectoryParams):
     temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
     grpo_seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1,
                                        help="GRPO seeds from the mid checkpoint")
+
+    def grpo_config(self, seed: int) -> grpo.GRPOConfig:
+        """The GRPO run of this notebook with GRPO seed ``seed``."""
+        return grpo.GRPOConfig(steps=self.grpo_steps, prompts_per_step=self.grpo_prompts,
+                               group_size=self.group_size, temperature=self.temperature,
+                               lr=self.grpo_lr, optimizer=self.grpo_optimizer, seed=seed)
+
+
+@dataclass
+class MidGain:
+    """GRPO from the mid checkpoint, one run per seed: the paired gains and their interval."""
+
+    step: int
+    runs: list                         # grpo.RLRun per GRPO seed
+    gains: np.ndarray                  # (seeds, held-out prompts) paired gains
+    gain: float
+    gain_ci: tuple[float, float]       # percentile interval over resampled seeds and prompts
+
+    @property
+    def pass1_before(self) -> float:
+        return float(self.runs[0].before.mean())
+
+    @property
+    def pass1_after(self) -> float:
+        """Mean over seeds of the held-out pass@1 after GRPO."""
+        return float(np.mean([r.after.mean() for r in self.runs]))
+
+    @property
+    def largest_drop(self) -> float:
+        return max(r.history.largest_drop() for r in self.runs)
+
+
+def mid_checkpoint_gain(params: PretrainGRPOParams, checkpoints, n_boot: int = 2000) -> MidGain:
+    """GRPO, once per seed of ``params.grpo_seeds``, from the checkpoint whose held-out pass@1 is
+    closest to 0.5 (:func:`vgh_lib.common.impact.mid_checkpoint`); the gain's interval resamples
+    seeds and held-out prompts (:func:`vgh_lib.common.impact.bootstrap_gain`, seeded by
+    ``params.seed``)."""
+    mid = checkpoints[impact.mid_checkpoint([c.metrics["pass1"] for c in checkpoints])]
+    train, held_out = params.pretrain_config().task_obj().split()
+    runs = [grpo.rl_from_checkpoint(mid.path, train, held_out, params.grpo_config(s), params.device)
+            for s in params.grpo_seeds]
+    gains = np.stack([r.after - r.before for r in runs])  # (seeds, prompts)
+    ci = impact.percentile_ci(impact.bootstrap_gain(gains, n_boot, np.random.default_rng(params.seed)))
+    return MidGain(mid.step, runs, gains, float(gains.mean()), ci)
+
+
+def reload_difference(checkpoint, prompt: str) -> float:
+    """Max |logit difference| on ``prompt`` between the checkpoint loaded by plain
+    ``AutoModelForCausalLM.from_pretrained`` and by :func:`vgh_lib.tiny.models.load_local`: 0
+    when the saved checkpoint is an ordinary Hugging Face model."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_pretrained(checkpoint, local_files_only=True).eval()
+    ours, tokenizer = load_local(checkpoint, "cpu")
+    ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(prompt)["input_ids"]])
+    with torch.no_grad():
+        return float((plain(input_ids=ids).logits - ours(input_ids=ids).logits).abs().max())

@@ -16,7 +16,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vgh_lib.common.impact import CheckpointData, PairedGain
+from vgh_lib.common.impact import (
+    Analysis,
+    CheckpointData,
+    PairedGain,
+    analyse,
+    mean_passk,
+    mid_checkpoint,
+    nested_bootstrap,
+    percentile_ci,
+)
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.experiments.trajectory import TrajectoryParams
@@ -317,3 +326,90 @@ def checkpoint_data(factors: list[Factors], runs: list[GainRun], optimizer: str,
     return out
 
 
+
+
+# -------------------------------------------------------------- what notebook 05 runs
+@dataclass
+class Pilot:
+    """The pilot on trajectory ``params.seed`` and the design its pre-registered rules choose."""
+
+    checkpoints: list                  # the pilot checkpoints (pilot_checkpoints)
+    runs: list[GainRun]
+    seconds_per_step: float
+    chosen: dict                       # the rule's design, keyed as designs.PILOT_CHOSEN
+    same: dict[str, bool]              # per key: the rule's choice equals the committed one
+
+
+def run_pilot(params: ValueImpactParams) -> Pilot:
+    """Rerun the pilot (GRPO seed 0 at the pilot checkpoints, every optimizer and rate of
+    ``PILOT``) and apply the rules; the committed design is never changed by it."""
+    from vgh_lib.common.parallel import run_jobs
+
+    cfg = params.pretrain_config()
+    traj = params.trajectory()
+    cps = [traj[i] for i in pilot_checkpoints([c.metrics["pass1"] for c in traj])]
+    runs = run_jobs(run_gain, pilot_jobs(cps, cfg, params), params.jobs, desc="pilot runs")
+    design = choose_design(runs)
+    grid = learning_region_grid([c.step for c in traj], [c.metrics["passk"] for c in traj],
+                                params.pretrain_steps)
+    n_runs = len(params.confirmation_seeds) * len(grid) * len(params.seeds) * 2
+    chosen = {"adamw_lr": design["lr"]["adamw"], "sgd_lr": design["lr"]["sgd"],
+              "grpo_steps": steps_for_budget(design["seconds_per_step"], n_runs),
+              "checkpoint_grid": tuple(grid)}
+    return Pilot(cps, runs, design["seconds_per_step"], chosen,
+                 {key: chosen[key] == PILOT_CHOSEN[key] for key in chosen})
+
+
+def run_confirmation(params: ValueImpactParams, trajectories: dict[int, list]
+                     ) -> tuple[list[Factors], list[GainRun]]:
+    """The confirmation's pre-RL factors and GRPO runs, ``params.jobs`` at a time."""
+    from vgh_lib.common.parallel import run_jobs
+
+    factors = run_jobs(run_factors, params.factor_jobs(trajectories), params.jobs,
+                       desc="factors (S, H)")
+    runs = run_jobs(run_gain, params.gain_jobs(trajectories), params.jobs, desc="GRPO runs")
+    return factors, runs
+
+
+def analyse_confirmation(params: ValueImpactParams, factors: list[Factors],
+                         runs: list[GainRun]) -> dict[str, Analysis]:
+    """The pre-registered inference per optimizer (:func:`vgh_lib.common.impact.analyse`)."""
+    return {opt: analyse([checkpoint_data(factors, runs, opt, s) for s in params.confirmation_seeds],
+                         opt, params.n_boot, params.n_perm, seed=params.seed)
+            for opt in ("adamw", "sgd")}
+
+
+def in_learning_region(factors: list[Factors], trajectory: int,
+                       passk_range=PILOT["passk_range"]) -> int:
+    """How many of a trajectory's checkpoints have pass@k within ``passk_range``."""
+    lo, hi = passk_range
+    return sum(1 for f in factors if f.trajectory == trajectory
+               and lo <= mean_passk(f.successes, f.n_samples, f.k) <= hi)
+
+
+def collapsed(runs: list[GainRun], optimizer: str,
+              tolerance: float = PILOT["collapse_tolerance"]) -> list[GainRun]:
+    """The runs of ``optimizer`` whose probe value fell more than ``tolerance`` below its start."""
+    return [r for r in runs if r.optimizer == optimizer and r.largest_drop > tolerance]
+
+
+@dataclass
+class MidGain:
+    """The AdamW gain at the checkpoint of one trajectory whose pass@1 is closest to 0.5."""
+
+    step: int
+    pass1: float
+    gain: float
+    ci: tuple[float, float]            # nested bootstrap over seeds and held-out prompts
+
+
+def mid_checkpoint_gain(params: ValueImpactParams, factors: list[Factors], runs: list[GainRun],
+                        trajectory: int) -> MidGain:
+    """:func:`vgh_lib.common.impact.mid_checkpoint` of one confirmation trajectory (by the
+    held-out pass@1 before GRPO), and its AdamW gain with a nested-bootstrap interval."""
+    cps = checkpoint_data(factors, runs, "adamw", trajectory)
+    before = [float(np.mean([r.before for r in runs if r.trajectory == trajectory and r.step == c.step][0]))
+              for c in cps]
+    j = mid_checkpoint(before)
+    boot = nested_bootstrap([[cps[j]]], params.n_boot, params.seed)["gain"][:, 0]
+    return MidGain(cps[j].step, before[j], cps[j].gain(), percentile_ci(boot))

@@ -51,7 +51,8 @@ def _logits(model, z: torch.Tensor, cache=None, want_cache: bool = False):
 
 def gumbel(shape, generator: torch.Generator, device="cpu") -> torch.Tensor:
     """i.i.d. standard Gumbel noise ``−log(−log U)`` (float32, drawn from a CPU generator so
-    that a seed gives the same noise on every device)."""
+    that a seed gives the same noise on every device). Why this is not
+    :func:`vgh_lib.tiny.sampling.gumbel_noise`: see there."""
     e = torch.empty(shape).exponential_(generator=generator).clamp_min_(1e-30)  # −log U ~ Exp(1)
     return (-torch.log(e)).to(device)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vgh_lib.common import stats
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import tasks as lm_tasks
 from vgh_lib.lm.tasks import LMExample
@@ -154,15 +155,19 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
     restore_grad_flags(model, flags)
     for p in params:
         p.grad = None
-    g = torch.stack(estimates)
-    return (g @ g.T).cpu().numpy()
+    return stats.gram_matrix(estimates)
 
 
 # ------------------------------------------------------------------------------ training
-def values(model, pairs, tau: float = 1.0, prefix=None) -> np.ndarray:
+def exact_values(model, pairs, tau: float = 1.0, prefix=None) -> np.ndarray:
     """The exact value ``V^D`` (probability of the correct answer) of each (prompt, answer)
     pair, by teacher forcing: (P,). For an exact-match reward it is the prompt's expected
-    pass@1. ``prefix``: a :class:`vgh_lib.lm.prefix.FrozenPrefix` of the model (faster)."""
+    pass@1. ``prefix``: a :class:`vgh_lib.lm.prefix.FrozenPrefix` of the model (faster).
+
+    One value per prompt from :func:`vgh_lib.lm.costates.exact_value` (which also gives its
+    gradient at the prompt embeddings). :func:`vgh_lib.tiny.sampling.exact_values` is the
+    tiny models' version: it batches prompts of one length through token ids, which the real
+    LM's few-shot prompts (of many lengths) do not allow."""
     if prefix is not None:
         return np.array([prefix.exact_value(p, a, tau) for p, a in pairs])
     with torch.no_grad():
@@ -231,7 +236,7 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
 
     def record_probe(step):
         history.probe_steps.append(step)
-        history.probe_value.append(float(values(model, probe_pairs, cfg.temperature, prefix).mean()))
+        history.probe_value.append(float(exact_values(model, probe_pairs, cfg.temperature, prefix).mean()))
 
     try:
         record_probe(0)

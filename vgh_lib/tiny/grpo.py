@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from vgh_lib.common import stats
 from vgh_lib.common.impact import largest_drop
 from vgh_lib.tiny.sampling import (
     completion_logprobs,
@@ -268,8 +269,7 @@ def signal_gram(model, tokenizer, train_examples, n_batches: int, n_prompts: int
                          f"{len(train_examples)} training prompts")
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(train_examples), generator=gen)[: n_batches * n_prompts].tolist()
-    g = torch.stack([grpo_update(model, tokenizer,
-                                 [train_examples[i] for i in idx[b * n_prompts:(b + 1) * n_prompts]],
-                                 group_size, temperature, gen).double()
-                     for b in range(n_batches)])
-    return (g @ g.T).cpu().numpy()
+    return stats.gram_matrix([grpo_update(model, tokenizer,
+                                          [train_examples[i] for i in idx[b * n_prompts:(b + 1) * n_prompts]],
+                                          group_size, temperature, gen)
+                              for b in range(n_batches)])

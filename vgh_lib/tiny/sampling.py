@@ -23,7 +23,12 @@ from vgh_lib.tiny.tasks import Example
 
 # ----------------------------------------------------------------------- sampling
 def gumbel_noise(shape, generator: torch.Generator, device="cpu") -> torch.Tensor:
-    """i.i.d. standard Gumbel noise ``−log(−log U)``."""
+    """i.i.d. standard Gumbel noise ``−log(−log U)``.
+
+    :func:`vgh_lib.lm.costates.gumbel` draws the same distribution another way (``−log E``,
+    ``E ~ Exp(1)``). The two stay apart on purpose: each consumes its generator differently,
+    so merging them would change every seeded result published with the other (the tiny
+    models' notebooks 03–05 and 07 here, the real LM's 06 and 08 there)."""
     u = torch.rand(shape, generator=generator, dtype=torch.float32).clamp_(1e-10, 1 - 1e-7)
     return (-torch.log(-torch.log(u))).to(device)
 

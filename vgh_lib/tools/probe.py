@@ -335,8 +335,7 @@ def measure(model, tokenizer, items: list[ProbeItem], cfg: ProbeConfig, pool_siz
         successes.append(c)
         if progress is not None:
             progress.update(1)
-    g = torch.stack(updates)
-    return ProbeResult.from_measurements(path, np.concatenate(successes), (g @ g.T).cpu().numpy(),
+    return ProbeResult.from_measurements(path, np.concatenate(successes), stats.gram_matrix(updates),
                                          cfg.samples, cfg.k, step)
 
 

@@ -1,0 +1,176 @@
+"""The experiment modules' jobs and the logic moved out of the notebooks: typed jobs cover the
+design and cross process boundaries unchanged; each summary against a hand computation."""
+
+import dataclasses
+import pickle
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from vgh_lib.common import impact, parallel, stats
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments import probe_book, real_lm_impact, trajectory, value_impact
+from vgh_lib.experiments.probe_book import ProbeBookParams
+from vgh_lib.experiments.theorem1 import Theorem1Params
+from vgh_lib.experiments.value_impact import Factors, GainRun, ValueImpactParams
+from vgh_lib.tiny import grpo, sampling
+from vgh_lib.tiny.models import load_local, save_checkpoint, tiny_gpt2
+from vgh_lib.tiny.pretrain import PretrainConfig
+from vgh_lib.tiny.tasks import build_tokenizer
+
+
+def _checkpoints(*steps, root="/ckpt"):
+    return [SimpleNamespace(path=f"{root}/step{s}", step=s) for s in steps]
+
+
+def test_from_namespace_reads_the_parameters_cell_and_refuses_what_is_missing():
+    ns = {**dataclasses.asdict(Theorem1Params()), "n_rollouts": 2000, "unrelated": 1}
+    assert Theorem1Params.from_namespace(ns).n_rollouts == 2000  # other globals are ignored
+    del ns["sigma"]
+    with pytest.raises(ParameterError, match="defines no parameter.*'sigma'"):
+        Theorem1Params.from_namespace(ns)
+    with pytest.raises(ParameterError, match="n_rollouts"):  # and the values are validated
+        Theorem1Params.from_namespace({**dataclasses.asdict(Theorem1Params()), "n_rollouts": 1})
+
+
+def test_confirmation_jobs_cover_every_checkpoint_optimizer_and_seed():
+    p = ValueImpactParams(seeds=(5, 6, 7), adamw_lr=1e-3, sgd_lr=0.2)
+    trajs = {1: _checkpoints(86, 113), 2: _checkpoints(86)}
+    gain = p.gain_jobs(trajs)
+    assert len(gain) == 3 * 2 * 3  # checkpoints × optimizers × seeds
+    assert {(j.pretrain.seed, j.step, j.grpo.optimizer, j.grpo.lr, j.grpo.seed) for j in gain} == {
+        (t, c.step, opt, lr, s) for t, cps in trajs.items() for c in cps
+        for opt, lr in (("adamw", 1e-3), ("sgd", 0.2)) for s in (5, 6, 7)}
+    assert all(j.grpo.steps == p.grpo_steps and j.pretrain.checkpoint_at == p.checkpoint_grid
+               for j in gain)
+    factors = p.factor_jobs(trajs)
+    assert [(f.pretrain.seed, f.step, f.seed) for f in factors] == [(1, 86, 1), (1, 113, 1), (2, 86, 2)]
+    assert all(f.eval_samples == p.eval_samples and f.k == p.k for f in factors)
+    for job in (gain[0], factors[0]):  # what a process pool or Dask sends
+        assert pickle.loads(pickle.dumps(job)) == job
+        assert job.paths() == (job.path,)
+    pilot = value_impact.pilot_jobs(_checkpoints(10), p.pretrain_config(), p)
+    assert len(pilot) == sum(len(v) for v in value_impact.PILOT["lrs"].values())
+    assert {j.grpo.seed for j in pilot} == {0} and {j.grpo.steps for j in pilot} == {value_impact.PILOT["steps"]}
+
+
+def test_a_job_names_only_the_paths_that_exist(tmp_path):
+    p = ValueImpactParams()
+    (tmp_path / "step86").mkdir()
+    here, gone = p.gain_jobs({1: _checkpoints(86, 113, root=str(tmp_path))})[:: len(p.seeds) * 2]
+    assert parallel._paths_in(here) == [str(tmp_path / "step86")]
+    assert parallel._paths_in(gone) == []
+
+
+def _run(traj, step, opt, seed, before, after, probe=(0.5, 0.5)):
+    return GainRun(traj, step, opt, 1e-3, seed, np.array(before, float), np.array(after, float),
+                   [0, 1], list(probe), 0.0)
+
+
+def test_learning_region_collapse_and_the_mid_checkpoint_gain():
+    k, n = 4, 8
+    factors = [Factors(1, step, np.eye(2), np.array(c), n, k)
+               for step, c in ((10, [0, 0]), (20, [1, 0]), (30, [8, 8]))]
+    # pass@4 of 0/8, of (1/8, 0/8) and of 8/8: only the middle one lies in [0.1, 0.99]
+    assert [impact.mean_passk(f.successes, n, k) for f in factors] == [0.0, 0.25, 1.0]
+    assert value_impact.in_learning_region(factors, 1) == 1
+    assert value_impact.in_learning_region(factors, 2) == 0
+    runs = [_run(1, step, opt, s, [b, b], [b + g, b + g], probe=(0.5, 0.5 - drop))
+            for step, b in ((10, 0.1), (20, 0.45), (30, 0.9))
+            for opt, g, drop in (("adamw", 0.1, 0.05), ("sgd", -0.1, 0.06)) for s in (0, 1)]
+    assert value_impact.collapsed(runs, "adamw") == []  # 0.05 is not *more* than 0.05
+    assert len(value_impact.collapsed(runs, "sgd")) == 6
+    p = ValueImpactParams(n_boot=200)
+    mid = value_impact.mid_checkpoint_gain(p, factors, runs, 1)
+    assert (mid.step, mid.pass1) == (20, pytest.approx(0.45))  # the pass@1 closest to 0.5
+    assert mid.gain == pytest.approx(0.1) and mid.ci == (pytest.approx(0.1), pytest.approx(0.1))
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    tok = build_tokenizer()
+    return save_checkpoint(tiny_gpt2(tok, 1, 16, 2, 16, seed=3), tok,
+                           tmp_path_factory.mktemp("ckpt") / "step10")
+
+
+def test_run_factors_is_the_signal_gram_and_an_evaluation(tiny_checkpoint):
+    pre = PretrainConfig(n_digits=1, n_eval=24, pretrain_steps=10)
+    job = value_impact.FactorJob(str(tiny_checkpoint), 10, pre, signal_batches=3, signal_prompts=2,
+                                 group_size=4, temperature=1.0, seed=7, factor_prompts=5,
+                                 eval_samples=6, k=2)
+    threads = torch.get_num_threads()
+    try:
+        out = value_impact.run_factors(job)
+    finally:
+        torch.set_num_threads(threads)
+    model, tok = load_local(tiny_checkpoint)
+    train, _ = pre.task_obj().split()
+    np.testing.assert_array_equal(out.gram, grpo.signal_gram(model, tok, train, 3, 2, 4, 1.0, 7))
+    ev = sampling.evaluate(model, tok, train[-5:], 6, 2, 1.0, torch.Generator().manual_seed(7 + 424_242))
+    np.testing.assert_array_equal(out.successes, ev.successes)
+    assert (out.trajectory, out.step, out.n_samples, out.k) == (pre.seed, 10, 6, 2)
+
+
+def test_a_saved_checkpoint_reloads_with_the_same_logits(tiny_checkpoint):
+    assert trajectory.reload_difference(tiny_checkpoint, "1+2=") == 0.0
+
+
+def test_mid_gain_summaries():
+    hist = SimpleNamespace(largest_drop=lambda: 0.02)
+    runs = [SimpleNamespace(before=np.array([0.2, 0.4]), after=np.array(a), history=hist)
+            for a in ([0.3, 0.5], [0.5, 0.7])]
+    mid = trajectory.MidGain(10, runs, np.zeros((2, 2)), 0.15, (0.1, 0.2))
+    assert mid.pass1_before == pytest.approx(0.3)
+    assert mid.pass1_after == pytest.approx(0.5)  # the mean over seeds of each seed's pass@1
+    assert mid.largest_drop == 0.02
+
+
+def test_probe_book_rankings_against_a_loop():
+    p = ProbeBookParams(confirmation_seeds=(1,), probe_seeds=(0, 1))
+    steps = {1: [10, 20, 30]}
+    ref = {(1, 10): {"I": 1.0, "S": 3.0, "H": 0.1}, (1, 20): {"I": 3.0, "S": 2.0, "H": 0.2},
+           (1, 30): {"I": 2.0, "S": 1.0, "H": 0.3}}
+    def res(step, i):
+        return SimpleNamespace(step=step, values={"I": i, "S": -i, "H": i})
+    probes = {(1, 0): [res(30, 2.5), res(10, 0.5), res(20, 3.5)],   # out of order on purpose
+              (1, 1): [res(10, 3.0), res(20, 2.0), res(30, 1.0)]}
+    vals = probe_book.probe_values(probes, steps)
+    np.testing.assert_array_equal(vals[(1, 0, "I")], [0.5, 3.5, 2.5])
+    spear = probe_book.rank_agreement(p, vals, ref, steps)
+    assert spear["I"].shape == (1, 2)
+    assert spear["I"][0, 0] == pytest.approx(1.0) and spear["I"][0, 1] == pytest.approx(-0.5)
+    assert spear["S"][0, 0] == pytest.approx(stats.spearman([-0.5, -3.5, -2.5], [3.0, 2.0, 1.0]))
+    top_ref, top_probe, agree = probe_book.top_agreement(p, vals, ref, steps)
+    assert top_ref == {1: 20} and top_probe == {1: [20, 10]} and agree == 0.5
+
+
+def test_probe_jobs_cover_every_seed_and_checkpoint_in_step_order():
+    p = ProbeBookParams(confirmation_seeds=(1, 2), probe_seeds=(0, 3), probe_samples=8, probe_k=4)
+    keyed = p.probe_jobs({1: _checkpoints(10, 20), 2: _checkpoints(10)})
+    assert [(k, j.path[-2:]) for k, j in keyed] == [((1, 0), "10"), ((1, 0), "20"), ((1, 3), "10"),
+                                                    ((1, 3), "20"), ((2, 0), "10"), ((2, 3), "10")]
+    assert {j.config.seed for (_, ps), j in keyed if ps == 3} == {3}
+    assert all(j.config.samples == 8 and j.config.k == 4 and j.digits == p.n_digits for _, j in keyed)
+
+
+def test_real_lm_collapse_and_the_split_interval():
+    def run(task, seed, drop, gains):
+        return real_lm_impact.TaskRun(task, 1e-4, seed, np.zeros(len(gains)), np.array(gains, float),
+                                      [0, 5], [0.5, 0.5 - drop], [0.0], 0.0)
+    runs = [run("a", s, d, [0.1 * s, 0.2]) for s, d in ((1, 0.0), (2, 0.06), (3, 0.05))]
+    assert [r.seed for r in real_lm_impact.collapsed(runs)] == [2]
+    factors = [real_lm_impact.TaskFactors("a", np.array([0.5, 0.5]), np.eye(2), 4, 0.0)]
+    data = real_lm_impact.task_data(factors, runs)
+    p = real_lm_impact.RealLMImpactParams(n_boot=500)
+    parts = real_lm_impact.interval_by_source(p, data)
+    both = real_lm_impact.mean_gain_ci(data, 500, p.seed, scale=False)
+    assert parts["both, not widened"] == both
+    # every prompt's mean over seeds is 0.2: with the seeds held fixed the interval is a point
+    m, lo, hi = parts["prompts only, not widened"]
+    assert (m, lo, hi) == (pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.2))
+    _, lo_s, hi_s = parts["seeds only, widened"]
+    assert lo_s < 0.2 < hi_s  # the seeds differ on prompt 1
+    assert p.widening() == pytest.approx(impact.small_sample_scale(len(p.seeds)))
+    assert real_lm_impact.RealLMImpactParams().critical_spearman() == pytest.approx(0.714, abs=1e-3)  # n = 7
