@@ -264,3 +264,15 @@ def test_measure_cells_is_measure_cell_per_grid_point(setup):
                                     step=7)
         assert repr(cells[ti]) == repr(one)  # every field, NaN included
     assert np.isfinite(cells[0].agreement)  # a resolved cell is among them
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
+def test_attention_share_on_cuda_equals_the_cpu(setup):
+    """The share comes back to the host from a CUDA model (it once called .numpy() there)."""
+    import copy
+
+    model, prompts, answers = setup
+    cpu = theorem2.attention_share(model, prompts, answers, 1.0)
+    gpu = theorem2.attention_share(copy.deepcopy(model).cuda(), prompts.cuda(), answers.cuda(), 1.0)
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-4)

@@ -299,7 +299,7 @@ def attention_share(model, prompts, answers, tau: float) -> np.ndarray:
     _, g = cs.teacher_forced_value_gradient(model, prompts, answers, tau)
     _, g_cut = cs.teacher_forced_value_gradient(model, prompts, answers, tau, cut=True)
     g, g_cut = g.reshape(g.shape[0], -1).double(), g_cut.reshape(g.shape[0], -1).double()
-    return (((g - g_cut) ** 2).sum(1) / (g ** 2).sum(1)).numpy()
+    return (((g - g_cut) ** 2).sum(1) / (g ** 2).sum(1)).cpu().numpy()  # on the host, from any device
 
 
 # ------------------------------------------------------------------------ the grid
