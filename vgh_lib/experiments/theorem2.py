@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from vgh_lib.common import stats
+from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.trajectory import TrajectoryParams
 from vgh_lib.harness.params import spec
@@ -105,10 +106,6 @@ class Cell:
     def error(self) -> float:
         """Noise-corrected costate error ``1 − ρ``."""
         return 1.0 - self.agreement
-
-    @property
-    def raw_error(self) -> float:
-        return 1.0 - self.cosine
 
     def resolved(self, max_se: float = MAX_SE) -> bool:
         """ρ is measured: finite, with a jackknife standard error of at most ``max_se``."""
@@ -359,8 +356,6 @@ def run_grid(checkpoints, task, n_prompts: int, n_rollouts: int, temperatures,
     """Every checkpoint's cells (τ × τ_r), one-batch fidelity (per τ) and attention share, on
     held-out prompts, ``jobs`` checkpoints at a time. Per-layer agreement is measured at
     ``layers_step`` only."""
-    from vgh_lib.common.parallel import run_jobs
-
     _, held_out = task.split()
     work = [GridJob(str(ck.path), ck.step, ck.metrics["pass1"], tuple(held_out[:n_prompts]),
                     tuple(held_out[:share_prompts]), n_rollouts, fidelity_rollouts,

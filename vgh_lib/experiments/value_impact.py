@@ -26,6 +26,7 @@ from vgh_lib.common.impact import (
     nested_bootstrap,
     percentile_ci,
 )
+from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.experiments.trajectory import TrajectoryParams
@@ -343,8 +344,6 @@ class Pilot:
 def run_pilot(params: ValueImpactParams) -> Pilot:
     """Rerun the pilot (GRPO seed 0 at the pilot checkpoints, every optimizer and rate of
     ``PILOT``) and apply the rules; the committed design is never changed by it."""
-    from vgh_lib.common.parallel import run_jobs
-
     cfg = params.pretrain_config()
     traj = params.trajectory()
     cps = [traj[i] for i in pilot_checkpoints([c.metrics["pass1"] for c in traj])]
@@ -363,8 +362,6 @@ def run_pilot(params: ValueImpactParams) -> Pilot:
 def run_confirmation(params: ValueImpactParams, trajectories: dict[int, list]
                      ) -> tuple[list[Factors], list[GainRun]]:
     """The confirmation's pre-RL factors and GRPO runs, ``params.jobs`` at a time."""
-    from vgh_lib.common.parallel import run_jobs
-
     factors = run_jobs(run_factors, params.factor_jobs(trajectories), params.jobs,
                        desc="factors (S, H)")
     runs = run_jobs(run_gain, params.gain_jobs(trajectories), params.jobs, desc="GRPO runs")
@@ -394,7 +391,7 @@ def collapsed(runs: list[GainRun], optimizer: str,
 
 
 @dataclass
-class MidGain:
+class ConfirmationMidGain:
     """The AdamW gain at the checkpoint of one trajectory whose pass@1 is closest to 0.5."""
 
     step: int
@@ -404,7 +401,7 @@ class MidGain:
 
 
 def mid_checkpoint_gain(params: ValueImpactParams, factors: list[Factors], runs: list[GainRun],
-                        trajectory: int) -> MidGain:
+                        trajectory: int) -> ConfirmationMidGain:
     """:func:`vgh_lib.common.impact.mid_checkpoint` of one confirmation trajectory (by the
     held-out pass@1 before GRPO), and its AdamW gain with a nested-bootstrap interval."""
     cps = checkpoint_data(factors, runs, "adamw", trajectory)
@@ -412,4 +409,4 @@ def mid_checkpoint_gain(params: ValueImpactParams, factors: list[Factors], runs:
               for c in cps]
     j = mid_checkpoint(before)
     boot = nested_bootstrap([[cps[j]]], params.n_boot, params.seed)["gain"][:, 0]
-    return MidGain(cps[j].step, before[j], cps[j].gain(), percentile_ci(boot))
+    return ConfirmationMidGain(cps[j].step, before[j], cps[j].gain(), percentile_ci(boot))
