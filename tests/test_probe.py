@@ -95,31 +95,39 @@ def test_equal_length_task_matches_impact_signal_gram(ckpts, tmp_path):
     np.testing.assert_array_equal(r.successes, counts)
     assert 0 < counts.sum() < CFG.prompts * CFG.samples
 
-    # every factor is impact.*'s on these counts and this Gram matrix
+    # the exact success probabilities: tiny.sampling.exact_values's teacher forcing
+    p = sampling.exact_values(model, tok, chosen, CFG.temperature)
+    np.testing.assert_allclose(np.exp(r.logp), p, rtol=1e-5, atol=1e-12)
+    assert 0 < p.min() and p.max() < 1
+
+    # every predictor is its closed form in p (k = CFG.k, G = CFG.samples, coverage at 64)
     s, s_se = impact.signal(gram)
-    h = impact.headroom(counts, CFG.samples, CFG.k)
+    q = 1 - p
+    h = (1 - q ** CFG.k) - p
     assert r.values["S"] == pytest.approx(s, rel=1e-6)
     assert r.ses["S"] == pytest.approx(s_se, rel=1e-5)
-    assert r.values["H"] == pytest.approx(h, rel=1e-12)
-    assert r.values["pass@k"] == pytest.approx(impact.mean_passk(counts, CFG.samples, CFG.k))
-    assert r.values["pass@1"] == pytest.approx(counts.mean() / CFG.samples)
-    assert r.values["reward std"] == pytest.approx(impact.reward_std_signal(counts, CFG.samples))
-    assert r.values["I"] == pytest.approx(s * h, rel=1e-6)
-    # delta method: SE(I)² = (H·SE(S))² + (S·SE(H))², SE(H) the per-prompt SE
-    c = counts / CFG.samples
-    hk = np.array([stats.pass_at_k(CFG.samples, int(x), CFG.k) for x in counts]) - c
-    h_se = hk.std(ddof=1) / np.sqrt(hk.size)
-    assert r.ses["H"] == pytest.approx(h_se)
-    # SE(I): delete one batch from both factors at a time (they share the completions)
+    assert r.values["H"] == pytest.approx(h.mean(), rel=1e-5)
+    assert r.values["pass@1"] == pytest.approx(p.mean(), rel=1e-5)
+    assert r.values["learnability"] == pytest.approx((p * q).mean(), rel=1e-5)
+    assert r.values["reward std"] == pytest.approx(np.sqrt(p * q).mean(), rel=1e-5)
+    assert r.values["non-degenerate"] == pytest.approx((1 - p ** CFG.samples - q ** CFG.samples).mean(), rel=1e-5)
+    assert r.values["coverage"] == pytest.approx((1 - q ** 64).mean(), rel=1e-5)
+    assert r.values["NLL"] == pytest.approx(-np.log(p).mean(), rel=1e-5)
+    assert r.values["I"] == pytest.approx(s * r.values["H"], rel=1e-6)
+    assert r.ses["H"] == pytest.approx(h.std(ddof=1) / np.sqrt(h.size), rel=1e-4)
+    # SE(I): delete one batch from both factors at a time (they share the prompts)
     M, per = gram.shape[0], CFG.prompts // CFG.batches
     loo = []
     for b in range(M):
         rest = [i for i in range(M) if i != b]
         sub = gram[np.ix_(rest, rest)]
         s_b = np.sqrt(max(0.0, (sub.sum() - np.trace(sub)) / (len(rest) * (len(rest) - 1))))
-        loo.append(s_b * np.delete(hk, np.s_[b * per:(b + 1) * per]).mean())
+        loo.append(s_b * np.delete(h, np.s_[b * per:(b + 1) * per]).mean())
     loo = np.array(loo)
-    assert r.ses["I"] == pytest.approx(np.sqrt((M - 1) / M * ((loo - loo.mean()) ** 2).sum()), rel=1e-9)
+    assert r.ses["I"] == pytest.approx(np.sqrt((M - 1) / M * ((loo - loo.mean()) ** 2).sum()), rel=1e-4)
+    # every predictor has a cost; I needs both measurements
+    assert all(r.cost[f] > 0 for f in probe.FACTORS)
+    assert r.cost["I"] == pytest.approx(r.cost["S"] + r.cost["H"])
 
 
 def test_mixed_lengths_are_batched_by_shape(ckpts, tmp_path):
@@ -166,9 +174,10 @@ def test_perfect_model_has_exactly_zero_headroom_and_signal(ckpts, tmp_path):
     task = str(_jsonl(tmp_path / "sevens.jsonl",
                       [{"prompt": f"{i:02d}+{i:02d}=", "answer": "77"} for i in range(20)]))
     (r,) = probe.probe([ckpts["perfect"]], task, CFG, progress=False).results
-    assert r.values["pass@1"] == 1.0 and r.values["pass@k"] == 1.0
+    assert r.values["pass@1"] == 1.0 and r.values["coverage"] == 1.0
     assert r.values["H"] == 0.0 and r.values["S"] == 0.0 and r.values["I"] == 0.0
-    assert r.values["reward std"] == 0.0
+    assert r.values["reward std"] == 0.0 and r.values["learnability"] == 0.0
+    assert r.values["non-degenerate"] == 0.0 and r.values["NLL"] == 0.0
     assert not r.gram.any()
     assert r.ses["I"] == 0.0 and r.ses["H"] == 0.0
 

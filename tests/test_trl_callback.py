@@ -19,7 +19,7 @@ import torch
 from vgh_lib.tools import probe
 
 CFG = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=3)
-KEYS = ("S", "H", "I", "reward_std", "pass@1", "pass@k")
+KEYS = ("S", "H", "I", "reward_std", "pass@1", "learnability", "non-degenerate", "coverage", "NLL")
 
 
 def test_importing_vgh_lib_does_not_import_trl():

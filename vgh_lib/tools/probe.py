@@ -4,11 +4,14 @@ For each checkpoint (a local Hugging Face causal-LM directory, or a ``.gguf`` fi
 (a built-in task or a JSONL file of ``{"prompt": ..., "answer": ...}`` lines, exact-match
 reward), one sampling pass measures, with standard errors:
 
-* pass@1 and pass@k (unbiased estimator), the headroom ``H = E_x[pass@k − pass@1]`` and the
-  reward-std signal ``E_x sqrt(p(1 − p))``, from per-prompt success counts;
+* every predictor of the panel (:mod:`vgh_lib.common.panel`): pass@1, the headroom
+  ``H = E_x[pass@k − pass@1]``, learnability ``p(1 − p)``, reward-std, the non-degenerate
+  group fraction, coverage pass@64 and the NLL of the answers, all exact functions of each
+  prompt's teacher-forced answer probability ``p`` (one forward pass per prompt);
 * the signal ``S = ‖∇J‖``: the square root of the U-statistic of ``‖∇J‖²`` over ``batches``
   independent GRPO-update estimates (:func:`vgh_lib.common.impact.signal`);
-* the value impact ``I = S·H``, its SE by a delete-one-batch jackknife of both factors.
+* the value impact ``I = S·H``, its SE by a delete-one-batch jackknife of both factors;
+* each predictor's cost: the seconds of the measurements it needs.
 
 The design is that of :func:`vgh_lib.tiny.grpo.signal_gram`: ``prompts`` distinct prompts, drawn
 by a seeded permutation, are cut into ``batches`` disjoint batches; every prompt gets
@@ -32,13 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgh_lib.common import impact, stats
-from vgh_lib.common.stats import pass_at_k
+from vgh_lib.common import panel, stats
 from vgh_lib.errors import ParameterError
 from vgh_lib.paths import PACKAGE_DIR
 
 BUILTIN_TASKS = ("addition", "reverse")
-FACTORS = ("pass@1", "pass@k", "H", "S", "I", "reward std")
+FACTORS = panel.PANEL
 
 
 @dataclass(frozen=True)
@@ -226,76 +228,40 @@ def batch_update(model, encoded, group_size: int, temperature: float,
     return total, successes
 
 
-def _mean_se(x) -> tuple[float, float]:
-    x = np.asarray(x, float)
-    return float(x.mean()), (float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan"))
-
-
-def impact_jackknife_se(gram, headroom_per_prompt) -> float:
-    """Standard error of ``I = S·H`` by deleting one batch at a time from *both* factors.
-
-    S and H come from the same completions (batch ``b`` holds the ``b``-th equal share of the
-    prompts), so their errors are correlated; removing a whole batch from the Gram matrix and
-    its prompts from the headroom keeps that correlation, which a delta method for independent
-    factors would drop. NaN with fewer than 3 batches.
-    """
-    gram = np.asarray(gram, float)
-    h = np.asarray(headroom_per_prompt, float)
-    M = gram.shape[0]
-    if M < 3:
-        return float("nan")
-    per = h.size // M
-    keep = np.arange(M)
-    loo = []
-    for b in range(M):
-        rest = keep[keep != b]
-        s_b = math.sqrt(max(0.0, stats.u_statistic_sq_norm(gram, rest)))
-        h_b = float(np.delete(h, np.s_[b * per:(b + 1) * per]).mean())
-        loo.append(s_b * h_b)
-    loo = np.array(loo)
-    return float(np.sqrt((M - 1) / M * np.sum((loo - loo.mean()) ** 2)))
-
-
 @dataclass
 class ProbeResult:
-    """One checkpoint's factors (``value``, ``se``), and the raw measurements behind them."""
+    """One checkpoint's panel (``values``, ``ses``, ``cost`` in seconds), and the raw
+    measurements behind it."""
 
     path: str
-    successes: np.ndarray       # (prompts,) out of samples, in the order of the selected prompts
+    logp: np.ndarray            # (prompts,) log success probability of each selected prompt
+    successes: np.ndarray       # (prompts,) sampled successes out of ``samples`` (the GRPO groups)
     gram: np.ndarray            # (batches, batches)
     samples: int
     k: int
     values: dict[str, float] = field(default_factory=dict)
     ses: dict[str, float] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
     step: int | None = None
 
     @classmethod
-    def from_measurements(cls, path: str, successes, gram, samples: int, k: int,
-                          step: int | None = None) -> "ProbeResult":
-        c = np.asarray(successes, int)
-        p1 = c / samples
-        pk = np.array([pass_at_k(samples, int(ci), k) for ci in c])
-        s, s_se = impact.signal(gram)
-        values, ses = {}, {}
-        values["pass@1"], ses["pass@1"] = _mean_se(p1)
-        values["pass@k"], ses["pass@k"] = _mean_se(pk)
-        values["H"], ses["H"] = _mean_se(pk - p1)
-        values["reward std"], ses["reward std"] = _mean_se(np.sqrt(p1 * (1 - p1)))
-        values["S"], ses["S"] = s, s_se
-        h = values["H"]
-        values["I"] = s * h
-        ses["I"] = impact_jackknife_se(gram, pk - p1)
-        return cls(path, c, np.asarray(gram, float), samples, k, values, ses, step)
+    def from_measurements(cls, path: str, logp, successes, gram, samples: int, k: int,
+                          step: int | None = None, eval_seconds: float = float("nan"),
+                          signal_seconds: float = float("nan")) -> "ProbeResult":
+        pan = panel.panel(logp, gram, samples, k, eval_seconds=eval_seconds,
+                          signal_seconds=signal_seconds)
+        return cls(path, np.asarray(logp, float), np.asarray(successes, int),
+                   np.asarray(gram, float), samples, k, pan.values, pan.ses, pan.cost, step)
 
     def as_dict(self) -> dict:
         def clean(v):
             return None if v is None or not np.isfinite(v) else float(v)
 
         return {"path": self.path, "step": self.step,
-                "factors": {f: {"value": clean(self.values[f]), "se": clean(self.ses[f])}
-                            for f in FACTORS},
-                "successes": self.successes.tolist(), "samples": self.samples, "k": self.k,
-                "gram": self.gram.tolist()}
+                "factors": {f: {"value": clean(self.values[f]), "se": clean(self.ses[f]),
+                                "seconds": clean(self.cost[f])} for f in FACTORS},
+                "logp": self.logp.tolist(), "successes": self.successes.tolist(),
+                "samples": self.samples, "k": self.k, "gram": self.gram.tolist()}
 
 
 def _step_of(path: Path) -> int | None:
@@ -318,25 +284,49 @@ def load_checkpoint(path: Path, device: str):
     return load_local(path, device)
 
 
+def answer_logprobs(model, encoded, temperature: float) -> np.ndarray:
+    """Each prompt's teacher-forced ``log π_τ(answer | prompt)``: with an exact-match reward, the
+    log of its success probability under sampling at temperature ``temperature``."""
+    from vgh_lib.tiny.sampling import completion_logprobs
+
+    device = next(model.parameters()).device
+    out = np.zeros(len(encoded))
+    with torch.no_grad():
+        for idx in _groups(encoded):
+            prompts = torch.tensor([encoded[i][0] for i in idx], device=device)
+            answers = torch.tensor([encoded[i][1] for i in idx], device=device)
+            lp = completion_logprobs(model, prompts, answers, temperature).double().sum(1)
+            out[idx] = lp.cpu().numpy()
+    return out
+
+
 def measure(model, tokenizer, items: list[ProbeItem], cfg: ProbeConfig, pool_size: int,
             path: str = "", step: int | None = None, progress=None) -> ProbeResult:
     """The probe on one loaded model: ``items`` are the prompts :func:`select` chose from a
     pool of ``pool_size``; the sampling noise continues the generator of that draw, as in
     :func:`vgh_lib.tiny.grpo.signal_gram`."""
+    import time
+
     bos = is_task_tokenizer(tokenizer)
     encoded = [encode(tokenizer, it, bos) for it in items]
+    t0 = time.perf_counter()
+    logp = answer_logprobs(model, encoded, cfg.temperature)
+    eval_seconds = time.perf_counter() - t0
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.randperm(pool_size, generator=gen)
     per = cfg.prompts // cfg.batches
     updates, successes = [], []
+    t0 = time.perf_counter()
     for b in range(cfg.batches):
         g, c = batch_update(model, encoded[b * per:(b + 1) * per], cfg.samples, cfg.temperature, gen)
         updates.append(g)
         successes.append(c)
         if progress is not None:
             progress.update(1)
-    return ProbeResult.from_measurements(path, np.concatenate(successes), stats.gram_matrix(updates),
-                                         cfg.samples, cfg.k, step)
+    signal_seconds = time.perf_counter() - t0
+    return ProbeResult.from_measurements(path, logp, np.concatenate(successes),
+                                         stats.gram_matrix(updates), cfg.samples, cfg.k, step,
+                                         eval_seconds, signal_seconds)
 
 
 @dataclass
@@ -441,17 +431,21 @@ def _fmt(v: float, se: float) -> str:
 
 
 def table(run: ProbeRun) -> str:
-    """The ranking as a plain-text table (value ± SE)."""
+    """The ranking as a plain-text table (value ± SE), and each predictor's mean cost in
+    seconds per checkpoint (the measurements it needs)."""
     rows = [["rank", "checkpoint", *FACTORS]]
     for i, r in enumerate(run.ranked(), start=1):
         rows.append([str(i), r.path, *(_fmt(r.values[f], r.ses[f]) for f in FACTORS)])
-    rows[0][3] = f"pass@{run.config.k}"
+    costs = {f: np.mean([r.cost[f] for r in run.results]) for f in FACTORS} if run.results else {}
+    rows.append(["", "cost (s)", *(f"{costs[f]:.3g}" if run.results else "" for f in FACTORS)])
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     c = run.config
     head = (f"task: {run.task}; {c.prompts} prompts × {c.samples} samples, S over {c.batches} "
-            f"batches, temperature {c.temperature}, seed {c.seed}; ranked by I = S·H (± SE)")
+            f"batches, temperature {c.temperature}, seed {c.seed}; H with k = {c.k}, "
+            f"non-degenerate with G = {c.samples}, coverage = pass@64 (exact from each prompt's "
+            f"answer probability); ranked by I = S·H (± SE)")
     return head + "\n" + "\n".join(lines)
 
 
@@ -465,14 +459,14 @@ def plot(run: ProbeRun, out: Path | str) -> Path:
     res = run.results
     x = np.arange(len(res))
     labels = [str(r.step) if r.step is not None else Path(r.path).name for r in res]
-    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True)
-    for ax, f in zip(axes.flat, ("I", "S", "H", "pass@1", "pass@k", "reward std")):
+    fig, axes = plt.subplots(3, 3, figsize=(12, 9), sharex=True)
+    for ax, f in zip(axes.flat, FACTORS):
         v = np.array([r.values[f] for r in res])
         e = np.array([r.ses[f] for r in res])
         ax.errorbar(x, v, yerr=np.where(np.isfinite(e), e, 0), marker="o", capsize=3)
-        ax.set_title(f if f != "pass@k" else f"pass@{run.config.k}")
+        ax.set_title(f)
         ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
-    for ax in axes[1]:
+    for ax in axes[-1]:
         ax.set_xlabel("checkpoint (step)" if all(r.step is not None for r in res) else "checkpoint")
     c, pv = run.config, provenance()
     fig.suptitle(f"vgh probe · {run.task} · {c.prompts} prompts × {c.samples} samples, "

@@ -2,9 +2,10 @@
 
 :class:`ValueImpactCallback` is a ``transformers.TrainerCallback``. Every ``every`` optimizer
 steps (and before the first one) it measures, on a fixed held-out prompt set and from the
-current policy, what ``vgh probe`` measures (:func:`vgh_lib.tools.probe.measure`): the signal ``S``
-(U-statistic over independent batches), the headroom ``H``, ``I = S·H``, the reward-std signal,
-pass@1 and pass@k, with standard errors. The values go through the trainer's own logging: the
+current policy, what ``vgh probe`` measures (:func:`vgh_lib.tools.probe.measure`): every
+predictor of the panel (:mod:`vgh_lib.common.panel`: ``I = S·H``, the signal ``S``, the headroom
+``H``, learnability, reward-std, the non-degenerate group fraction, coverage, pass@1 and the
+answers' NLL), each with its standard error (``…_se``) and cost in seconds (``…_seconds``). The values go through the trainer's own logging: the
 callback asks for a log on that step and adds them to the ``logs`` of ``on_log`` (and to
 ``state.log_history``), so they reach every ``report_to`` integration (TensorBoard, W&B, …)
 under ``value_impact/…``::
@@ -101,6 +102,7 @@ class ValueImpactCallback(TrainerCallback):
             metrics[self.prefix + key] = float(r.values[name])
             if math.isfinite(r.ses[name]):
                 metrics[self.prefix + key + "_se"] = float(r.ses[name])
+            metrics[self.prefix + key + "_seconds"] = float(r.cost[name])
         self.history.append((step, metrics))
         return metrics
 
