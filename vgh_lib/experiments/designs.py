@@ -14,3 +14,9 @@ PILOT_CHOSEN = {"adamw_lr": 3e-4, "sgd_lr": 0.01, "grpo_steps": 60,
 # The design that the pre-registered rules of book/08_preregistration.md chose on the pilot
 # (GRPO seed 0); committed before the confirmation ran.
 REAL_LM_CHOSEN = {"lr": 3e-4}
+
+
+# The SHA-256 of the registered text of book/09_preregistration.md (everything above its
+# end marker), committed with it before the pilot ran; tests/test_predictors.py checks that
+# the page above the marker is unchanged.
+PREDICTOR_REGISTRATION_SHA256 = "6f8dea085b88fa982ac06005a91c50106b56df9bbe8f118d037ddc587a8ec36e"

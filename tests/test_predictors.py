@@ -1,0 +1,61 @@
+"""Notebook 09's design rules and its pre-registration (vgh_lib.experiments.predictors)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments import designs
+from vgh_lib.experiments import predictors as P
+
+
+def test_the_registered_text_is_unchanged():
+    """The page above its end marker is what was committed before the pilot; amendments go
+    below the marker."""
+    assert P.registered_text_sha256() == designs.PREDICTOR_REGISTRATION_SHA256
+
+
+def test_learning_region_keeps_the_range_and_spreads_the_rest():
+    pass1 = [0.0, 0.01, 0.02, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 0.9, 0.95]
+    assert P.learning_region(pass1, (0.02, 0.9), 20) == list(range(2, 11))
+    assert P.learning_region(pass1, (0.02, 0.9), 3) == [2, 6, 10]
+    assert P.learning_region(pass1, (0.5, 0.6), 6) == [7, 8]
+
+
+def test_lr_checkpoints_and_choose_lr():
+    assert P.lr_checkpoints([0.05, 0.3, 0.45, 0.6, 0.88]) == [1, 2, 4]
+    assert P.lr_checkpoints([0.5, 0.5]) == [0, 1]
+    drops = {1e-3: [0.0, 0.2], 3e-4: [0.01, 0.04], 1e-4: [0.0, 0.0]}
+    assert P.choose_lr(drops) == 3e-4
+    assert P.choose_lr({1e-3: [0.3], 1e-4: [0.1]}) == 1e-4
+
+
+def test_parameters_are_checked_before_anything_runs():
+    with pytest.raises(ParameterError, match="one seed per recipe"):
+        P.PredictorParams(recipe_seeds=(1, 2))
+    with pytest.raises(ParameterError, match="at least 3 distinct recipes"):
+        P.PredictorParams(recipes=("base", "wide"), recipe_seeds=(1, 2))
+    with pytest.raises(ParameterError, match="short_seed"):
+        P.PredictorParams(short_seed=0)
+    with pytest.raises(ParameterError, match="recipes"):
+        P.PredictorParams(recipes=("base", "wide", "nope"), recipe_seeds=(1, 2, 3))
+
+
+def test_recipes_change_what_they_say():
+    prm = P.PredictorParams()
+    assert prm.pretrain_config("noisy corpus", 5).corpus_clean_fraction == 0.6
+    assert prm.pretrain_config("reverse", 5).task == "reverse"
+    assert prm.pretrain_config("base", 5).seed == 5
+    assert not set(P.CONFIRMATION) & set(P.PILOT_RECIPES)
+    assert not set(P.CONFIRMATION_SEEDS) & set(P.PILOT_SEEDS)
+
+
+def test_simulated_claim_has_power_at_a_large_effect_and_its_size_at_none():
+    gen = P.Generator(0.05, 0.85, np.array([-3.0, 4.0, -2.0, 0.0]), 0.3, 0.3,
+                      np.array([0.0, 0.4, -0.4, 0.0]), 0.3, 0.005)
+    strong = P.simulate_claim(gen, 6, 6, 20, 39, seed=0)
+    null = P.simulate_claim(gen, 6, 6, 40, 39, seed=1, beta=0.0)
+    assert strong["rate"] >= 0.9
+    assert null["rate"] <= 0.2   # 40 datasets at nominal 0.05: P(rate > 0.2) < 0.01
+    assert 0.0 <= null["coverage"] <= 1.0 and null["n_sims"] == 40

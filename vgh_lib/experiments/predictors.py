@@ -1,0 +1,580 @@
+"""Notebook ``09_what_predicts_rl_gain``: which pre-RL measurement predicts which checkpoint
+gains most from RL, across pretraining recipes, and does the paper's value impact ``I`` add
+anything to training stage? (issue 19; the paper's Section 5 criterion, reconstructed in
+THEORY.md §4; the design is pre-registered in ``book/09_preregistration.md``).
+
+Design points are checkpoints of several pretraining *recipes* (model size, corpus noise,
+learning rate, task). At each checkpoint the whole panel of :mod:`vgh_lib.common.panel` is
+measured, plus the trivial stage predictors (pass@1, log step) and a short GRPO run; then GRPO
+with the full budget gives the gain (exact held-out pass@1 after − before, as in notebook 05).
+The predictors are compared out of recipe (:mod:`vgh_lib.common.prediction`).
+
+The rules that choose the design (``PILOT`` and the functions under it) were committed before
+the pilot ran; none of them looks at any predictor's relation to the gain. The pilot's raw
+outputs are ``book/data/09_pilot.json`` (with the hash of the registered text they followed);
+the design they chose is :data:`vgh_lib.experiments.designs.PREDICTOR_CHOSEN`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgh_lib.common import panel, prediction
+from vgh_lib.common.parallel import run_jobs
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments.value_impact import GainJob, GainRun, run_gain
+from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.paths import REPO_ROOT
+from vgh_lib.tiny import grpo
+from vgh_lib.tiny.models import load_local
+from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
+from vgh_lib.tiny.sampling import encode_prompts, answer_logprob
+
+# ------------------------------------------------------------------ recipes (registered)
+# Every recipe is the book's trajectory (addition of 2-digit numbers, 2 layers × 64, a 95 %
+# clean corpus, peak learning rate 3e-3) with these changes; each runs with its own seed.
+RECIPES: dict[str, dict] = {
+    # the confirmation recipes
+    "base": {},
+    "noisy corpus": {"corpus_clean_fraction": 0.6},
+    "one layer": {"n_layer": 1, "n_embd": 32, "n_head": 2},
+    "slow lr": {"lr": 1e-3},
+    "wide": {"n_embd": 128},
+    "reverse": {"task": "reverse", "n_digits": 4, "lr": 3e-4},
+    # the pilot's recipes (never used by the confirmation)
+    "pilot: clean 0.8": {"corpus_clean_fraction": 0.8},
+    "pilot: 1 layer × 64": {"n_layer": 1},
+    "pilot: reverse 5": {"task": "reverse", "n_digits": 5, "lr": 1e-3},
+}
+CONFIRMATION = ("base", "noisy corpus", "one layer", "slow lr", "wide", "reverse")
+CONFIRMATION_SEEDS = (11, 12, 13, 14, 15, 16)
+PILOT_RECIPES = ("pilot: clean 0.8", "pilot: 1 layer × 64", "pilot: reverse 5")
+PILOT_SEEDS = (101, 102, 103)
+
+# How each predictor is calibrated (prediction.features): the stage predictors get a cubic,
+# because the gain rises and then falls with stage; I and S are ratio-scale (log); the rest
+# enter linearly.
+PREDICTORS = ("I", "S", "H", "learnability", "reward std", "non-degenerate", "coverage",
+              "pass@1", "NLL", "log step", "short RL")
+TRANSFORMS = {"I": "log", "S": "log", "pass@1": "cubic", "log step": "cubic"}
+
+# ------------------------------------------------------------------ the pilot's rules
+# Written down before the pilot ran (book/09_preregistration.md); none of them looks at a
+# predictor's relation to the gain.
+PILOT = {
+    "lrs": (1e-3, 3e-4, 1e-4),
+    "lr_steps": 20,
+    "pass1_targets": (0.25, 0.5, 0.9),
+    "collapse_tolerance": 0.05,
+    "pass1_range": (0.02, 0.9),
+    "max_checkpoints": 6,
+    "power_sims": 200,
+    "power_perms": 199,
+}
+PILOT_FILE = REPO_ROOT / "book" / "data" / "09_pilot.json"
+PREREGISTRATION = REPO_ROOT / "book" / "09_preregistration.md"
+REGISTERED_END = "<!-- end of the registered text -->"
+
+
+def registered_text_sha256(path: Path = PREREGISTRATION) -> str:
+    """SHA-256 of the pre-registration page up to :data:`REGISTERED_END` (the text that was
+    committed before the pilot; amendments go below the marker)."""
+    text = Path(path).read_text(encoding="utf-8")
+    if REGISTERED_END not in text:
+        raise ValueError(f"{path} has no line {REGISTERED_END!r}")
+    return hashlib.sha256(text.split(REGISTERED_END)[0].encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def learning_region(pass1, pass1_range=PILOT["pass1_range"],
+                    max_checkpoints: int = PILOT["max_checkpoints"]) -> list[int]:
+    """Indices of the checkpoints whose pretraining-evaluation pass@1 lies in ``pass1_range``;
+    when more than ``max_checkpoints`` do, that many at evenly spaced positions among them."""
+    lo, hi = pass1_range
+    inside = [i for i, v in enumerate(pass1) if lo <= v <= hi]
+    if len(inside) <= max_checkpoints:
+        return inside
+    pos = np.unique(np.round(np.linspace(0, len(inside) - 1, max_checkpoints)).astype(int))
+    return [inside[j] for j in pos]
+
+
+def lr_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
+    """Positions of the (learning-region) checkpoints whose pass@1 is closest to each target,
+    distinct, in order."""
+    pass1 = np.asarray(pass1, float)
+    chosen: list[int] = []
+    for t in targets:
+        order = np.argsort(np.abs(pass1 - t), kind="stable")
+        free = [j for j in order if j not in chosen]
+        if free:
+            chosen.append(int(free[0]))
+    return sorted(chosen)
+
+
+def choose_lr(drops: dict[float, list[float]], tolerance: float = PILOT["collapse_tolerance"]) -> float:
+    """The largest rate whose probe value never fell more than ``tolerance`` at any pilot
+    checkpoint of any pilot recipe; the smallest rate if none qualifies."""
+    if not drops:
+        raise ValueError("no pilot runs to choose a learning rate from")
+    safe = [lr for lr, d in drops.items() if max(d) <= tolerance]
+    return max(safe) if safe else min(drops)
+
+
+# ------------------------------------------------------------------------ parameters
+@dataclass(frozen=True)
+class PredictorParams(NotebookParams):
+    """Parameters of ``09_what_predicts_rl_gain`` (the design of book/09_preregistration.md)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches, permutations and simulations")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    recipes: tuple[str, ...] = spec(CONFIRMATION, choices=tuple(RECIPES), help="the recipes (groups)")
+    recipe_seeds: tuple[int, ...] = spec(CONFIRMATION_SEEDS, lo=0, hi=2**31 - 1,
+                                         help="one trajectory seed per recipe")
+    pretrain_steps: int = spec(2000, lo=10, hi=1_000_000, help="pretraining steps of every recipe")
+    n_checkpoints: int = spec(20, lo=3, hi=60, help="saved checkpoints: step 0, then log-spaced")
+    n_eval: int = spec(200, lo=10, hi=100_000, help="held-out prompts (the gain; the trajectory's own evaluation)")
+    eval_samples: int = spec(16, lo=2, hi=1024, help="samples per prompt of the trajectory's evaluation")
+    k: int = spec(8, lo=1, hi=1024, help="k of pass@k in the headroom H")
+    pass1_lo: float = spec(PILOT["pass1_range"][0], lo=0.0, hi=1.0, help="learning region: lowest pass@1")
+    pass1_hi: float = spec(PILOT["pass1_range"][1], lo=0.0, hi=1.0, help="learning region: highest pass@1")
+    max_checkpoints: int = spec(PILOT["max_checkpoints"], lo=2, hi=60, help="checkpoints per recipe")
+    grpo_steps: int = spec(60, lo=1, hi=100_000, help="GRPO budget: optimizer steps")
+    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
+    lr: float = spec(3e-4, lo=1e-7, hi=1.0, help="AdamW learning rate (chosen on the pilot)")
+    grpo_seeds: tuple[int, ...] = spec((0, 1, 2), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
+    short_steps: int = spec(6, lo=1, hi=100_000, help="steps of the short-RL predictor's run")
+    short_seed: int = spec(1000, lo=0, hi=2**31 - 1, help="GRPO seed of the short run")
+    signal_batches: int = spec(8, lo=3, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
+    factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the exact evaluation")
+    coverage_k: int = spec(64, lo=1, hi=100_000, help="K of the coverage predictor pass@K")
+    n_perm: int = spec(999, lo=9, hi=1_000_000, help="Freedman–Lane permutations")
+    caliper: float = spec(0.05, lo=0.0, hi=1.0, help="matched pairs: largest pass@1 difference")
+    n_sims: int = spec(200, lo=10, hi=100_000, help="simulated datasets for power and coverage")
+    pilot: bool = spec(False, help="rerun the pilot and compare its choice with the committed design")
+    jobs: int = spec(2, lo=1, hi=64, help="worker processes")
+    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+
+    def check(self) -> None:
+        if len(self.recipe_seeds) != len(self.recipes):
+            raise ParameterError(f"parameter 'recipe_seeds' needs one seed per recipe: "
+                                 f"{len(self.recipes)} recipes, {len(self.recipe_seeds)} seeds")
+        if len(set(self.recipes)) != len(self.recipes) or len(self.recipes) < 3:
+            raise ParameterError("parameter 'recipes' needs at least 3 distinct recipes "
+                                 "(leave-one-recipe-out fits on the others)")
+        if len(set(self.recipe_seeds)) != len(self.recipe_seeds):
+            raise ParameterError("parameter 'recipe_seeds' must be distinct (a seed names a trajectory)")
+        if self.pass1_lo >= self.pass1_hi:
+            raise ParameterError(f"parameter 'pass1_lo' = {self.pass1_lo} must be below "
+                                 f"'pass1_hi' = {self.pass1_hi}")
+        if self.k > self.eval_samples:
+            raise ParameterError(f"parameter 'k' = {self.k} must be at most 'eval_samples' = "
+                                 f"{self.eval_samples}")
+        if self.short_seed in self.grpo_seeds:
+            raise ParameterError(f"parameter 'short_seed' = {self.short_seed} must differ from "
+                                 f"the outcome's 'grpo_seeds' {self.grpo_seeds}")
+        if len(self.grpo_seeds) < 2:
+            raise ParameterError("parameter 'grpo_seeds' needs at least 2 seeds")
+
+    def pretrain_config(self, recipe: str, seed: int) -> PretrainConfig:
+        """The trajectory of ``recipe`` with trajectory seed ``seed``."""
+        base = PretrainConfig(pretrain_steps=self.pretrain_steps, n_checkpoints=self.n_checkpoints,
+                              n_eval=self.n_eval, eval_samples=self.eval_samples, k=self.k, seed=seed)
+        return dataclasses.replace(base, **RECIPES[recipe])
+
+    def grpo_config(self, seed: int, steps: int | None = None, lr: float | None = None) -> grpo.GRPOConfig:
+        return grpo.GRPOConfig(steps=steps or self.grpo_steps, prompts_per_step=self.grpo_prompts,
+                               group_size=self.group_size, temperature=self.temperature,
+                               optimizer="adamw", lr=lr or self.lr, seed=seed)
+
+    def trajectories(self, recipes=None, seeds=None, progress: bool = True) -> dict[str, list]:
+        """Each recipe's learning-region checkpoints (:func:`learning_region`), pretrained once
+        and then read from the cache; keyed by recipe."""
+        out = {}
+        for r, s in zip(recipes or self.recipes, seeds or self.recipe_seeds, strict=True):
+            cps = pretrain(self.pretrain_config(r, s), device=self.device, progress=progress)
+            cps = [c for c in cps if c.step > 0]
+            idx = learning_region([c.metrics["pass1"] for c in cps], (self.pass1_lo, self.pass1_hi),
+                                  self.max_checkpoints)
+            out[r] = [cps[i] for i in idx]
+        return out
+
+
+# ------------------------------------------------------------------------------ jobs
+@dataclass(frozen=True)
+class PanelJob:
+    """The whole predictor panel of one checkpoint (:func:`run_panel`)."""
+
+    recipe: str
+    path: str
+    step: int
+    pretrain: PretrainConfig
+    signal_batches: int
+    signal_prompts: int
+    group_size: int
+    temperature: float
+    factor_prompts: int
+    k: int
+    coverage_k: int
+    short: grpo.GRPOConfig       # the short-RL predictor's run
+    seed: int                    # draws the signal's batches
+    device: str = "cpu"
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.path,)
+
+
+@dataclass
+class PanelPoint:
+    """What :func:`run_panel` measured at one checkpoint: the raw data and the panel."""
+
+    recipe: str
+    trajectory: int
+    step: int
+    logp: np.ndarray             # (factor_prompts,) log success probability, training prompts
+    logp_held_out: np.ndarray    # (n_eval,) the same on the held-out prompts (the NLL)
+    gram: np.ndarray             # (M, M) the signal's batch estimates
+    short_probe: list[float]     # the short run's exact probe value at its probe steps
+    values: dict[str, float]     # every predictor of PREDICTORS
+    seconds: dict[str, float]    # what each predictor's measurements cost
+
+    def as_dict(self) -> dict:
+        return {"recipe": self.recipe, "trajectory": self.trajectory, "step": self.step,
+                "logp": self.logp.tolist(), "logp_held_out": self.logp_held_out.tolist(),
+                "gram": self.gram.tolist(), "short_probe": self.short_probe,
+                "values": self.values, "seconds": self.seconds}
+
+
+@torch.no_grad()
+def answer_logprobs(model, tokenizer, examples, temperature: float) -> np.ndarray:
+    """Each prompt's teacher-forced ``log π_τ(answer | prompt)``, (P,): the log of its exact
+    success probability (:func:`vgh_lib.tiny.sampling.exact_values` is its exponential)."""
+    prompts, answers = encode_prompts(tokenizer, examples, next(model.parameters()).device)
+    return answer_logprob(model, prompts, answers, temperature).double().cpu().numpy()
+
+
+def run_panel(job: PanelJob) -> PanelPoint:
+    """Every predictor of one checkpoint on one thread, each measurement timed."""
+    torch.set_num_threads(1)
+    train, held_out = job.pretrain.task_obj().split()
+    model, tok = load_local(job.path, job.device)
+    t0 = time.perf_counter()
+    # the last training prompts: disjoint from the GRPO probe prompts (the first 64)
+    logp = answer_logprobs(model, tok, train[-job.factor_prompts:], job.temperature)
+    t_eval = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    logp_ho = answer_logprobs(model, tok, held_out, job.temperature)
+    t_nll = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gram = grpo.signal_gram(model, tok, train, job.signal_batches, job.signal_prompts,
+                            job.group_size, job.temperature, job.seed)
+    t_signal = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    short = grpo.train(model, tok, train, job.short)
+    t_short = time.perf_counter() - t0
+    pan = panel.panel(logp, gram, job.group_size, job.k, job.coverage_k, t_eval, t_signal)
+    values = dict(pan.values)
+    seconds = dict(pan.cost)
+    values["NLL"], seconds["NLL"] = float(-logp_ho.mean()), t_nll
+    values["log step"], seconds["log step"] = float(np.log(job.step)), 0.0
+    values["short RL"] = float(short.probe_value[-1] - short.probe_value[0])
+    seconds["short RL"] = t_short
+    return PanelPoint(job.recipe, job.pretrain.seed, job.step, logp, logp_ho, gram,
+                      list(short.probe_value), values, seconds)
+
+
+def panel_jobs(params: PredictorParams, trajectories: dict[str, list], seeds=None) -> list[PanelJob]:
+    seeds = seeds or params.recipe_seeds
+    recipes = list(trajectories)
+    return [PanelJob(r, str(c.path), c.step, params.pretrain_config(r, s), params.signal_batches,
+                     params.signal_prompts, params.group_size, params.temperature,
+                     params.factor_prompts, params.k, params.coverage_k,
+                     params.grpo_config(params.short_seed, steps=params.short_steps),
+                     params.seed + 7919 * s, params.device)
+            for r, s in zip(recipes, seeds, strict=True) for c in trajectories[r]]
+
+
+def gain_jobs(params: PredictorParams, trajectories: dict[str, list], seeds=None,
+              grpo_seeds=None, lr: float | None = None, steps: int | None = None) -> list[GainJob]:
+    seeds = seeds or params.recipe_seeds
+    return [GainJob.at(c, params.pretrain_config(r, s), params.grpo_config(g, steps, lr), params.device)
+            for r, s in zip(list(trajectories), seeds, strict=True) for c in trajectories[r]
+            for g in (grpo_seeds or params.grpo_seeds)]
+
+
+# ------------------------------------------------------------------------ the table
+@dataclass
+class Table:
+    """One row per checkpoint: its recipe, step, every predictor, and the outcome."""
+
+    recipe: np.ndarray           # (n,) recipe names
+    step: np.ndarray             # (n,)
+    x: dict[str, np.ndarray]     # predictor -> (n,)
+    gain: np.ndarray             # (n,) mean over GRPO seeds of the paired held-out gain
+    gain_se: np.ndarray          # (n,) its SE over seeds
+    seconds: dict[str, float]    # predictor -> mean seconds per checkpoint
+    grpo_seconds: float          # mean seconds of one full GRPO run
+    collapsed: int               # GRPO runs whose probe value fell more than the tolerance
+
+    @property
+    def cost(self) -> dict[str, float]:
+        """Each predictor's cost as a fraction of one full GRPO run."""
+        return {p: self.seconds[p] / self.grpo_seconds for p in PREDICTORS}
+
+    def as_rows(self) -> list[dict]:
+        return [{"recipe": str(self.recipe[i]), "step": int(self.step[i]),
+                 **{p: float(self.x[p][i]) for p in PREDICTORS},
+                 "gain": float(self.gain[i]), "gain SE": float(self.gain_se[i])}
+                for i in range(self.gain.size)]
+
+
+def build_table(points: list[PanelPoint], runs: list[GainRun],
+                tolerance: float = PILOT["collapse_tolerance"]) -> Table:
+    """Join the panel of every checkpoint with its GRPO runs (matched by trajectory and step)."""
+    rows = []
+    for pt in points:
+        mine = [r for r in runs if r.trajectory == pt.trajectory and r.step == pt.step]
+        if not mine:
+            raise ValueError(f"no GRPO runs at step {pt.step} of recipe {pt.recipe!r}")
+        g = np.array([r.gain for r in mine])
+        rows.append((pt, g))
+    n = len(rows)
+    return Table(np.array([pt.recipe for pt, _ in rows]), np.array([pt.step for pt, _ in rows]),
+                 {p: np.array([pt.values[p] for pt, _ in rows]) for p in PREDICTORS},
+                 np.array([g.mean() for _, g in rows]),
+                 np.array([g.std(ddof=1) / np.sqrt(g.size) if g.size > 1 else np.nan for _, g in rows]),
+                 {p: float(np.mean([pt.seconds[p] for pt, _ in rows])) for p in PREDICTORS},
+                 float(np.mean([r.seconds for r in runs])),
+                 sum(r.largest_drop > tolerance for r in runs)) if n else None
+
+
+# ------------------------------------------------------------------------- analysis
+def design_matrix(table: Table, predictor: str) -> np.ndarray:
+    return prediction.features(table.x[predictor], TRANSFORMS.get(predictor, "identity"))
+
+
+@dataclass
+class Score:
+    r2: prediction.Interval
+    rho: prediction.Interval
+
+
+def score_predictor(table: Table, predictor: str) -> Score:
+    """Out-of-recipe R² and ρ of one predictor, each with its delete-one-recipe jackknife."""
+    y, g = table.gain, table.recipe
+
+    def stat(key):
+        def f(m):
+            X = design_matrix(_subset(table, m), predictor)
+            return prediction.scores(X, y[m], g[m])[key]
+        return f
+
+    return Score(prediction.jackknife(stat("r2"), g), prediction.jackknife(stat("rho"), g))
+
+
+def _subset(table: Table, mask) -> Table:
+    return Table(table.recipe[mask], table.step[mask], {p: v[mask] for p, v in table.x.items()},
+                 table.gain[mask], table.gain_se[mask], table.seconds, table.grpo_seconds,
+                 table.collapsed)
+
+
+def stage_and_impact(table: Table) -> tuple[np.ndarray, np.ndarray]:
+    """The base features (a cubic in pass@1) and the extra one (log I) of the incremental claim."""
+    return (prediction.features(table.x["pass@1"], "cubic"),
+            prediction.features(table.x["I"], "log"))
+
+
+@dataclass
+class Incremental:
+    delta: prediction.Interval   # ΔR²_oos with its jackknife interval
+    p: float                     # Freedman–Lane, one-sided
+    n_perm: int
+
+    @property
+    def holds(self) -> bool:
+        return self.p <= 0.05 and self.delta.lo > 0
+
+
+def incremental_value(table: Table, n_perm: int, seed: int) -> Incremental:
+    """The pre-registered claim: ΔR²_oos of adding log I to a cubic in pass@1, its jackknife
+    interval over recipes and its Freedman–Lane p-value."""
+    base, extra = stage_and_impact(table)
+    y, g = table.gain, table.recipe
+
+    def f(m):
+        return prediction.incremental_r2(base[m], extra[m], y[m], g[m])
+
+    delta = prediction.jackknife(f, g)
+    _, p = prediction.freedman_lane(base, extra, y, g, n_perm, seed)
+    return Incremental(delta, p, n_perm)
+
+
+@dataclass
+class Pairs:
+    pairs: list[tuple[int, int]]
+    agree: int
+    n: int
+    p: float
+
+
+def matched(table: Table, caliper: float) -> Pairs:
+    """Checkpoints of different recipes at the same pass@1 (within ``caliper``): does the one
+    with the larger I gain more? (one-sided sign test)"""
+    pairs = prediction.matched_pairs(table.x["pass@1"], table.recipe, caliper)
+    dI = [table.x["I"][i] - table.x["I"][j] for i, j in pairs]
+    dg = [table.gain[i] - table.gain[j] for i, j in pairs]
+    agree, n, p = prediction.sign_test(dI, dg)
+    return Pairs(pairs, agree, n, p)
+
+
+# ------------------------------------------------------------------- power simulation
+@dataclass
+class Generator:
+    """A parametric model of the design, fitted on the pilot: pass@1 uniform over its observed
+    range; log I = cubic(pass@1) + a recipe effect + a checkpoint effect; gain = cubic(pass@1)
+    + β·(log I − its stage part) + noise."""
+
+    p_lo: float
+    p_hi: float
+    logI_coef: np.ndarray        # intercept and cubic coefficients (raw powers of pass@1)
+    sd_recipe: float
+    sd_within: float
+    gain_coef: np.ndarray
+    beta: float
+    sd_noise: float
+
+    def draw(self, n_recipes: int, per_recipe: int, rng, beta: float | None = None):
+        beta = self.beta if beta is None else beta
+        recipe = np.repeat(np.arange(n_recipes), per_recipe)
+        p1 = np.sort(rng.uniform(self.p_lo, self.p_hi, (n_recipes, per_recipe)), axis=1).ravel()
+        P = np.stack([np.ones_like(p1), p1, p1 ** 2, p1 ** 3], axis=1)
+        u = rng.normal(0, self.sd_recipe, n_recipes)[recipe] + rng.normal(0, self.sd_within, p1.size)
+        logI = P @ self.logI_coef + u
+        gain = P @ self.gain_coef + beta * u + rng.normal(0, self.sd_noise, p1.size)
+        return p1, np.exp(logI), gain, recipe
+
+
+def fit_generator(pass1, I, gain, recipe) -> Generator:
+    """:class:`Generator` by least squares on pilot data (β: the coefficient of log I's
+    non-stage part; the recipe share of that part by a one-way variance decomposition)."""
+    pass1, gain = np.asarray(pass1, float), np.asarray(gain, float)
+    logI, recipe = np.log(np.maximum(np.asarray(I, float), 1e-12)), np.asarray(recipe)
+    P = np.stack([np.ones_like(pass1), pass1, pass1 ** 2, pass1 ** 3], axis=1)
+    a, *_ = np.linalg.lstsq(P, logI, rcond=None)
+    u = logI - P @ a
+    means = {r: u[recipe == r].mean() for r in np.unique(recipe)}
+    between = np.array([means[r] for r in recipe])
+    sd_recipe = float(np.std(list(means.values()), ddof=1)) if len(means) > 1 else 0.0
+    sd_within = float(np.std(u - between, ddof=1))
+    A = np.column_stack([P, u])
+    b, *_ = np.linalg.lstsq(A, gain, rcond=None)
+    resid = gain - A @ b
+    sd_noise = float(np.sqrt(resid @ resid / max(1, gain.size - A.shape[1])))
+    return Generator(float(pass1.min()), float(pass1.max()), a, sd_recipe, sd_within,
+                     b[:4], float(b[4]), sd_noise)
+
+
+def simulate_claim(gen: Generator, n_recipes: int, per_recipe: int, n_sims: int, n_perm: int,
+                   seed: int, beta: float | None = None, progress: bool = False) -> dict:
+    """The incremental claim on ``n_sims`` datasets drawn from ``gen``: how often it holds
+    (power, or its size at β = 0), and the coverage of the jackknife interval of ΔR²_oos for
+    its mean at this design."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    holds, deltas, los, his = [], [], [], []
+    for i in tqdm(range(n_sims), desc="simulated designs", disable=not progress):
+        p1, I, gain, recipe = gen.draw(n_recipes, per_recipe, rng, beta)
+        t = Table(recipe, np.zeros_like(recipe), {"pass@1": p1, "I": I}, gain,
+                  np.zeros_like(gain), {}, 1.0, 0)
+        inc = incremental_value(t, n_perm, seed + i)
+        holds.append(inc.holds)
+        deltas.append(inc.delta.value)
+        los.append(inc.delta.lo)
+        his.append(inc.delta.hi)
+    truth = float(np.mean(deltas))
+    covered = np.mean([lo <= truth <= hi for lo, hi in zip(los, his)])
+    return {"rate": float(np.mean(holds)), "coverage": float(covered), "mean_delta": truth,
+            "n_sims": n_sims, "n_perm": n_perm}
+
+
+# --------------------------------------------------------------------------- running
+def run_study(params: PredictorParams, trajectories: dict[str, list], seeds=None,
+              lr: float | None = None, grpo_seeds=None) -> tuple[list[PanelPoint], list[GainRun]]:
+    """The panel and the full-budget GRPO runs of every checkpoint, ``params.jobs`` at a time."""
+    points = run_jobs(run_panel, panel_jobs(params, trajectories, seeds), params.jobs,
+                      desc="predictor panel")
+    runs = run_jobs(run_gain, gain_jobs(params, trajectories, seeds, grpo_seeds, lr=lr),
+                    params.jobs, desc="GRPO runs")
+    return points, runs
+
+
+def run_pilot(params: PredictorParams, progress: bool = True) -> dict:
+    """The pre-registered pilot on the pilot recipes: the learning-rate runs and the rule's
+    choice, then one full-budget run per checkpoint at that rate (GRPO seed 0) with the panel,
+    and the power of the incremental claim at the effect the pilot suggests. Returns the raw
+    outputs as a JSON-ready dict (``book/data/09_pilot.json``)."""
+    seeds = PILOT_SEEDS
+    trajs = params.trajectories(PILOT_RECIPES, seeds, progress)
+    lr_jobs = []
+    for r, s in zip(PILOT_RECIPES, seeds):
+        cps = trajs[r]
+        for j in lr_checkpoints([c.metrics["pass1"] for c in cps]):
+            for lr in PILOT["lrs"]:
+                lr_jobs.append(GainJob.at(cps[j], params.pretrain_config(r, s),
+                                          params.grpo_config(0, PILOT["lr_steps"], lr), params.device))
+    lr_runs = run_jobs(run_gain, lr_jobs, params.jobs, desc="pilot: learning rates")
+    drops: dict[float, list[float]] = {}
+    for r in lr_runs:
+        drops.setdefault(r.lr, []).append(r.largest_drop)
+    lr = choose_lr(drops)
+    points, runs = run_study(params, trajs, seeds, lr=lr, grpo_seeds=(0,))
+    table = build_table(points, runs)
+    gen = fit_generator(table.x["pass@1"], table.x["I"], table.gain, table.recipe)
+    per_recipe = params.max_checkpoints
+    power = simulate_claim(gen, len(CONFIRMATION), per_recipe, PILOT["power_sims"],
+                           PILOT["power_perms"], params.seed, progress=progress)
+    size = simulate_claim(gen, len(CONFIRMATION), per_recipe, PILOT["power_sims"],
+                          PILOT["power_perms"], params.seed + 1, beta=0.0, progress=progress)
+    name = {s: r for r, s in zip(PILOT_RECIPES, seeds)}
+    return {
+        "preregistration_sha256": registered_text_sha256(),
+        "rules": {k: list(v) if isinstance(v, tuple) else v for k, v in PILOT.items()},
+        "recipes": {r: RECIPES[r] for r in PILOT_RECIPES},
+        "seeds": list(seeds),
+        "lr_runs": [{"recipe": name[r.trajectory], "step": r.step, "lr": r.lr,
+                     "probe_steps": r.probe_steps, "probe_value": r.probe_value,
+                     "largest_drop": r.largest_drop, "seconds": r.seconds} for r in lr_runs],
+        "chosen_lr": lr,
+        "full_runs": [{"recipe": name[r.trajectory], "step": r.step, "seed": r.seed,
+                       "gain": r.gain, "largest_drop": r.largest_drop, "seconds": r.seconds,
+                       "before": r.before.tolist(), "after": r.after.tolist()} for r in runs],
+        "panel": [p.as_dict() for p in points],
+        "generator": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
+                      for k, v in dataclasses.asdict(gen).items()},
+        "power": power,
+        "size": size,
+        "seconds_per_grpo_step": float(np.mean([r.seconds for r in runs]) / params.grpo_steps),
+    }
+
+
+def load_pilot(path: Path = PILOT_FILE) -> dict:
+    """The committed pilot outputs, checked against the registered text they name."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data["preregistration_sha256"] != registered_text_sha256():
+        raise ValueError(f"{path} followed a pre-registration whose hash differs from the "
+                         f"registered text of {PREREGISTRATION.name}")
+    return data
