@@ -59,3 +59,12 @@ def test_simulated_claim_has_power_at_a_large_effect_and_its_size_at_none():
     assert strong["rate"] >= 0.9
     assert null["rate"] <= 0.2   # 40 datasets at nominal 0.05: P(rate > 0.2) < 0.01
     assert 0.0 <= null["coverage"] <= 1.0 and null["n_sims"] == 40
+
+
+def test_the_committed_design_names_the_committed_pilot():
+    """The notebook's run-time check: the design names the pilot file, which names the text."""
+    pilot = P.load_pilot()
+    P.check_design(pilot, designs.PREDICTOR_CHOSEN)
+    assert P.PredictorParams().lr == designs.PREDICTOR_CHOSEN["lr"] == pilot["chosen_lr"]
+    with pytest.raises(ValueError, match="SHA-256"):
+        P.check_design(pilot, {**designs.PREDICTOR_CHOSEN, "pilot_sha256": "0" * 64})

@@ -30,6 +30,7 @@ import torch
 from vgh_lib.common import panel, prediction
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
+from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
 from vgh_lib.experiments.value_impact import GainJob, GainRun, run_gain
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.paths import REPO_ROOT
@@ -153,7 +154,7 @@ class PredictorParams(NotebookParams):
     grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
     group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
     temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
-    lr: float = spec(3e-4, lo=1e-7, hi=1.0, help="AdamW learning rate (chosen on the pilot)")
+    lr: float = spec(PREDICTOR_CHOSEN["lr"], lo=1e-7, hi=1.0, help="AdamW learning rate (chosen on the pilot)")
     grpo_seeds: tuple[int, ...] = spec((0, 1, 2), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
     short_steps: int = spec(6, lo=1, hi=100_000, help="steps of the short-RL predictor's run")
     short_seed: int = spec(1000, lo=0, hi=2**31 - 1, help="GRPO seed of the short run")
@@ -163,7 +164,6 @@ class PredictorParams(NotebookParams):
     coverage_k: int = spec(64, lo=1, hi=100_000, help="K of the coverage predictor pass@K")
     n_perm: int = spec(999, lo=9, hi=1_000_000, help="Freedman–Lane permutations")
     caliper: float = spec(0.05, lo=0.0, hi=1.0, help="matched pairs: largest pass@1 difference")
-    n_sims: int = spec(200, lo=10, hi=100_000, help="simulated datasets for power and coverage")
     pilot: bool = spec(False, help="rerun the pilot and compare its choice with the committed design")
     jobs: int = spec(2, lo=1, hi=64, help="worker processes")
     device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
@@ -211,6 +211,13 @@ class PredictorParams(NotebookParams):
                                   self.max_checkpoints)
             out[r] = [cps[i] for i in idx]
         return out
+
+
+def usable(trajectories: dict[str, list], minimum: int = 3) -> tuple[dict[str, list], list[str]]:
+    """The recipes with at least ``minimum`` learning-region checkpoints, and the names of
+    those left out (the pre-registered rule)."""
+    keep = {r: cps for r, cps in trajectories.items() if len(cps) >= minimum}
+    return keep, [r for r in trajectories if r not in keep]
 
 
 # ------------------------------------------------------------------------------ jobs
@@ -438,6 +445,37 @@ def matched(table: Table, caliper: float) -> Pairs:
     dg = [table.gain[i] - table.gain[j] for i, j in pairs]
     agree, n, p = prediction.sign_test(dI, dg)
     return Pairs(pairs, agree, n, p)
+
+
+@dataclass
+class Analysis:
+    """The pre-registered analysis of one set of recipes."""
+
+    scores: dict[str, Score]     # every predictor's out-of-recipe R² and ρ
+    incremental: Incremental     # claim 1
+    pairs: Pairs                 # claim 2
+
+    @property
+    def winner(self) -> str:
+        """The predictor with the largest out-of-recipe R² (a description, not a claim)."""
+        return max(self.scores, key=lambda p: self.scores[p].r2.value)
+
+
+def analyse(table: Table, params: PredictorParams) -> Analysis:
+    """Every predictor's out-of-recipe score, the incremental claim and the matched pairs."""
+    return Analysis({p: score_predictor(table, p) for p in PREDICTORS},
+                    incremental_value(table, params.n_perm, params.seed),
+                    matched(table, params.caliper))
+
+
+def check_design(pilot: dict, chosen: dict, pilot_file: Path = PILOT_FILE) -> None:
+    """Refuse to run a confirmation whose committed design does not name the pilot file it
+    reads, or whose pilot file does not name the registered text (:func:`load_pilot`)."""
+    if chosen.get("pilot_sha256") != file_sha256(pilot_file):
+        raise ValueError(f"the committed design names a pilot file whose SHA-256 differs from "
+                         f"{pilot_file.name}'s")
+    if chosen.get("lr") != pilot["chosen_lr"]:
+        raise ValueError("the committed learning rate is not the one the pilot's rule chose")
 
 
 # ------------------------------------------------------------------- power simulation
