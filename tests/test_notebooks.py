@@ -122,13 +122,14 @@ def test_report_groups_claims_by_chapter_with_readings(tmp_path):
                "op": "<=", "threshold": 2.0, "passed": False, "ci": [2.5, 3.5], "fails_if": "x"}]
     (executed / f"{name}.claims.json").write_text(json.dumps(
         {"notebook": name, "profile": "smoke", "git_commit": "0" * 40, "created": "now",
-         "claims": claims}))
+         "claims": claims, "finding": "x wins | y does not"}))
     report.write_report(executed, tmp_path / "book" / "reproduction_report.md")
     text = (tmp_path / "book" / "reproduction_report.md").read_text()
     assert "## Claims by chapter" in text and "first \\| statement" in text
     assert "*Fails if* a bug" in text and "**FAIL**" in text
     summary = (executed / "summary.md").read_text()
     assert "1 of 2 claims hold" in summary and "**not reproduced**" in summary
+    assert "| x wins \\| y does not |" in summary  # the notebook's one-line finding, escaped
     assert report.chapter_status(claims[:1]) == "reproduced"
     assert report.chapter_status([]) == "not run"
     assert report.chapter_status([claims[0], {**claims[1], "value": None}]) == "inconclusive"

@@ -14,6 +14,7 @@ from typing import Any
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.actor_update import ActorUpdateParams
 from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.experiments.predictors import PredictorParams
 from vgh_lib.experiments.probe_book import ProbeBookParams
 from vgh_lib.experiments.real_lm import RealLMParams
 from vgh_lib.experiments.real_lm_impact import RealLMImpactParams
@@ -140,6 +141,22 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                       "paper": {"train_limit": 400, "held_out_limit": 200, "probe_prompts": 64,
                                 "grpo_steps": 60, "train_layers": 30, "seeds": tuple(range(1, 9)),
                                 "signal_prompts": 32, "device": "auto"}},
+        ),
+        NotebookSpec(
+            name="09_what_predicts_rl_gain",
+            title="What predicts the gain of RL: value impact against the cheap predictors",
+            params=PredictorParams,
+            profiles={"smoke": {"recipes": ("base", "noisy corpus", "one layer"),
+                                "recipe_seeds": (11, 12, 13), "pretrain_steps": 150,
+                                "n_checkpoints": 6, "n_eval": 40, "eval_samples": 8, "k": 4,
+                                "pass1_lo": 0.0, "pass1_hi": 1.0, "max_checkpoints": 3,
+                                "grpo_steps": 3, "grpo_prompts": 4, "grpo_seeds": (0, 1),
+                                "short_steps": 1, "signal_batches": 3, "signal_prompts": 4,
+                                "factor_prompts": 16, "coverage_k": 16, "n_perm": 19, "jobs": 1},
+                      "default": {},
+                      # the default design with more seeds and checkpoints per recipe
+                      "paper": {"grpo_seeds": (0, 1, 2, 3, 4, 5, 6, 7), "max_checkpoints": 10,
+                                "device": "auto"}},
         ),
     ]
 }

@@ -115,16 +115,19 @@ def _title_link(name: str, chapters: dict[str, str], record: dict | None) -> str
 
 
 def render_summary(executed: Path, root: Path | None = None) -> str:
-    """The landing page's table: one row per chapter, its reading and its claims."""
+    """The landing page's table: one row per chapter, its reading, its claims, and the one-line
+    finding its notebook chose from its measured values (empty where it gives none)."""
     executed = Path(executed)
     root = Path(root) if root is not None else executed.parent.parent
     chapters = _chapters(root)
-    rows = ["| result | reading | claims |", "|---|---|---|"]
+    rows = ["| result | reading | claims | in one line |", "|---|---|---|---|"]
     for name, record in _records(executed).items():
         claims = record["claims"] if record else []
         status = chapter_status(claims)
         text = _count(claims) if claims else "not run"
-        rows.append(f"| {_title_link(name, chapters, record)} | {_status_text(status)} | {text} |")
+        finding = _escape(record.get("finding", "")) if record else ""
+        rows.append(f"| {_title_link(name, chapters, record)} | {_status_text(status)} | {text} "
+                    f"| {finding} |")
     return "\n".join([*rows, "", READING, ""])
 
 

@@ -100,6 +100,7 @@ class ClaimSet:
         self.profile = profile
         self.parameters = parameters
         self.claims: list[Claim] = []
+        self.finding = ""  # one line for the landing page's table, chosen by the measured values
 
     def add(self, id: str, statement: str, value: float | None, op: str, threshold,
             kind: str = "identity", ci: Sequence[float] | None = None,
@@ -142,6 +143,7 @@ class ClaimSet:
             "git_commit": git_commit(),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "claims": [asdict(c) for c in self.claims],
+            "finding": self.finding,
         }
 
     def failures(self) -> list[Claim]:
