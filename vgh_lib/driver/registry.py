@@ -152,7 +152,8 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                                 "pass1_lo": 0.0, "pass1_hi": 1.0, "max_checkpoints": 3,
                                 "grpo_steps": 3, "grpo_prompts": 4, "grpo_seeds": (0, 1),
                                 "short_steps": 1, "signal_batches": 3, "signal_prompts": 4,
-                                "factor_prompts": 16, "coverage_k": 16, "n_perm": 19, "jobs": 1},
+                                "factor_prompts": 16, "coverage_k": 16, "n_perm": 19,
+                                "coverage_sims": 10, "jobs": 1},
                       "default": {},
                       # the default design with more seeds and checkpoints per recipe
                       "paper": {"grpo_seeds": (0, 1, 2, 3, 4, 5, 6, 7), "max_checkpoints": 10,

@@ -163,6 +163,7 @@ class PredictorParams(NotebookParams):
     factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the exact evaluation")
     coverage_k: int = spec(64, lo=1, hi=100_000, help="K of the coverage predictor pass@K")
     n_perm: int = spec(999, lo=9, hi=1_000_000, help="Freedman–Lane permutations")
+    coverage_sims: int = spec(200, lo=10, hi=100_000, help="simulated designs of the coverage check")
     caliper: float = spec(0.05, lo=0.0, hi=1.0, help="matched pairs: largest pass@1 difference")
     pilot: bool = spec(False, help="rerun the pilot and compare its choice with the committed design")
     jobs: int = spec(2, lo=1, hi=64, help="worker processes")
@@ -494,6 +495,11 @@ class Generator:
     beta: float
     sd_noise: float
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Generator":
+        """From the ``generator`` entry of the pilot file."""
+        return cls(**{k: np.asarray(v, float) if isinstance(v, list) else v for k, v in data.items()})
+
     def draw(self, n_recipes: int, per_recipe: int, rng, beta: float | None = None):
         beta = self.beta if beta is None else beta
         recipe = np.repeat(np.arange(n_recipes), per_recipe)
@@ -547,6 +553,34 @@ def simulate_claim(gen: Generator, n_recipes: int, per_recipe: int, n_sims: int,
     covered = np.mean([lo <= truth <= hi for lo, hi in zip(los, his)])
     return {"rate": float(np.mean(holds)), "coverage": float(covered), "mean_delta": truth,
             "n_sims": n_sims, "n_perm": n_perm}
+
+
+def interval_coverage(gen: Generator, n_recipes: int, per_recipe: int, n_sims: int, seed: int,
+                      progress: bool = False) -> dict[str, float]:
+    """How often the delete-one-recipe jackknife intervals cover the mean of their statistic
+    at this design, on ``n_sims`` datasets drawn from ``gen``: out-of-recipe R² and ρ of I (log)
+    and of pass@1 (cubic), and ΔR² of the incremental claim. The target is the statistic's
+    mean over the simulated datasets (what a fit on ``n_recipes − 1`` recipes achieves)."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    found: dict[str, list[prediction.Interval]] = {}
+    for _ in tqdm(range(n_sims), desc="interval coverage", disable=not progress):
+        p1, I, gain, recipe = gen.draw(n_recipes, per_recipe, rng)
+        t = Table(recipe, np.zeros_like(recipe), {"pass@1": p1, "I": I}, gain,
+                  np.zeros_like(gain), {}, 1.0, 0)
+        for name in ("I", "pass@1"):
+            sc = score_predictor(t, name)
+            found.setdefault(f"R² of {name}", []).append(sc.r2)
+            found.setdefault(f"ρ of {name}", []).append(sc.rho)
+        base, extra = stage_and_impact(t)
+        found.setdefault("ΔR²", []).append(prediction.jackknife(
+            lambda m: prediction.incremental_r2(base[m], extra[m], gain[m], recipe[m]), recipe))
+    out = {}
+    for key, ivs in found.items():
+        truth = float(np.mean([iv.value for iv in ivs]))
+        out[key] = float(np.mean([iv.lo <= truth <= iv.hi for iv in ivs]))
+    return out
 
 
 # --------------------------------------------------------------------------- running
