@@ -236,3 +236,36 @@ def test_expected_update_is_the_closed_form_value_gradient_times_the_advantage_g
     assert z <= 3.0, z
     # the test has power: half the expected update (a missing factor 2) is far outside
     assert stats.norm_z((X.mean(0) - 0.5 * expected).numpy(), (X.std(0) / np.sqrt(R)).numpy()) > 5
+
+
+def test_output_bias_shifts_the_logits_exactly_and_is_removed(tiny):
+    model, tok = tiny
+    prompt, answer = _pairs(model, tok, n=1)[0]
+    before = lm_grpo.exact_values(model, [(prompt, answer)])[0]
+    with torch.no_grad():
+        logits0 = model(input_ids=prompt[None]).logits[0, -1].clone()
+    with lm_grpo.output_bias(model) as bias:
+        with torch.no_grad():
+            bias[answer[0]] = 2.0
+            logits1 = model(input_ids=prompt[None]).logits[0, -1]
+            shifted = lm_grpo.exact_values(model, [(prompt, answer)])[0]
+    diff = (logits1 - logits0).double()
+    assert diff[answer[0]] == pytest.approx(2.0, abs=1e-5)
+    assert diff[torch.arange(diff.numel()) != answer[0]].abs().max() < 1e-6
+    # the closed form: p' = p e² / (p e² + 1 − p) for a one-token answer at τ = 1
+    assert shifted == pytest.approx(before * np.e**2 / (before * np.e**2 + 1 - before), rel=1e-5)
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=prompt[None]).logits[0, -1], logits0)  # hook removed
+
+
+def test_control_arm_trains_only_the_output_bias(tiny):
+    model, tok = tiny
+    pairs = _pairs(model, tok)
+    saved = [p.detach().clone() for p in model.parameters()]
+    flags = lm_grpo.grad_flags(model)
+    cfg = lm_grpo.LMGRPOConfig(steps=3, prompts_per_step=2, group_size=6, lr=0.1, train_layers=1)
+    with lm_grpo.output_bias(model) as bias:
+        lm_grpo.train(model, pairs, pairs, cfg, params=[bias])
+        assert bias.detach().abs().max() > 0
+    assert all(torch.equal(p, s) for p, s in zip(model.parameters(), saved))
+    assert lm_grpo.grad_flags(model) == flags

@@ -202,6 +202,22 @@ class LMGRPOConfig:
 
 
 @contextmanager
+def output_bias(model):
+    """A trainable bias on the output logits, zero at entry, added by a forward hook on the
+    output layer while the block runs: the answer-prior control arm of issue 20. Trained alone
+    (``train(..., params=[bias])``), it can shift the prior over answer tokens but cannot
+    compute anything from the prompt. Yields the bias (vocabulary size, float32)."""
+    head = model.get_output_embeddings()
+    weight = head.weight
+    bias = torch.nn.Parameter(torch.zeros(weight.shape[0], dtype=torch.float32, device=weight.device))
+    handle = head.register_forward_hook(lambda module, inputs, out: out + bias.to(out.dtype))
+    try:
+        yield bias
+    finally:
+        handle.remove()
+
+
+@contextmanager
 def restored(params: list[torch.nn.Parameter]):
     """Put ``params`` back to their values on entry when the block ends (also on error)."""
     saved = [p.detach().clone() for p in params]
@@ -215,10 +231,11 @@ def restored(params: list[torch.nn.Parameter]):
 
 
 def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = False,
-          sign: float = 1.0, prefix=None) -> grpo.GRPOHistory:
-    """GRPO in place on the top ``cfg.train_layers`` blocks of ``model``, on the (prompt ids,
-    answer ids) ``train_pairs``; the history records the mean exact value of ``probe_pairs``
-    (the other parameters' requires-grad flags are restored afterwards). ``sign = −1`` descends
+          sign: float = 1.0, prefix=None, params: list | None = None) -> grpo.GRPOHistory:
+    """GRPO in place on the top ``cfg.train_layers`` blocks of ``model`` (or on ``params``
+    alone, e.g. the :func:`output_bias` of the control arm), on the (prompt ids, answer ids)
+    ``train_pairs``; the history records the mean exact value of ``probe_pairs`` (the model's
+    requires-grad flags are restored afterwards). ``sign = −1`` descends
     the objective instead: only for tests that check that the real sign raises the probe value.
     ``prefix``: a :class:`vgh_lib.lm.prefix.FrozenPrefix` of ``model`` with
     ``k = cfg.train_layers``, whose cached bottom states make every step faster (checked
@@ -230,7 +247,12 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
                          f"{cfg.train_layers}, got k = {prefix.k}")
     gen = torch.Generator().manual_seed(cfg.seed)
     flags = grad_flags(model)
-    params = train_top_layers(model, cfg.train_layers)
+    if params is None:
+        params = train_top_layers(model, cfg.train_layers)
+    else:
+        model.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     history = grpo.GRPOHistory()
 
