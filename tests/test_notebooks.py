@@ -128,8 +128,13 @@ def test_report_groups_claims_by_chapter_with_readings(tmp_path):
     assert "## Claims by chapter" in text and "first \\| statement" in text
     assert "*Fails if* a bug" in text and "**FAIL**" in text
     summary = (executed / "summary.md").read_text()
-    assert "1 of 2 claims hold" in summary and "**not reproduced**" in summary
+    assert "1 of 2 claims hold" in summary and "**does not hold**" in summary
     assert "| x wins \\| y does not |" in summary  # the notebook's one-line finding, escaped
+    assert "`a.two` = 3 (required <= 2): x" in summary  # what failed, and why
+    paper, checks = summary.split("**The book's own checks**")
+    for nb in registry.NOTEBOOKS.values():  # each chapter in the table of its kind
+        title = nb.title.replace("`", "").replace("|", "\\|")
+        assert (title in paper) == nb.paper_claim and (title in checks) != nb.paper_claim, nb.name
     assert report.chapter_status(claims[:1]) == "reproduced"
     assert report.chapter_status([]) == "not run"
     assert report.chapter_status([claims[0], {**claims[1], "value": None}]) == "inconclusive"

@@ -31,6 +31,7 @@ class NotebookSpec:
     title: str
     params: type[NotebookParams]
     profiles: dict[str, dict[str, Any]]
+    paper_claim: bool = True   # one of the paper's results; False: a check of the book's own
 
 
 # The trajectory parameters of each profile, shared by notebooks 03-05 so that they reuse
@@ -64,6 +65,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             name="03_pretraining_trajectory",
             title="Tiny transformer policies: a pretraining trajectory and GRPO",
             params=PretrainGRPOParams,
+            paper_claim=False,   # the set-up the later chapters build on
             profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 5, "grpo_prompts": 8,
                                 "grpo_seeds": (0, 1)},
                       "default": {},
@@ -117,6 +119,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             name="07_probe",
             title="vgh probe on the book's trajectory: the cheap factors against notebook 05's",
             params=ProbeBookParams,
+            paper_claim=False,   # a check of the book's own tool, vgh probe
             profiles={"smoke": {**SMOKE_TRAJECTORY, "confirmation_seeds": (1,),
                                 "checkpoint_grid": (20, 40, 80, 150), "signal_batches": 3,
                                 "signal_prompts": 4, "factor_prompts": 8, "probe_batches": 3,

@@ -25,10 +25,18 @@ we test. A failed empirical claim is a result, and it is listed here like any ot
 Every threshold was fixed before the notebook was run.
 """
 
-READING = """A chapter's result reads **reproduced** when every claim of its notebook holds,
-**not reproduced** when an identity claim fails or no empirical claim holds, and
-**inconclusive** otherwise (its identities hold but its empirical claims split, or a value
-could not be measured)."""
+READING = """A result **holds for our reconstruction** (a check **passes**) when every claim of its
+notebook holds; it **does not hold** (a check **fails**) when an identity claim fails or no
+empirical claim holds; it is **inconclusive** otherwise (its identities hold but its empirical
+claims split, or a value could not be measured). The paper's theorems and formulas are our
+reconstructions, so a result that holds says that our reconstruction of the claim holds in this
+build. "What failed" names each failed claim, its measured value and what its failure means."""
+
+# How the landing page words a status, for the paper's results and for the book's own checks
+WORDING = {True: {"reproduced": "holds for our reconstruction", "not reproduced": "does not hold",
+                  "inconclusive": "inconclusive", "not run": "not run"},
+           False: {"reproduced": "passes", "not reproduced": "fails",
+                   "inconclusive": "inconclusive", "not run": "not run"}}
 
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = (
     "reproduced", "not reproduced", "inconclusive", "not run")
@@ -101,7 +109,8 @@ def _count(claims: list[dict]) -> str:
 
 
 def _status_text(status: str) -> str:
-    return f"**{status}**" if status in (NOT_REPRODUCED, INCONCLUSIVE) else status
+    return status if status in (REPRODUCED, "holds for our reconstruction", "passes",
+                                NOT_RUN) else f"**{status}**"
 
 
 def _title_link(name: str, chapters: dict[str, str], record: dict | None) -> str:
@@ -114,21 +123,43 @@ def _title_link(name: str, chapters: dict[str, str], record: dict | None) -> str
     return title
 
 
+def what_failed(claims: list[dict]) -> str:
+    """Each failed claim: its id, measured value, requirement and what the failure means."""
+    out = []
+    for c in claims:
+        if c["passed"]:
+            continue
+        value = format_value(c["value"])
+        reason = c.get("fails_if", "").strip()
+        out.append(f"`{c['id']}` = {value} (required {format_threshold(c['op'], c['threshold'])})"
+                   + (f": {reason}" if reason else ""))
+    return "; ".join(out)
+
+
 def render_summary(executed: Path, root: Path | None = None) -> str:
-    """The landing page's table: one row per chapter, its reading, its claims, and the one-line
-    finding its notebook chose from its measured values (empty where it gives none)."""
+    """The landing page's tables: the paper's results, then the book's own checks; per chapter
+    its reading, its claims, what failed and why, and the one-line finding its notebook chose
+    from its measured values (empty where it gives none)."""
     executed = Path(executed)
     root = Path(root) if root is not None else executed.parent.parent
     chapters = _chapters(root)
-    rows = ["| result | reading | claims | in one line |", "|---|---|---|---|"]
-    for name, record in _records(executed).items():
-        claims = record["claims"] if record else []
-        status = chapter_status(claims)
-        text = _count(claims) if claims else "not run"
-        finding = _escape(record.get("finding", "")) if record else ""
-        rows.append(f"| {_title_link(name, chapters, record)} | {_status_text(status)} | {text} "
-                    f"| {finding} |")
-    return "\n".join([*rows, "", READING, ""])
+    records = _records(executed)
+    parts = []
+    for paper, heading in ((True, "The paper's results"), (False, "The book's own checks")):
+        rows = [f"**{heading}**", "",
+                "| result | reading | claims | what failed, and why | in one line |",
+                "|---|---|---|---|---|"]
+        for name, record in records.items():
+            if registry.NOTEBOOKS[name].paper_claim != paper:
+                continue
+            claims = record["claims"] if record else []
+            status = WORDING[paper][chapter_status(claims)]
+            text = _count(claims) if claims else "not run"
+            finding = _escape(record.get("finding", "")) if record else ""
+            rows.append(f"| {_title_link(name, chapters, record)} | {_status_text(status)} | "
+                        f"{text} | {_escape(what_failed(claims))} | {finding} |")
+        parts += [*rows, ""]
+    return "\n".join([*parts, READING, ""])
 
 
 def render_report(executed: Path, root: Path | None = None) -> str:
