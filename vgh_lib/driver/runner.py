@@ -220,11 +220,14 @@ def reproduce(profile: str = "default", jobs: int = 1, only: list[str] | None = 
 
 
 def build_book(root: Path | str = REPO_ROOT, strict: bool = True) -> int:
-    """Write the reproduction report, then build the HTML book with jupyter-book."""
+    """Write the reproduction report and the pre-registrations' timelines, then build the HTML
+    book with jupyter-book."""
     from vgh_lib.driver.report import write_report
+    from vgh_lib.driver.timeline import write_timelines
 
     root = Path(root)
     write_report(root / "book" / "executed", root / "book" / "reproduction_report.md")
+    write_timelines(root, root / "book" / "executed")
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--path-output",
            str(root)]
