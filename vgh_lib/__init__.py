@@ -12,9 +12,23 @@ report, CLI, Sphinx extension).
 
 from __future__ import annotations
 
+import logging
 import random
 
 __version__ = "0.1.0"
+
+
+class _SampledPadFilter(logging.Filter):
+    """Drops transformers' "passing in an `attention_mask`" warning. It fires when a sampled
+    completion of an untrained model contains the pad token; the book's batches are never
+    padded (equal-length prompts, or one prompt at a time), so the warning is noise that would
+    hide real ones (issue 23, a quiet build)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "We strongly recommend passing in an `attention_mask`" not in record.getMessage()
+
+
+logging.getLogger("transformers.modeling_utils").addFilter(_SampledPadFilter())
 
 
 def seed_everything(seed: int) -> None:
