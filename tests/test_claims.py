@@ -44,7 +44,9 @@ def test_record_schema():
     s = cm.ClaimSet("nb", "default", {"seed": 1})
     s.add("x.y", "stmt", 0.5, "in", [0, 1], ci=[0.4, 0.6])
     rec = s.record()
-    assert set(rec) == {"notebook", "profile", "parameters", "git_commit", "created", "claims"}
+    assert set(rec) == {"notebook", "profile", "parameters", "git_commit", "created", "claims",
+                        "finding"}
+    assert rec["finding"] == ""  # a notebook that chooses no one-line finding
     c = rec["claims"][0]
     assert {"id", "statement", "kind", "value", "op", "threshold", "passed", "ci"} <= set(c)
     assert c["passed"] is True and c["threshold"] == [0.0, 1.0] and c["ci"] == [0.4, 0.6]
