@@ -110,7 +110,9 @@ def panel(logp, gram, group_size: int, k: int, coverage_k: int = 64,
     """The whole panel from per-prompt log success probabilities ``logp`` and the Gram matrix
     of ``S``'s batch estimates. When ``gram``'s batches were drawn from the same prompts as
     ``logp`` (batch ``b`` the ``b``-th equal share, as in ``vgh probe``), ``I``'s SE keeps the
-    correlation of its factors; otherwise it is a slight overestimate. ``eval_seconds`` and
+    correlation of its factors; otherwise (notebook 09, whose batches are drawn from all
+    training prompts) it is still a delete-one-group jackknife, with groups that pair a batch
+    with an arbitrary share of the prompts. ``eval_seconds`` and
     ``signal_seconds`` are the costs of the exact evaluation and of the signal's batches."""
     terms = per_prompt(logp, group_size, k, coverage_k)
     values, ses, cost = {}, {}, {}

@@ -130,6 +130,8 @@ def what_failed(claims: list[dict]) -> str:
         if c["passed"]:
             continue
         value = format_value(c["value"])
+        if c.get("ci"):
+            value += f" [{format_value(c['ci'][0])}, {format_value(c['ci'][1])}]"
         reason = c.get("fails_if", "").strip()
         out.append(f"`{c['id']}` = {value} (required {format_threshold(c['op'], c['threshold'])})"
                    + (f": {reason}" if reason else ""))

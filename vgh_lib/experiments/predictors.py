@@ -352,6 +352,8 @@ class Table:
 def build_table(points: list[PanelPoint], runs: list[GainRun],
                 tolerance: float = PILOT["collapse_tolerance"]) -> Table:
     """Join the panel of every checkpoint with its GRPO runs (matched by trajectory and step)."""
+    if not points:
+        raise ValueError("no checkpoints to build a table from")
     rows = []
     for pt in points:
         mine = [r for r in runs if r.trajectory == pt.trajectory and r.step == pt.step]
@@ -359,14 +361,13 @@ def build_table(points: list[PanelPoint], runs: list[GainRun],
             raise ValueError(f"no GRPO runs at step {pt.step} of recipe {pt.recipe!r}")
         g = np.array([r.gain for r in mine])
         rows.append((pt, g))
-    n = len(rows)
     return Table(np.array([pt.recipe for pt, _ in rows]), np.array([pt.step for pt, _ in rows]),
                  {p: np.array([pt.values[p] for pt, _ in rows]) for p in PREDICTORS},
                  np.array([g.mean() for _, g in rows]),
                  np.array([g.std(ddof=1) / np.sqrt(g.size) if g.size > 1 else np.nan for _, g in rows]),
                  {p: float(np.mean([pt.seconds[p] for pt, _ in rows])) for p in PREDICTORS},
                  float(np.mean([r.seconds for r in runs])),
-                 sum(r.largest_drop > tolerance for r in runs)) if n else None
+                 sum(r.largest_drop > tolerance for r in runs))
 
 
 # ------------------------------------------------------------------------- analysis
