@@ -20,6 +20,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from vgh_lib.lm import tasks as lm_tasks
 from vgh_lib.lm.tasks import LMExample, N_SHOTS
 
 UNSEEN_ANSWER_SHARE = 0.25
@@ -126,27 +127,21 @@ COUNTRY_CONTINENT = (
     ("Samoa", "Oceania"), ("Tonga", "Oceania"),
 )
 
-CAPITALS = (
-    ("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Germany", "Berlin"),
-    ("Spain", "Madrid"), ("Russia", "Moscow"), ("Egypt", "Cairo"), ("England", "London"),
-    ("Greece", "Athens"), ("Austria", "Vienna"), ("Ireland", "Dublin"), ("Norway", "Oslo"),
-    ("Sweden", "Stockholm"), ("Portugal", "Lisbon"), ("Poland", "Warsaw"), ("China", "Beijing"),
-    ("Kenya", "Nairobi"), ("Peru", "Lima"), ("Cuba", "Havana"), ("Thailand", "Bangkok"),
-    ("Hungary", "Budapest"), ("Finland", "Helsinki"), ("Denmark", "Copenhagen"),
-    ("Belgium", "Brussels"), ("Canada", "Ottawa"), ("Turkey", "Ankara"), ("Iran", "Tehran"),
-    ("Chile", "Santiago"), ("Ukraine", "Kyiv"), ("India", "Delhi"), ("Iraq", "Baghdad"),
-    ("Syria", "Damascus"), ("Lebanon", "Beirut"), ("Jordan", "Amman"), ("Vietnam", "Hanoi"),
-    ("Indonesia", "Jakarta"), ("Philippines", "Manila"), ("Nepal", "Kathmandu"),
-    ("Mongolia", "Ulaanbaatar"), ("Afghanistan", "Kabul"), ("Pakistan", "Islamabad"),
-    ("Nigeria", "Abuja"), ("Ghana", "Accra"), ("Ethiopia", "Addis"), ("Morocco", "Rabat"),
-    ("Algeria", "Algiers"), ("Tunisia", "Tunis"), ("Libya", "Tripoli"), ("Sudan", "Khartoum"),
-    ("Uganda", "Kampala"), ("Senegal", "Dakar"), ("Colombia", "Bogota"), ("Venezuela", "Caracas"),
-    ("Ecuador", "Quito"), ("Bolivia", "Sucre"), ("Uruguay", "Montevideo"), ("Paraguay", "Asuncion"),
-    ("Mexico", "Mexico"), ("Jamaica", "Kingston"), ("Australia", "Canberra"),
-    ("Romania", "Bucharest"), ("Bulgaria", "Sofia"), ("Serbia", "Belgrade"), ("Croatia", "Zagreb"),
-    ("Czechia", "Prague"), ("Slovakia", "Bratislava"), ("Latvia", "Riga"), ("Estonia", "Tallinn"),
-    ("Lithuania", "Vilnius"), ("Iceland", "Reykjavik"), ("Switzerland", "Bern"),
-    ("Netherlands", "Amsterdam"),
+# notebook 08's capitals (less "Buenos", which is not a whole answer) and more
+CAPITALS = tuple(c for c in lm_tasks.CAPITALS if c[1] != "Buenos") + (
+    ("India", "Delhi"), ("Iraq", "Baghdad"), ("Syria", "Damascus"), ("Lebanon", "Beirut"),
+    ("Jordan", "Amman"), ("Vietnam", "Hanoi"), ("Indonesia", "Jakarta"),
+    ("Philippines", "Manila"), ("Nepal", "Kathmandu"), ("Mongolia", "Ulaanbaatar"),
+    ("Afghanistan", "Kabul"), ("Pakistan", "Islamabad"), ("Nigeria", "Abuja"),
+    ("Ghana", "Accra"), ("Morocco", "Rabat"), ("Algeria", "Algiers"),
+    ("Tunisia", "Tunis"), ("Libya", "Tripoli"), ("Sudan", "Khartoum"), ("Uganda", "Kampala"),
+    ("Senegal", "Dakar"), ("Colombia", "Bogota"), ("Venezuela", "Caracas"), ("Ecuador", "Quito"),
+    ("Bolivia", "Sucre"), ("Uruguay", "Montevideo"), ("Paraguay", "Asuncion"),
+    ("Jamaica", "Kingston"), ("Australia", "Canberra"),
+    ("Romania", "Bucharest"), ("Bulgaria", "Sofia"), ("Serbia", "Belgrade"),
+    ("Croatia", "Zagreb"), ("Czechia", "Prague"), ("Slovakia", "Bratislava"), ("Latvia", "Riga"),
+    ("Estonia", "Tallinn"), ("Lithuania", "Vilnius"), ("Iceland", "Reykjavik"),
+    ("Switzerland", "Bern"), ("Netherlands", "Amsterdam"),
 )
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -218,7 +213,7 @@ def _knowledge() -> dict[str, list[tuple[str, str]]]:
         "day after": [(f"The day after {a} is", f" {b}") for a, b in zip(DAYS, DAYS[1:] + DAYS[:1])],
         "month before": [(f"The month before {b} is", f" {a}") for a, b in zip(MONTHS, MONTHS[1:] + MONTHS[:1])],
         "day before": [(f"The day before {b} is", f" {a}") for a, b in zip(DAYS, DAYS[1:] + DAYS[:1])],
-        "country of capital": [(f"{k} is the capital of", f" {c}") for c, k in CAPITALS if c != k],
+        "country of capital": [(f"{k} is the capital of", f" {c}") for c, k in CAPITALS],
         "singular": [(f"The singular of {b} is", f" {a}") for a, b in PLURALS],
         "present tense": [(f"The present tense of {b} is", f" {a}") for a, b in PAST_TENSES],
     }
