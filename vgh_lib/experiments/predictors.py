@@ -269,7 +269,9 @@ class PanelPoint:
 @torch.no_grad()
 def answer_logprobs(model, tokenizer, examples, temperature: float) -> np.ndarray:
     """Each prompt's teacher-forced ``log π_τ(answer | prompt)``, (P,): the log of its exact
-    success probability (:func:`vgh_lib.tiny.sampling.exact_values` is its exponential)."""
+    success probability (:func:`vgh_lib.tiny.sampling.exact_values` is its exponential). The
+    book's tasks share one prompt length, so one batched pass does; ``vgh probe``'s
+    :func:`vgh_lib.tools.probe.answer_logprobs` groups prompts of any task by shape first."""
     prompts, answers = encode_prompts(tokenizer, examples, next(model.parameters()).device)
     return answer_logprob(model, prompts, answers, temperature).double().cpu().numpy()
 
