@@ -140,6 +140,23 @@ def test_report_groups_claims_by_chapter_with_readings(tmp_path):
     assert report.chapter_status([claims[0], {**claims[1], "value": None}]) == "inconclusive"
 
 
+def test_build_status_page_lists_each_run_and_the_versions(tmp_path):
+    from vgh_lib.driver import report
+
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    names = list(registry.NOTEBOOKS)
+    for name, commit, seconds in ((names[0], "abcdef0123", 75.0), (names[1], "1234567890", 9.0)):
+        (executed / f"{name}.claims.json").write_text(json.dumps(
+            {"notebook": name, "profile": "smoke", "git_commit": commit, "created": "then",
+             "seconds": seconds, "claims": [{"passed": True}, {"passed": False}]}))
+    text = report.render_status(executed, "abcdef0123456")
+    assert f"| [{names[0]}](executed/{names[0]}.ipynb) | smoke | 1.2 min | `abcdef0` | then | 1 of 2 hold |" in text
+    assert "`1234567` (reused from an earlier build)" in text and "| 9 s |" in text
+    assert f"| {names[2]} | not run |" in text
+    assert "add up to 1.4 min" in text and "| torch |" in text and "| python |" in text
+
+
 def test_params_table_is_collapsed_and_escaped():
     from vgh_lib.harness.glue import params_html
 

@@ -45,6 +45,7 @@ def test_cache_hit_and_miss(tmp_path, monkeypatch):
     assert (out / f"{NB}.ipynb").exists()
     record = json.loads((out / f"{NB}.claims.json").read_text())
     assert record["cache_key"] and record["notebook"] == NB
+    assert record["seconds"] == round(first.seconds, 1) >= 0  # the build-status page's run time
     # nothing changed: cache hit, nothing executed
     second = runner.run_notebook(NB, "smoke", out=out)
     assert second.status == "cached" and len(calls) == 1

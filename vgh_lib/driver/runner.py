@@ -166,6 +166,7 @@ def run_notebook(name: str, profile: str = "default", overrides: dict[str, Any] 
             log(msg)
             return RunResult(name, "failed", seconds, message=msg)
         record["cache_key"] = key
+        record["seconds"] = round(seconds, 1)   # this run's wall time (the build-status page)
         os.replace(tmp_nb, out / f"{name}.ipynb")
         _write_atomic(out / f"{name}.claims.json", json.dumps(record, indent=2) + "\n")
     for stale in (out / "failed" / f"{name}.ipynb", out / "failed" / f"{name}.claims.json"):
