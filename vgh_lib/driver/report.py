@@ -245,7 +245,8 @@ def render_status(executed: Path, build_commit: str = "") -> str:
         reused = " (reused from an earlier build)" if build_commit and commit and \
             not build_commit.startswith(commit) else ""
         held = sum(c["passed"] for c in record["claims"])
-        rows.append(f"| [{name}](executed/{name}.ipynb) | {record['profile']} | {run_time} | "
+        # the page lives in book/executed/, beside the executed notebooks it links
+        rows.append(f"| [{name}]({name}.ipynb) | {record['profile']} | {run_time} | "
                     f"`{commit}`{reused} | {record.get('created', '')} | "
                     f"{held} of {len(record['claims'])} hold |")
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
