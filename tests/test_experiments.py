@@ -174,3 +174,33 @@ def test_real_lm_collapse_and_the_split_interval():
     assert lo_s < 0.2 < hi_s  # the seeds differ on prompt 1
     assert p.widening() == pytest.approx(impact.small_sample_scale(len(p.seeds)))
     assert real_lm_impact.RealLMImpactParams().critical_spearman() == pytest.approx(0.714, abs=1e-3)  # n = 7
+
+
+def test_panel_job_measures_every_predictor_from_its_own_data(tiny_checkpoint):
+    """Notebook 09's job: the exact predictors are panel's closed forms of the measured
+    log-probabilities (whose exponentials are tiny.sampling.exact_values), the NLL is that of
+    the held-out prompts, the short run's predictor is its probe rise, log step is log(step)."""
+    from vgh_lib.common import panel
+    from vgh_lib.experiments import predictors as P
+    from vgh_lib.tiny import sampling
+    from vgh_lib.tiny.models import load_local
+
+    prm = P.PredictorParams(recipes=("base", "wide", "slow lr"), recipe_seeds=(1, 2, 3))
+    cfg = prm.pretrain_config("base", 1)
+    short = prm.grpo_config(prm.short_seed, steps=2)
+    job = P.PanelJob("base", str(tiny_checkpoint), 10, cfg, 3, 4, 4, 1.0, 12, 4, 16, short, 5)
+    pt = P.run_panel(job)
+    train, held_out = cfg.task_obj().split()
+    model, tok = load_local(tiny_checkpoint)
+    np.testing.assert_allclose(np.exp(pt.logp), sampling.exact_values(model, tok, train[-12:], 1.0),
+                               rtol=1e-5)
+    terms = panel.per_prompt(pt.logp, 4, 4, 16)
+    for name in panel.EXACT:
+        if name != "NLL":
+            assert pt.values[name] == pytest.approx(terms[name].mean())
+    assert pt.values["NLL"] == pytest.approx(-pt.logp_held_out.mean())
+    assert pt.logp_held_out.size == len(held_out)
+    assert pt.values["log step"] == pytest.approx(np.log(10))
+    assert pt.values["short RL"] == pytest.approx(pt.short_probe[-1] - pt.short_probe[0])
+    assert pt.values["I"] == pytest.approx(pt.values["S"] * pt.values["H"])
+    assert pt.gram.shape == (3, 3) and set(pt.values) == set(P.PREDICTORS)

@@ -23,12 +23,14 @@ def test_learning_region_keeps_the_range_and_spreads_the_rest():
     assert P.learning_region(pass1, (0.5, 0.6), 6) == [7, 8]
 
 
-def test_lr_checkpoints_and_choose_lr():
+def test_lr_rules_are_notebook_05s():
+    """One implementation of each rule (tested in test_impact.py); fewer checkpoints than
+    targets leave the last targets without one instead of failing."""
+    from vgh_lib.experiments import value_impact
+
+    assert P.choose_lr is value_impact.choose_lr
     assert P.lr_checkpoints([0.05, 0.3, 0.45, 0.6, 0.88]) == [1, 2, 4]
     assert P.lr_checkpoints([0.5, 0.5]) == [0, 1]
-    drops = {1e-3: [0.0, 0.2], 3e-4: [0.01, 0.04], 1e-4: [0.0, 0.0]}
-    assert P.choose_lr(drops) == 3e-4
-    assert P.choose_lr({1e-3: [0.3], 1e-4: [0.1]}) == 1e-4
 
 
 def test_parameters_are_checked_before_anything_runs():
@@ -79,3 +81,43 @@ def test_interval_coverage_reports_every_interval_as_a_share():
     assert set(cov) == {"R² of I", "ρ of I", "R² of pass@1", "ρ of pass@1", "ΔR²"}
     assert all(v in {i / 20 for i in range(21)} for v in cov.values())
     assert min(cov.values()) >= 0.7
+
+
+def _point(recipe, traj, step, rng):
+    values = {p: float(rng.uniform(0.01, 1)) for p in P.PREDICTORS}
+    return P.PanelPoint(recipe, traj, step, np.zeros(2), np.zeros(2), np.eye(3), [0.0],
+                        values, {p: 0.5 for p in P.PREDICTORS})
+
+
+def _run(traj, step, seed, gain, drop=0.0):
+    from vgh_lib.experiments.value_impact import GainRun
+
+    before = np.full(4, 0.2)
+    return GainRun(traj, step, "adamw", 3e-4, seed, before, before + gain, [0, 5],
+                   [0.5, 0.5 - drop], 2.0)
+
+
+def test_table_joins_each_checkpoint_with_its_runs_and_the_scores_match_a_direct_fit():
+    rng = np.random.default_rng(0)
+    points, runs = [], []
+    for r, traj in (("a", 1), ("b", 2), ("c", 3)):
+        for step in (10, 20, 30, 40):
+            points.append(_point(r, traj, step, rng))
+            runs += [_run(traj, step, 0, 0.01 * step + traj), _run(traj, step, 1, 0.03 * step + traj,
+                                                                      drop=0.1 if step == 40 else 0.0)]
+    t = P.build_table(points, runs)
+    assert t.gain[0] == pytest.approx(0.02 * 10 + 1)            # the mean over the two seeds
+    assert t.gain_se[0] == pytest.approx(0.1)  # SD (ddof 1) of 1.1 and 1.3 is 0.2/√2; over √2 seeds
+    assert t.collapsed == 3 and t.cost["I"] == pytest.approx(0.25)
+    # the scores are prediction's on the predictor's features, for every recipe held out
+    sc = P.score_predictor(t, "I")
+    X = np.log(t.x["I"])[:, None]
+    assert sc.r2.value == pytest.approx(P.prediction.scores(X, t.gain, t.recipe)["r2"])
+    assert sc.rho.df == 2
+    inc = P.incremental_value(t, 19, 0)
+    base = P.prediction.features(t.x["pass@1"], "cubic")
+    assert inc.delta.value == pytest.approx(P.prediction.incremental_r2(base, X, t.gain, t.recipe))
+    with pytest.raises(ValueError, match="no GRPO runs"):
+        P.build_table(points, runs[2:])
+    with pytest.raises(ValueError, match="no checkpoints"):
+        P.build_table([], runs)

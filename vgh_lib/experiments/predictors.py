@@ -31,6 +31,7 @@ from vgh_lib.common import panel, prediction
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
+from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.value_impact import GainJob, GainRun, run_gain
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.paths import REPO_ROOT
@@ -111,25 +112,14 @@ def learning_region(pass1, pass1_range=PILOT["pass1_range"],
 
 
 def lr_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
-    """Positions of the (learning-region) checkpoints whose pass@1 is closest to each target,
-    distinct, in order."""
-    pass1 = np.asarray(pass1, float)
-    chosen: list[int] = []
-    for t in targets:
-        order = np.argsort(np.abs(pass1 - t), kind="stable")
-        free = [j for j in order if j not in chosen]
-        if free:
-            chosen.append(int(free[0]))
-    return sorted(chosen)
+    """Positions of the (learning-region) checkpoints whose pass@1 is closest to each target:
+    notebook 05's rule, :func:`vgh_lib.experiments.value_impact.pilot_checkpoints`."""
+    return value_impact.pilot_checkpoints(pass1, targets)
 
 
-def choose_lr(drops: dict[float, list[float]], tolerance: float = PILOT["collapse_tolerance"]) -> float:
-    """The largest rate whose probe value never fell more than ``tolerance`` at any pilot
-    checkpoint of any pilot recipe; the smallest rate if none qualifies."""
-    if not drops:
-        raise ValueError("no pilot runs to choose a learning rate from")
-    safe = [lr for lr, d in drops.items() if max(d) <= tolerance]
-    return max(safe) if safe else min(drops)
+# The largest rate whose probe value never fell more than the tolerance in any pilot run (the
+# smallest if none qualifies): notebook 05's rule, the same function.
+choose_lr = value_impact.choose_lr
 
 
 # ------------------------------------------------------------------------ parameters

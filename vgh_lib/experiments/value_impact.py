@@ -140,12 +140,15 @@ PILOT = {
 
 
 def pilot_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
-    """Indices of the checkpoints whose pass@1 is closest to each target (distinct, in order)."""
+    """Indices of the checkpoints whose pass@1 is closest to each target (distinct, in order;
+    a target finds none when every checkpoint is taken already)."""
     pass1 = np.asarray(pass1, float)
     chosen: list[int] = []
     for t in targets:
         order = np.argsort(np.abs(pass1 - t), kind="stable")
-        chosen.append(int(next(j for j in order if j not in chosen)))
+        free = [int(j) for j in order if j not in chosen]
+        if free:
+            chosen.append(free[0])
     return sorted(chosen)
 
 
