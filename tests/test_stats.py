@@ -154,7 +154,14 @@ def test_spearman_critical_values_match_the_published_table():
                 if abs(stats.spearman(x, np.array(p, float)) - r) < 1e-9)
     assert stats.permutation_pvalue([x], [y_at], 20_000, seed=1)[1] <= 0.05 + 0.005
     with pytest.raises(ValueError, match="n must be"):
-        stats.spearman_critical(12)
+        stats.spearman_critical(2)
+
+
+def test_spearman_critical_beyond_enumeration_matches_the_published_table():
+    """Above n = 9 the rule runs on random orderings; published one-sided 5 % values (Zar's
+    table: n = 12 → 0.503, 20 → 0.380, 24 → 0.343, 30 → 0.306) agree to the table's rounding."""
+    for n, table in ((12, 0.503), (20, 0.380), (24, 0.343), (30, 0.306)):
+        assert stats.spearman_critical(n) == pytest.approx(table, abs=0.004)
 
 
 def test_gram_matrix_is_every_inner_product_in_float64():

@@ -27,3 +27,8 @@ PREDICTOR_REGISTRATION_SHA256 = "6f8dea085b88fa982ac06005a91c50106b56df9bbe8f118
 # below 80 %, so by rule 4 its failure is uninformative and the design was not enlarged.
 PREDICTOR_CHOSEN = {"lr": 3e-4, "pilot_sha256": "13f3f3926c4321703353ff3a3995ab8217e35164d3bf2b5e74f784d4b5ccfc3d",
                     "power": 0.0, "size": 0.0}
+
+
+# The SHA-256 of the registered text of book/10_preregistration.md (everything above its end
+# marker), committed with it before the pilot ran; tests/test_task_suite.py checks it.
+TASK_SUITE_REGISTRATION_SHA256 = "2346b4d3c5f39c328f4ce7f9d2697cc5ef7b22f7ee3f22233bd6d28c2aae12bc"

@@ -1,0 +1,666 @@
+"""Value impact over a suite of at least 24 few-shot tasks in SmolLM2-135M, with held-out answers
+that training never rewards and an answer-prior control arm (issue 20; notebook
+``10_real_lm_task_suite``, pre-registered in ``book/10_preregistration.md``).
+
+Notebook 08 stays as published. This successor design differs in four ways:
+
+* **Tasks.** The 35 generated tasks of :mod:`vgh_lib.lm.suite` are screened on *training*
+  prompts only: a task enters when its pre-RL pass@1 lies in the registered range
+  (:func:`screen`).
+* **Outcomes.** The primary outcome is the gain on held-out prompts whose answer no training
+  prompt has (*unseen*), where a task has at least ``min_unseen`` of them; the secondary one is
+  the gain on all held-out prompts.
+* **Arms.** The GRPO arm trains the top blocks as notebook 08 did. The control arm spends the
+  same budget on an output bias alone (:func:`vgh_lib.lm.grpo.output_bias`), which can shift the
+  prior over answer tokens but cannot compute anything from the prompt.
+* **Panel.** The pre-RL predictors are :mod:`vgh_lib.common.panel`'s, as in the toy study,
+  plus a short GRPO run.
+
+Inference (:func:`analyse`): one-sided permutation Spearman tests of ``I`` against each outcome
+over the tasks; every panel predictor's Spearman with a bootstrap-over-tasks interval, and its
+paired difference from ``I``'s; per-task gains with the seed variance pooled across tasks
+(:func:`pooled_gains`), whose interval coverage at this design is simulated
+(:func:`gain_interval_coverage`).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgh_lib.common import panel as panel_lib
+from vgh_lib.common import stats
+from vgh_lib.common.impact import largest_drop
+from vgh_lib.common.parallel import run_jobs
+from vgh_lib.errors import ParameterError
+from vgh_lib.experiments import value_impact
+from vgh_lib.experiments.predictors import file_sha256, registered_text_sha256
+from vgh_lib.experiments.real_lm_impact import model_for, prefix_for
+from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.lm import costates as lm_costates
+from vgh_lib.lm import grpo as lm_grpo
+from vgh_lib.lm import suite
+from vgh_lib.paths import REPO_ROOT
+
+ARMS = ("grpo", "control")
+OUTCOMES = ("unseen", "all", "excess")
+"""``unseen``: the GRPO arm's gain on unseen-answer prompts (primary); ``all``: its gain on all
+held-out prompts; ``excess``: the GRPO arm's unseen gain minus the control arm's."""
+
+PANEL = panel_lib.PANEL + ("short RL",)
+
+# Written down before the pilot ran (book/10_preregistration.md); none of these rules looks
+# at I, S, H or any held-out value.
+PILOT = {
+    "seed": 0,                                  # the pilot's GRPO seed; never a confirmation seed
+    "screen_prompts": 32,                       # first training prompts of the screen
+    "screen_range": (0.05, 0.9),                # pre-RL training pass@1 of a task that enters
+    "fallback_range": (0.02, 0.95),             # used only if fewer than 24 tasks enter
+    "min_tasks": 24,
+    "pass1_targets": (0.25, 0.5, 0.75),         # pilot tasks: screened pass@1 closest to these
+    "grpo_lrs": (3e-3, 1e-3, 3e-4, 1e-4),       # AdamW on the top blocks
+    "control_lrs": (1.0, 0.3, 0.1, 0.03),       # AdamW on the output bias
+    "steps": 20,
+    "collapse_tolerance": 0.05,
+}
+PREREGISTRATION = REPO_ROOT / "book" / "10_preregistration.md"
+PILOT_FILE = REPO_ROOT / "book" / "data" / "10_pilot.json"
+
+
+def registration_sha256() -> str:
+    """SHA-256 of the registered text of ``book/10_preregistration.md`` (above its end marker)."""
+    return registered_text_sha256(PREREGISTRATION)
+
+
+# ---------------------------------------------------------------------------- parameters
+@dataclass(frozen=True)
+class TaskSuiteParams(NotebookParams):
+    """Parameters of ``10_real_lm_task_suite`` (the design of book/10_preregistration.md)."""
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches, bootstraps and permutations")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
+    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
+                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
+    target: str = spec("task", choices=("task", "greedy"),
+                       help="reward target: the task's answer, or the model's own greedy answer")
+    tasks: tuple[str, ...] = spec(suite.SUITE_TASKS, choices=suite.SUITE_TASKS,
+                                  help="the candidate tasks, before the screen")
+    screen_prompts: int = spec(PILOT["screen_prompts"], lo=1, hi=100_000,
+                               help="first training prompts of the screen's pass@1")
+    screen_lo: float = spec(PILOT["screen_range"][0], lo=0.0, hi=1.0, help="screen: lowest pass@1")
+    screen_hi: float = spec(PILOT["screen_range"][1], lo=0.0, hi=1.0, help="screen: highest pass@1")
+    min_tasks: int = spec(PILOT["min_tasks"], lo=3, hi=1000,
+                          help="below this many screened tasks the fallback range applies")
+    train_limit: int = spec(64, lo=2, hi=100_000, help="training prompts per task (GRPO, S, panel)")
+    unseen_limit: int = spec(64, lo=1, hi=100_000, help="unseen-answer held-out prompts per task")
+    seen_limit: int = spec(64, lo=0, hi=100_000, help="seen-answer held-out prompts per task")
+    min_unseen: int = spec(16, lo=1, hi=100_000, help="unseen prompts a task needs for the primary outcome")
+    probe_prompts: int = spec(12, lo=1, hi=100_000, help="training prompts of the exact probe value")
+    grpo_steps: int = spec(20, lo=1, hi=100_000, help="GRPO budget of both arms: optimizer steps")
+    grpo_prompts: int = spec(8, lo=1, hi=4096, help="prompts per GRPO step")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    train_layers: int = spec(2, lo=1, hi=1000, help="top transformer blocks of the GRPO arm")
+    probe_every: int = spec(5, lo=1, hi=100_000, help="GRPO steps between probe values")
+    grpo_lr: float = spec(3e-4, lo=1e-8, hi=10.0, help="AdamW learning rate of the GRPO arm")
+    control_lr: float = spec(0.1, lo=1e-8, hi=10.0, help="AdamW learning rate of the control arm")
+    seeds: tuple[int, ...] = spec((1, 2), lo=1, hi=2**31 - 1,
+                                  help="GRPO seeds of both arms (seed 0 is the pilot's)")
+    short_steps: int = spec(4, lo=1, hi=100_000, help="steps of the short-RL predictor's run")
+    short_seed: int = spec(1000, lo=1, hi=2**31 - 1, help="GRPO seed of the short run")
+    signal_batches: int = spec(8, lo=3, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(8, lo=1, hi=100_000, help="distinct prompts per batch of the signal S")
+    k: int = spec(8, lo=1, hi=1024, help="the k of pass@k in the headroom H")
+    coverage_k: int = spec(64, lo=1, hi=100_000, help="K of the coverage predictor pass@K")
+    n_boot: int = spec(2000, lo=100, hi=1_000_000, help="bootstrap resamples")
+    n_perm: int = spec(10_000, lo=100, hi=10_000_000, help="permutations of each Spearman test")
+    coverage_sims: int = spec(400, lo=10, hi=100_000, help="simulated designs of the coverage check")
+    pilot: bool = spec(False, help="rerun the pilot and compare its choice with the committed design")
+    jobs: int = spec(2, lo=1, hi=256, help="worker processes")
+    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
+
+    def check(self) -> None:
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ParameterError(f"parameter 'tasks' repeats a task: {self.tasks}")
+        if len(self.tasks) < 3:
+            raise ParameterError(f"parameter 'tasks' needs at least 3 tasks, got {len(self.tasks)}")
+        if self.screen_lo >= self.screen_hi:
+            raise ParameterError(f"parameter 'screen_lo' = {self.screen_lo} must be below "
+                                 f"'screen_hi' = {self.screen_hi}")
+        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
+            raise ParameterError(f"parameter 'seeds' needs at least 2 distinct seeds, got {self.seeds}")
+        if PILOT["seed"] in self.seeds or self.short_seed in self.seeds:
+            raise ParameterError(f"parameter 'seeds' {self.seeds} must not contain the pilot's seed "
+                                 f"{PILOT['seed']} or 'short_seed' = {self.short_seed}")
+        if self.signal_prompts > self.train_limit:
+            raise ParameterError(f"parameter 'signal_prompts' = {self.signal_prompts} must be at most "
+                                 f"'train_limit' = {self.train_limit}")
+
+    def design(self) -> "SuiteDesign":
+        names = [f.name for f in SuiteDesign.__dataclass_fields__.values()]
+        return SuiteDesign(**{n: getattr(self, n) for n in names})
+
+
+@dataclass(frozen=True)
+class SuiteDesign:
+    """Everything a job needs besides its task, arm, learning rate and seed."""
+
+    model_path: str
+    target: str
+    train_limit: int
+    unseen_limit: int
+    seen_limit: int
+    probe_prompts: int
+    grpo_steps: int
+    grpo_prompts: int
+    group_size: int
+    train_layers: int
+    probe_every: int
+    signal_batches: int
+    signal_prompts: int
+    short_steps: int
+    short_seed: int
+    screen_prompts: int
+    device: str = "cpu"
+
+    def config(self, lr: float, seed: int, steps: int | None = None) -> lm_grpo.LMGRPOConfig:
+        return lm_grpo.LMGRPOConfig(steps=steps or self.grpo_steps, prompts_per_step=self.grpo_prompts,
+                                    group_size=self.group_size, lr=lr, train_layers=self.train_layers,
+                                    probe_every=self.probe_every, seed=seed)
+
+
+# -------------------------------------------------------------------------------- prompts
+@functools.lru_cache(maxsize=None)
+def _split(task: str) -> suite.Split:
+    return suite.split(task)
+
+
+@dataclass
+class TaskPrompts:
+    """A task's (prompt ids, answer ids) pairs: training, unseen-answer and seen-answer held out."""
+
+    train: list
+    unseen: list
+    seen: list
+
+    @property
+    def held_out(self) -> list:
+        return self.unseen + self.seen
+
+
+def prompts(model, tokenizer, task: str, design: SuiteDesign, train_limit: int | None = None) -> TaskPrompts:
+    """The first prompts of each list of ``task``'s split (suite order). With ``target="greedy"``
+    each answer is replaced by the model's own greedy answer of the same length (a reward that
+    the smoke profile's tiny random llama can earn)."""
+    s = _split(task)
+    device = next(model.parameters()).device
+
+    def enc(examples):
+        pairs = lm_grpo.encode(tokenizer, examples, device)
+        if design.target == "greedy":
+            pairs = [(p, lm_costates.greedy_answer(model, p, a.shape[0])) for p, a in pairs]
+        return pairs
+
+    return TaskPrompts(enc(s.train[:train_limit or design.train_limit]),
+                       enc(s.unseen[:design.unseen_limit]), enc(s.seen[:design.seen_limit]))
+
+
+# ----------------------------------------------------------------------------------- jobs
+@dataclass(frozen=True)
+class ScreenJob:
+    """The pre-RL pass@1 of one task on its first ``screen_prompts`` training prompts."""
+
+    design: SuiteDesign
+    task: str
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.design.model_path,)
+
+
+def run_screen(job: ScreenJob) -> float:
+    torch.set_num_threads(1)
+    d = job.design
+    model, tok = model_for(d.model_path, d.device)
+    p = prompts(model, tok, job.task, d, train_limit=d.screen_prompts)
+    return float(lm_grpo.exact_values(model, p.train, prefix=prefix_for(d.model_path, d.device,
+                                                                       d.train_layers)).mean())
+
+
+@dataclass(frozen=True)
+class ArmJob:
+    """One run of one arm on one task. ``held_out=False`` (the pilot) records only the probe
+    curve on training prompts, so the pilot never sees a held-out value."""
+
+    design: SuiteDesign
+    task: str
+    arm: str
+    lr: float
+    seed: int
+    held_out: bool = True
+
+    def __post_init__(self):
+        if self.arm not in ARMS:
+            raise ValueError(f"arm must be one of {ARMS}, got {self.arm!r}")
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.design.model_path,)
+
+
+@dataclass
+class ArmRun:
+    """One run: exact held-out values before and after (unseen first, then seen), the probe."""
+
+    task: str
+    arm: str
+    lr: float
+    seed: int
+    n_unseen: int
+    before: np.ndarray
+    after: np.ndarray
+    probe_steps: list[int]
+    probe_value: list[float]
+    seconds: float
+
+    @property
+    def gains(self) -> np.ndarray:
+        return self.after - self.before
+
+    @property
+    def largest_drop(self) -> float:
+        return largest_drop(self.probe_value)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["before"], d["after"] = self.before.tolist(), self.after.tolist()
+        return d
+
+
+def run_arm(job: ArmJob) -> ArmRun:
+    """One run of ``job.arm`` on one thread; the process's cached model is left as it was."""
+    torch.set_num_threads(1)
+    d = job.design
+    model, tok = model_for(d.model_path, d.device)
+    p = prompts(model, tok, job.task, d)
+    held = p.held_out if job.held_out else []
+    prefix = prefix_for(d.model_path, d.device, d.train_layers)
+    cfg = d.config(job.lr, job.seed)
+    t0 = time.perf_counter()
+    with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
+        before = lm_grpo.exact_values(model, held, prefix=prefix)
+        if job.arm == "grpo":
+            history = lm_grpo.train(model, p.train, p.train[:d.probe_prompts], cfg, prefix=prefix)
+            after = lm_grpo.exact_values(model, held, prefix=prefix)
+        else:
+            with lm_grpo.output_bias(model) as bias:
+                history = lm_grpo.train(model, p.train, p.train[:d.probe_prompts], cfg, prefix=prefix,
+                                        params=[bias])
+                after = lm_grpo.exact_values(model, held, prefix=prefix)
+    return ArmRun(job.task, job.arm, job.lr, job.seed, len(p.unseen) if job.held_out else 0,
+                  np.asarray(before, float), np.asarray(after, float), history.probe_steps,
+                  history.probe_value, time.perf_counter() - t0)
+
+
+@dataclass(frozen=True)
+class PanelJob:
+    """The pre-RL panel of one task; ``lr`` is the GRPO arm's (the short run's)."""
+
+    design: SuiteDesign
+    task: str
+    lr: float
+    seed: int
+    k: int
+    coverage_k: int
+
+    def paths(self) -> tuple[str, ...]:
+        return (self.design.model_path,)
+
+
+@dataclass
+class TaskPanel:
+    """What :func:`run_panel` measured on one task before RL."""
+
+    task: str
+    panel: panel_lib.Panel
+    short_gain: float
+    short_seconds: float
+    n_train: int
+    seconds: float
+
+    def value(self, name: str) -> float:
+        return self.short_gain if name == "short RL" else self.panel.values[name]
+
+    def se(self, name: str) -> float:
+        return float("nan") if name == "short RL" else self.panel.ses[name]
+
+
+def run_panel(job: PanelJob) -> TaskPanel:
+    """The panel on the task's training prompts: every exact predictor from their teacher-forced
+    answer probabilities, S from independent update batches (:func:`vgh_lib.lm.grpo.signal_gram`),
+    and NLL from the held-out prompts' (the issue's "held-out NLL of the correct answers"); the
+    short run's gain is the mean exact value of the training prompts after ``short_steps``
+    GRPO steps minus before (no held-out prompt is touched)."""
+    torch.set_num_threads(1)
+    d = job.design
+    model, tok = model_for(d.model_path, d.device)
+    p = prompts(model, tok, job.task, d)
+    prefix = prefix_for(d.model_path, d.device, d.train_layers)
+    t0 = time.perf_counter()
+    values = lm_grpo.exact_values(model, p.train, prefix=prefix)
+    held = lm_grpo.exact_values(model, p.held_out, prefix=prefix)
+    eval_seconds = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    gram = lm_grpo.signal_gram(model, p.train, d.signal_batches, min(d.signal_prompts, len(p.train)),
+                               d.group_size, 1.0, d.train_layers, job.seed, prefix)
+    signal_seconds = time.perf_counter() - t1
+    logp = np.log(np.clip(values, 1e-300, 1.0))
+    pan = panel_lib.panel(logp, gram, d.group_size, job.k, job.coverage_k, eval_seconds, signal_seconds)
+    nll = panel_lib.per_prompt(np.log(np.clip(held, 1e-300, 1.0)), d.group_size, job.k)["NLL"]
+    pan.values["NLL"], pan.ses["NLL"] = panel_lib.mean_se(nll)
+    t2 = time.perf_counter()
+    with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
+        lm_grpo.train(model, p.train, p.train[:1], d.config(job.lr, d.short_seed, d.short_steps),
+                      prefix=prefix)
+        short = float(lm_grpo.exact_values(model, p.train, prefix=prefix).mean() - values.mean())
+    short_seconds = time.perf_counter() - t2
+    return TaskPanel(job.task, pan, short, short_seconds, len(p.train), time.perf_counter() - t0)
+
+
+# -------------------------------------------------------------- the pre-registered rules
+def screen(pass1: dict[str, float], lo: float, hi: float, min_tasks: int = PILOT["min_tasks"],
+           fallback=PILOT["fallback_range"]) -> tuple[list[str], tuple[float, float]]:
+    """The tasks whose screened pass@1 lies in [lo, hi] (in the order of ``pass1``) and the
+    range used; when fewer than ``min_tasks`` enter, the wider ``fallback`` range applies
+    (and the claims run on however many enter)."""
+    chosen = [t for t, v in pass1.items() if lo <= v <= hi]
+    if len(chosen) >= min_tasks or fallback is None:
+        return chosen, (lo, hi)
+    wide = (min(lo, fallback[0]), max(hi, fallback[1]))
+    return [t for t, v in pass1.items() if wide[0] <= v <= wide[1]], wide
+
+
+def pilot_tasks(pass1: dict[str, float], targets=PILOT["pass1_targets"]) -> list[str]:
+    """The screened tasks whose pass@1 is closest to each target (distinct, in task order)."""
+    names = list(pass1)
+    return [names[i] for i in value_impact.pilot_checkpoints([pass1[n] for n in names], targets)]
+
+
+def choose_lrs(runs: list[ArmRun], tolerance: float = PILOT["collapse_tolerance"]) -> dict[str, float]:
+    """Per arm, the largest learning rate whose probe value never fell more than ``tolerance``
+    below its start on any pilot task (:func:`vgh_lib.experiments.value_impact.choose_lr`)."""
+    out = {}
+    for arm in ARMS:
+        drops: dict[float, list[float]] = {}
+        for r in runs:
+            if r.arm == arm:
+                drops.setdefault(r.lr, []).append(r.largest_drop)
+        if drops:
+            out[arm] = value_impact.choose_lr(drops, tolerance)
+    return out
+
+
+# ------------------------------------------------------------------------------ inference
+@dataclass
+class TaskGain:
+    """A task's gain on one outcome over seeds: mean, standard error and interval, with the
+    seed variance pooled across tasks (:func:`pooled_gains`)."""
+
+    task: str
+    mean: float
+    se: float
+    lo: float
+    hi: float
+
+
+def _per_task(runs: list[ArmRun], task: str, arm: str, outcome: str) -> np.ndarray:
+    """(seeds, prompts) gains of one task and arm on ``unseen`` or ``all`` prompts."""
+    mine = sorted((r for r in runs if r.task == task and r.arm == arm), key=lambda r: r.seed)
+    if not mine:
+        raise ValueError(f"no {arm} runs on task {task!r}")
+    g = np.stack([r.gains for r in mine])
+    return g[:, :mine[0].n_unseen] if outcome == "unseen" else g
+
+
+def gain_matrix(runs: list[ArmRun], task: str, outcome: str) -> np.ndarray:
+    """(seeds, prompts) gains of ``outcome`` on one task (the ``excess`` pairs the arms' seeds
+    in seed order: both arms ran the same seeds, independently)."""
+    if outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+    if outcome == "excess":
+        return _per_task(runs, task, "grpo", "unseen") - _per_task(runs, task, "control", "unseen")
+    return _per_task(runs, task, "grpo", outcome)
+
+
+def pooled_gains(matrices: dict[str, np.ndarray], level: float = 0.95) -> tuple[list[TaskGain], int]:
+    """Each task's mean gain and interval from its (seeds, prompts) gain matrix.
+
+    The variance of a task's mean has two sources: the GRPO seed (which run) and the held-out
+    prompts (which sample of the task). The seed part is the variance of the per-seed means
+    around the task's mean, *pooled across tasks* (degrees of freedom Σ(seeds − 1), far more than
+    one task's seeds − 1); the prompt part is the variance of the per-prompt means over the
+    task's prompts, divided by their number. The interval is mean ± t · SE, with each task's
+    degrees of freedom from the Welch–Satterthwaite formula for the two parts. Returns the
+    gains and the pooled seed part's degrees of freedom."""
+    from scipy.stats import t as student_t
+
+    ss, df = 0.0, 0
+    for g in matrices.values():
+        m = g.mean(axis=1)
+        ss += float(((m - m.mean()) ** 2).sum())
+        df += g.shape[0] - 1
+    if df < 1:
+        raise ValueError("pooling the seed variance needs at least one task with 2 seeds")
+    seed_var = ss / df
+    out = []
+    for task, g in matrices.items():
+        per_prompt = g.mean(axis=0)
+        n = per_prompt.size
+        v_seed = seed_var / g.shape[0]
+        v_prompt = float(per_prompt.var(ddof=1)) / n if n > 1 else 0.0
+        den = v_seed ** 2 / df + (v_prompt ** 2 / (n - 1) if n > 1 else 0.0)
+        dof = (v_seed + v_prompt) ** 2 / den if den > 0 else float(df)
+        se = float(np.sqrt(v_seed + v_prompt))
+        q = float(student_t.ppf(0.5 + level / 2, dof))
+        mean = float(g.mean())
+        out.append(TaskGain(task, mean, se, mean - q * se, mean + q * se))
+    return out, df
+
+
+def gain_interval_coverage(seed_sd: np.ndarray, prompt_sd: np.ndarray, n_seeds: int,
+                           n_prompts: np.ndarray, n_sims: int, seed: int, level: float = 0.95) -> float:
+    """The share of simulated designs in which :func:`pooled_gains`' interval covers each
+    task's true mean gain: tasks with their own seed and prompt standard deviations (so the
+    pooling is tested where the seed variance differs between tasks), ``n_seeds`` seeds and
+    ``n_prompts[t]`` prompts each; gains ``g_sj = μ + b_s + a_j + e_sj``."""
+    rng = np.random.default_rng(seed)
+    seed_sd, prompt_sd, n_prompts = (np.asarray(a, float) for a in (seed_sd, prompt_sd, n_prompts))
+    hits = total = 0
+    for _ in range(n_sims):
+        mats = {}
+        for t in range(seed_sd.size):
+            n = int(n_prompts[t])
+            b = rng.normal(0, seed_sd[t], (n_seeds, 1))
+            a = rng.normal(0, prompt_sd[t], (1, n))
+            e = rng.normal(0, 0.25 * prompt_sd[t], (n_seeds, n))
+            mats[str(t)] = b + a + e
+        gains, _ = pooled_gains(mats, level)
+        hits += sum(g.lo <= 0.0 <= g.hi for g in gains)
+        total += len(gains)
+    return hits / total
+
+
+def spearman_power(n: int, rhos=(0.3, 0.5, 0.7), n_sims: int = 4000, seed: int = 0,
+                   alpha: float = 0.05) -> dict[float, float]:
+    """Power of the one-sided Spearman test over ``n`` tasks (reject when ρ̂ ≥ the critical
+    value :func:`vgh_lib.common.stats.spearman_critical`) when predictor and gain are bivariate
+    normal with Pearson correlation ρ (a measured gain's noise lowers the correlation it shows)."""
+    crit = stats.spearman_critical(n, alpha)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for rho in rhos:
+        x = rng.standard_normal((n_sims, n))
+        y = rho * x + np.sqrt(1 - rho * rho) * rng.standard_normal((n_sims, n))
+        out[float(rho)] = float(np.mean(stats.spearman_rows(x, y) >= crit - 1e-12))
+    return out
+
+
+@dataclass
+class Correlation:
+    """Spearman(predictor, outcome) over tasks: value, bootstrap-over-tasks interval, and the
+    one-sided permutation p of a positive correlation."""
+
+    value: float
+    lo: float
+    hi: float
+    p: float
+    n: int
+
+
+def correlation(x, y, n_boot: int, n_perm: int, seed: int) -> Correlation:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rho, p = stats.permutation_pvalue([x], [y], n_perm, seed)
+    rng = np.random.default_rng(seed + 1)
+    idx = rng.integers(0, x.size, (n_boot, x.size))
+    boot = stats.spearman_rows(x[idx], y[idx])
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return Correlation(float(rho), float(lo), float(hi), float(p), int(x.size))
+
+
+def paired_difference(x_i, x_p, y, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """ρ(I, y) − |ρ(P, y)| and its 95 % bootstrap-over-tasks interval (the same resampled tasks
+    for both, so the interval is paired). A predictor may rank the gains with either sign
+    (pass@1 and NLL would predict with a negative one), so P's correlation counts by its size;
+    I's by its sign, because the hypothesis says larger I, larger gain."""
+    x_i, x_p, y = (np.asarray(a, float) for a in (x_i, x_p, y))
+    d = stats.spearman(x_i, y) - abs(stats.spearman(x_p, y))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, y.size, (n_boot, y.size))
+    boot = stats.spearman_rows(x_i[idx], y[idx]) - np.abs(stats.spearman_rows(x_p[idx], y[idx]))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return float(d), float(lo), float(hi)
+
+
+@dataclass
+class OutcomeAnalysis:
+    """One outcome over its tasks: the gains, every predictor's correlation and its paired
+    difference from I."""
+
+    outcome: str
+    tasks: list[str]
+    gains: list[TaskGain]
+    df: int
+    correlations: dict[str, Correlation]
+    versus_i: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+    @property
+    def winner(self) -> str:
+        return max(self.correlations, key=lambda n: abs(self.correlations[n].value))
+
+    @property
+    def beaten_by(self) -> list[str]:
+        """Predictors whose paired interval lies entirely below 0 (they rank the gains better
+        than I, beyond the tasks' sampling error)."""
+        return [n for n, (_, _, hi) in self.versus_i.items() if hi < 0]
+
+
+def analyse_outcome(outcome: str, tasks: list[str], panels: dict[str, TaskPanel], runs: list[ArmRun],
+                    n_boot: int, n_perm: int, seed: int) -> OutcomeAnalysis:
+    gains, df = pooled_gains({t: gain_matrix(runs, t, outcome) for t in tasks})
+    y = np.array([g.mean for g in gains])
+    x = {n: np.array([panels[t].value(n) for t in tasks]) for n in PANEL}
+    corr = {n: correlation(x[n], y, n_boot, n_perm, seed) for n in PANEL}
+    versus = {n: paired_difference(x["I"], x[n], y, n_boot, seed + 7) for n in PANEL if n != "I"}
+    return OutcomeAnalysis(outcome, list(tasks), gains, df, corr, versus)
+
+
+def eligible(tasks: list[str], runs: list[ArmRun], min_unseen: int) -> list[str]:
+    """The tasks with at least ``min_unseen`` unseen-answer held-out prompts (primary outcome)."""
+    n = {r.task: r.n_unseen for r in runs}
+    return [t for t in tasks if n.get(t, 0) >= min_unseen]
+
+
+def analyse(tasks: list[str], panels: list[TaskPanel], runs: list[ArmRun], params: TaskSuiteParams
+            ) -> dict[str, OutcomeAnalysis]:
+    """Every outcome: ``unseen`` and ``excess`` over the eligible tasks, ``all`` over every task."""
+    by_task = {p.task: p for p in panels}
+    primary = eligible(tasks, runs, params.min_unseen)
+    out = {}
+    for outcome, names in (("unseen", primary), ("all", list(tasks)), ("excess", primary)):
+        if len(names) >= 3:
+            out[outcome] = analyse_outcome(outcome, names, by_task, runs, params.n_boot, params.n_perm,
+                                           params.seed)
+    return out
+
+
+def gained_from_rl(excess: OutcomeAnalysis) -> list[str]:
+    """Tasks whose GRPO arm beats the control on unseen-answer prompts: the excess gain's
+    interval lies above 0."""
+    return [g.task for g in excess.gains if g.lo > 0]
+
+
+# --------------------------------------------------------------------------- the study
+def screen_tasks(params: TaskSuiteParams) -> dict[str, float]:
+    """Every candidate task's pre-RL pass@1 on its first ``screen_prompts`` training prompts."""
+    d = params.design()
+    values = run_jobs(run_screen, [ScreenJob(d, t) for t in params.tasks], params.jobs, desc="screen")
+    return dict(zip(params.tasks, values))
+
+
+def run_pilot(params: TaskSuiteParams, progress: bool = True) -> dict:
+    """The pre-registered pilot: the screen, the pilot tasks, and one ``PILOT["steps"]``-step
+    run per arm and learning rate on each (GRPO seed 0, probe curves only). Returns the raw
+    outputs as a JSON-ready dict (``book/data/10_pilot.json``)."""
+    pass1 = screen_tasks(params)
+    chosen, used = screen(pass1, params.screen_lo, params.screen_hi, params.min_tasks)
+    names = pilot_tasks({t: pass1[t] for t in chosen})
+    d = params.design()
+    jobs = [ArmJob(d, t, arm, lr, PILOT["seed"], held_out=False)
+            for t in names for arm in ARMS for lr in PILOT[f"{arm}_lrs"]]
+    runs = run_jobs(run_arm, jobs, params.jobs, progress=progress, desc="pilot runs")
+    lrs = choose_lrs(runs)
+    return {"preregistration_sha256": registration_sha256(),
+            "rules": {k: list(v) if isinstance(v, tuple) else v for k, v in PILOT.items()},
+            "screen": pass1, "screen_range": list(used), "tasks": chosen, "pilot_tasks": names,
+            "runs": [{k: v for k, v in r.as_dict().items() if k not in ("before", "after", "n_unseen")}
+                     for r in runs],
+            "chosen": lrs}
+
+
+def load_pilot(path: Path = PILOT_FILE) -> dict:
+    """The committed pilot outputs, checked against the registered text they name."""
+    import json
+
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data["preregistration_sha256"] != registration_sha256():
+        raise ValueError(f"{path} followed a pre-registration whose hash differs from the "
+                         f"registered text of {PREREGISTRATION.name}")
+    return data
+
+
+def check_design(pilot: dict, chosen: dict, pilot_file: Path = PILOT_FILE) -> None:
+    """Raise unless the committed design names the pilot file it was read from and agrees
+    with the rates the pilot's rule chose."""
+    if chosen.get("pilot_sha256") != file_sha256(pilot_file):
+        raise ValueError(f"the committed design does not name {pilot_file.name}'s SHA-256")
+    for arm in ARMS:
+        if chosen[f"{arm}_lr"] != pilot["chosen"][arm]:
+            raise ValueError(f"the committed {arm} rate {chosen[f'{arm}_lr']} is not the pilot's "
+                             f"{pilot['chosen'][arm]}")
+
+
+def run_panels(params: TaskSuiteParams, tasks: list[str]) -> list[TaskPanel]:
+    d = params.design()
+    jobs = [PanelJob(d, t, params.grpo_lr, params.seed, params.k, params.coverage_k) for t in tasks]
+    return run_jobs(run_panel, jobs, params.jobs, desc="panel")
+
+
+def run_arms(params: TaskSuiteParams, tasks: list[str], seeds=None) -> list[ArmRun]:
+    """Both arms on every task with every seed (task-major, so a worker's prompt caches serve
+    consecutive jobs)."""
+    d = params.design()
+    lr = {"grpo": params.grpo_lr, "control": params.control_lr}
+    jobs = [ArmJob(d, t, arm, lr[arm], s) for t in tasks for s in (seeds or params.seeds) for arm in ARMS]
+    return run_jobs(run_arm, jobs, params.jobs, desc="GRPO and control runs")
