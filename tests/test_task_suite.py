@@ -10,3 +10,138 @@ from vgh_lib.experiments import task_suite as T
 
 def test_the_registered_text_is_unchanged():
     assert T.registration_sha256() == designs.TASK_SUITE_REGISTRATION_SHA256
+
+
+def _run(task, arm, seed, before, after, n_unseen):
+    return T.ArmRun(task, arm, 1e-3, seed, n_unseen, np.asarray(before, float), np.asarray(after, float),
+                    [0, 5], [0.5, 0.5], 1.0)
+
+
+def test_pooled_gains_against_a_direct_computation():
+    """The seed part pools the per-seed means' deviations over tasks (df = Σ(seeds − 1)); the
+    prompt part is the variance of per-prompt means over n; the interval uses the
+    Welch–Satterthwaite degrees of freedom of the two."""
+    from scipy.stats import t as student_t
+
+    rng = np.random.default_rng(0)
+    mats = {"a": rng.normal(0.1, 0.2, (2, 30)), "b": rng.normal(-0.05, 0.1, (3, 12))}
+    gains, df = T.pooled_gains(mats)
+    assert df == 1 + 2
+    ss = sum(((m.mean(1) - m.mean()) ** 2).sum() for m in mats.values())
+    for g, (name, m) in zip(gains, mats.items()):
+        v1 = ss / 3 / m.shape[0]
+        v2 = np.var(m.mean(0), ddof=1) / m.shape[1]
+        dof = (v1 + v2) ** 2 / (v1 ** 2 / 3 + v2 ** 2 / (m.shape[1] - 1))
+        assert g.task == name and g.mean == pytest.approx(m.mean())
+        assert g.se == pytest.approx(np.sqrt(v1 + v2))
+        assert g.hi - g.mean == pytest.approx(student_t.ppf(0.975, dof) * g.se)
+
+
+def test_the_interval_covers_at_its_nominal_rate_when_seeds_or_prompts_dominate():
+    for seed_sd, prompt_sd in ((0.05, 0.01), (0.0, 0.1), (0.03, 0.1)):
+        cov = T.gain_interval_coverage([seed_sd] * 24, [prompt_sd] * 24, 2, [32] * 24, 150, seed=1)
+        assert 0.93 <= cov <= 0.97  # 3,600 intervals: binomial SE 0.004 at 0.95
+
+
+def test_gain_matrix_splits_unseen_prompts_and_pairs_the_arms():
+    runs = [_run("t", "grpo", 1, [0, 0, 0], [0.3, 0.1, 0.5], 2),
+            _run("t", "grpo", 2, [0, 0, 0], [0.1, 0.1, 0.7], 2),
+            _run("t", "control", 2, [0, 0, 0], [0.0, 0.1, 0.0], 2),
+            _run("t", "control", 1, [0, 0, 0], [0.2, 0.0, 0.0], 2)]
+    np.testing.assert_allclose(T.gain_matrix(runs, "t", "unseen"), [[0.3, 0.1], [0.1, 0.1]])
+    np.testing.assert_allclose(T.gain_matrix(runs, "t", "all"), [[0.3, 0.1, 0.5], [0.1, 0.1, 0.7]])
+    np.testing.assert_allclose(T.gain_matrix(runs, "t", "excess"), [[0.1, 0.1], [0.1, 0.0]])
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        T.gain_matrix(runs, "t", "seen")
+    assert T.eligible(["t", "u"], runs, 2) == ["t"] and T.eligible(["t"], runs, 3) == []
+
+
+def test_screen_uses_the_fallback_range_only_when_too_few_tasks_enter():
+    pass1 = {"a": 0.01, "b": 0.03, "c": 0.5, "d": 0.93, "e": 0.99}
+    assert T.screen(pass1, 0.05, 0.9, min_tasks=1) == (["c"], (0.05, 0.9))
+    assert T.screen(pass1, 0.05, 0.9, min_tasks=2) == (["b", "c", "d"], (0.02, 0.95))
+    assert T.pilot_tasks({"x": 0.1, "y": 0.45, "z": 0.8, "w": 0.7}) == ["x", "y", "z"]
+
+
+def test_choose_lrs_takes_each_arms_largest_rate_that_never_collapsed():
+    def run(arm, lr, curve):
+        return T.ArmRun("t", arm, lr, 0, 0, np.zeros(0), np.zeros(0), list(range(len(curve))), curve, 1.0)
+
+    runs = [run("grpo", 3e-3, [0.5, 0.2]), run("grpo", 1e-3, [0.5, 0.47]), run("grpo", 3e-4, [0.5, 0.6]),
+            run("control", 1.0, [0.5, 0.7]), run("control", 0.3, [0.5, 0.4])]
+    assert T.choose_lrs(runs) == {"grpo": 1e-3, "control": 1.0}
+
+
+def test_paired_difference_scores_i_by_sign_and_the_other_predictor_by_size():
+    y = np.arange(10.0)
+    d, lo, hi = T.paired_difference(y, -y, y, n_boot=200, seed=0)
+    assert d == pytest.approx(0.0) and lo == pytest.approx(0.0) and hi == pytest.approx(0.0)
+    d, lo, hi = T.paired_difference(-y, y, y, n_boot=200, seed=0)
+    assert d == pytest.approx(-2.0) and hi == pytest.approx(-2.0)
+
+
+def test_correlation_permutation_p_is_small_for_a_monotone_relation_and_not_for_a_reversed_one():
+    x = np.arange(12.0)
+    up = T.correlation(x, x ** 2, n_boot=200, n_perm=2000, seed=0)
+    down = T.correlation(x, -x, n_boot=200, n_perm=2000, seed=0)
+    assert up.value == pytest.approx(1.0) and up.p < 0.001 and down.p > 0.99
+
+
+def test_spearman_power_is_the_test_size_under_the_null():
+    power = T.spearman_power(20, rhos=(0.0, 0.5), n_sims=4000, seed=3)
+    assert abs(power[0.0] - 0.05) < 3 * np.sqrt(0.05 * 0.95 / 4000) + 0.005
+    assert power[0.5] > 0.5
+
+
+def test_params_reject_the_pilot_and_short_seeds_and_a_single_seed():
+    from vgh_lib.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="out of range"):
+        T.TaskSuiteParams(seeds=(0, 1))
+    with pytest.raises(ParameterError, match="must not contain"):
+        T.TaskSuiteParams(seeds=(1, 1000))
+    with pytest.raises(ParameterError, match="at least 2 distinct seeds"):
+        T.TaskSuiteParams(seeds=(1,)).check()
+    with pytest.raises(ParameterError, match="must be below"):
+        T.TaskSuiteParams(screen_lo=0.5, screen_hi=0.4).check()
+
+
+SMOKE = dict(model_path="tiny", target="greedy", tasks=("add two-digit", "plurals", "first letter"),
+             screen_prompts=3, screen_lo=0.0, screen_hi=1.0, min_tasks=3, train_limit=4,
+             unseen_limit=3, seen_limit=1, min_unseen=2, probe_prompts=2, grpo_steps=2, grpo_prompts=2,
+             group_size=4, train_layers=1, probe_every=1, short_steps=1, signal_batches=3,
+             signal_prompts=2, coverage_k=16, n_boot=100, n_perm=100, jobs=1)
+
+
+def test_each_arm_trains_only_its_own_parameters_and_puts_the_model_back():
+    """The control arm moves only its output bias (the blocks are untouched, the held-out values
+    still change); the GRPO arm moves the top block; both leave the cached model as it was.
+    A pilot job (held_out=False) evaluates no held-out prompt."""
+    import torch
+
+    d = T.TaskSuiteParams(**SMOKE, grpo_lr=0.05, control_lr=0.5).design()
+    model, _ = T.model_for("tiny")
+    before = [p.detach().clone() for p in model.parameters()]
+    ctrl = T.run_arm(T.ArmJob(d, "first letter", "control", 0.5, 1))
+    grpo = T.run_arm(T.ArmJob(d, "first letter", "grpo", 0.05, 1))
+    pilot = T.run_arm(T.ArmJob(d, "first letter", "grpo", 0.05, 1, held_out=False))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert ctrl.before.shape == grpo.before.shape == (ctrl.n_unseen + 1,) and ctrl.n_unseen == 3
+    np.testing.assert_allclose(ctrl.before, grpo.before)
+    assert np.abs(ctrl.gains).max() > 1e-4 and np.abs(grpo.gains).max() > 1e-4
+    assert pilot.before.size == 0 and pilot.probe_value == grpo.probe_value
+
+
+def test_the_study_runs_end_to_end_on_a_tiny_model():
+    p = T.TaskSuiteParams(**SMOKE)
+    pass1 = T.screen_tasks(p)
+    tasks, used = T.screen(pass1, p.screen_lo, p.screen_hi, p.min_tasks)
+    assert tasks == list(p.tasks) and all(0 < v < 1 for v in pass1.values())
+    panels = T.run_panels(p, tasks)
+    runs = T.run_arms(p, tasks)
+    assert len(runs) == len(tasks) * 2 * len(p.seeds)
+    res = T.analyse(tasks, panels, runs, p)
+    assert set(res) == {"unseen", "all", "excess"}
+    assert set(res["unseen"].correlations) == set(T.PANEL) and "I" not in res["unseen"].versus_i
+    for pan in panels:
+        assert pan.panel.values["I"] == pytest.approx(pan.panel.values["S"] * pan.panel.values["H"])

@@ -18,6 +18,7 @@ from vgh_lib.experiments.predictors import PredictorParams
 from vgh_lib.experiments.probe_book import ProbeBookParams
 from vgh_lib.experiments.real_lm import RealLMParams
 from vgh_lib.experiments.real_lm_impact import RealLMImpactParams
+from vgh_lib.experiments.task_suite import TaskSuiteParams
 from vgh_lib.experiments.theorem1 import Theorem1Params
 from vgh_lib.experiments.theorem2 import TransformerCostateParams
 from vgh_lib.experiments.trajectory import PretrainGRPOParams
@@ -161,6 +162,25 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                       # the default design with more seeds and checkpoints per recipe
                       "paper": {"grpo_seeds": (0, 1, 2, 3, 4, 5, 6, 7), "max_checkpoints": 10,
                                 "device": "auto"}},
+        ),
+        NotebookSpec(
+            name="10_real_lm_task_suite",
+            title="Value impact over a task suite in SmolLM2-135M, against an answer-prior control",
+            params=TaskSuiteParams,
+            profiles={"smoke": {"model_path": "tiny", "target": "greedy",
+                                "tasks": ("add two-digit", "first letter", "capitals"),
+                                "screen_prompts": 3, "screen_lo": 0.0, "screen_hi": 1.0,
+                                "min_tasks": 3, "train_limit": 4, "unseen_limit": 3,
+                                "seen_limit": 1, "min_unseen": 2, "probe_prompts": 2,
+                                "grpo_steps": 2, "grpo_prompts": 2, "group_size": 4,
+                                "train_layers": 1, "probe_every": 1, "short_steps": 1,
+                                "signal_batches": 3, "signal_prompts": 2, "coverage_k": 16,
+                                "n_boot": 200, "n_perm": 200, "coverage_sims": 10, "jobs": 1},
+                      "default": {},
+                      # more seeds and prompts; LoRA or all blocks would need a GPU
+                      "paper": {"seeds": (1, 2, 3, 4, 5, 6, 7, 8), "train_limit": 256,
+                                "unseen_limit": 200, "seen_limit": 200, "grpo_steps": 60,
+                                "signal_prompts": 32, "device": "auto"}},
         ),
     ]
 }

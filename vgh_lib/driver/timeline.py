@@ -30,6 +30,8 @@ STUDIES = (
     Study("08", "book/08_preregistration.md", "REAL_LM_CHOSEN = {", "08_real_lm_impact"),
     Study("09", "book/09_preregistration.md", "PREDICTOR_CHOSEN = {", "09_what_predicts_rl_gain",
           "book/data/09_pilot.json"),
+    Study("10", "book/10_preregistration.md", "TASK_SUITE_CHOSEN = {", "10_real_lm_task_suite",
+          "book/data/10_pilot.json"),
 )
 
 

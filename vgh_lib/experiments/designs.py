@@ -32,3 +32,15 @@ PREDICTOR_CHOSEN = {"lr": 3e-4, "pilot_sha256": "13f3f3926c4321703353ff3a3995ab8
 # The SHA-256 of the registered text of book/10_preregistration.md (everything above its end
 # marker), committed with it before the pilot ran; tests/test_task_suite.py checks it.
 TASK_SUITE_REGISTRATION_SHA256 = "2346b4d3c5f39c328f4ce7f9d2697cc5ef7b22f7ee3f22233bd6d28c2aae12bc"
+
+# The design that the pre-registered rules of book/10_preregistration.md chose on the pilot
+# (book/data/10_pilot.json, whose SHA-256 is named here): the tasks that entered the screen and
+# each arm's learning rate; committed before the confirmation ran.
+TASK_SUITE_CHOSEN = {"grpo_lr": 0.001, "control_lr": 0.3,
+                     "pilot_sha256": "0e3d855ab4b78c0753ee35d21db215bc0c4d145fba8327ac3d896eead0c56fe8",
+                     "tasks": ('add two-digit', 'multiply', 'add ten', 'successor', 'predecessor',
+                               'max of three', 'add one-digit', 'times ten', 'min of two', 'first letter',
+                               'last letter', 'next letter', 'uppercase', 'capitalize', 'second letter',
+                               'capitals', 'continent', 'antonyms', 'plurals', 'past tense',
+                               'number words', 'digits of words', 'month after', 'day after', 'month before',
+                               'day before', 'country of capital', 'singular', 'present tense')}

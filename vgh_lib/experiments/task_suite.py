@@ -39,6 +39,7 @@ from vgh_lib.common.impact import largest_drop
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import value_impact
+from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
 from vgh_lib.experiments.predictors import file_sha256, registered_text_sha256
 from vgh_lib.experiments.real_lm_impact import model_for, prefix_for
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
@@ -106,8 +107,10 @@ class TaskSuiteParams(NotebookParams):
     group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
     train_layers: int = spec(2, lo=1, hi=1000, help="top transformer blocks of the GRPO arm")
     probe_every: int = spec(5, lo=1, hi=100_000, help="GRPO steps between probe values")
-    grpo_lr: float = spec(3e-4, lo=1e-8, hi=10.0, help="AdamW learning rate of the GRPO arm")
-    control_lr: float = spec(0.1, lo=1e-8, hi=10.0, help="AdamW learning rate of the control arm")
+    grpo_lr: float = spec(TASK_SUITE_CHOSEN["grpo_lr"], lo=1e-8, hi=10.0,
+                          help="AdamW learning rate of the GRPO arm (chosen on the pilot)")
+    control_lr: float = spec(TASK_SUITE_CHOSEN["control_lr"], lo=1e-8, hi=10.0,
+                             help="AdamW learning rate of the control arm (chosen on the pilot)")
     seeds: tuple[int, ...] = spec((1, 2), lo=1, hi=2**31 - 1,
                                   help="GRPO seeds of both arms (seed 0 is the pilot's)")
     short_steps: int = spec(4, lo=1, hi=100_000, help="steps of the short-RL predictor's run")
@@ -664,3 +667,74 @@ def run_arms(params: TaskSuiteParams, tasks: list[str], seeds=None) -> list[ArmR
     lr = {"grpo": params.grpo_lr, "control": params.control_lr}
     jobs = [ArmJob(d, t, arm, lr[arm], s) for t in tasks for s in (seeds or params.seeds) for arm in ARMS]
     return run_jobs(run_arm, jobs, params.jobs, desc="GRPO and control runs")
+
+
+# ------------------------------------------------------------------- what notebook 10 shows
+def is_committed_design(params: TaskSuiteParams) -> bool:
+    """Whether ``params`` ask for the committed design's model and candidates (then the entered
+    tasks are the committed ones, not a fresh screen's)."""
+    return (params.model_path == "smollm2" and params.target == "task"
+            and set(params.tasks) == set(suite.SUITE_TASKS))
+
+
+TASK_TABLE_HEADERS = ["task", "family", "screened pass@1", "entered", "training prompts",
+                      "unseen held out (used of all)", "seen held out (used of all)",
+                      "held-out answers also in training", "primary outcome"]
+
+
+def task_table(params: TaskSuiteParams, pass1: dict[str, float], entered: list[str]
+               ) -> tuple[list[list[str]], list[int]]:
+    """One row per candidate task (:data:`TASK_TABLE_HEADERS`) and each entered task's number
+    of held-out prompts used."""
+    rows, held = [], []
+    for t in params.tasks:
+        c = suite.describe(t)
+        unseen, seen = min(c.unseen, params.unseen_limit), min(c.seen, params.seen_limit)
+        rows.append([t, c.family, f"{pass1[t]:.3f}", "yes" if t in entered else "no", str(c.train),
+                     f"{unseen} of {c.unseen}", f"{seen} of {c.seen}", f"{100 * c.seen_share:.0f} %",
+                     "yes" if t in entered and unseen >= params.min_unseen else "no"])
+        if t in entered:
+            held.append(unseen + seen)
+    return rows, held
+
+
+def trained_parameters(params: TaskSuiteParams) -> tuple[int, int, int]:
+    """Parameters that the GRPO arm trains, that the control arm trains (the output bias: one
+    per vocabulary entry), and in all."""
+    model, _ = model_for(params.model_path, params.device)
+    return (sum(p.numel() for p in lm_grpo.top_parameters(model, params.train_layers)),
+            int(model.get_output_embeddings().weight.shape[0]),
+            sum(p.numel() for p in model.parameters()))
+
+
+def control_gains(runs: list[ArmRun], tasks: list[str]) -> dict[str, TaskGain]:
+    """The control arm's unseen-answer gain per task, with the same pooled intervals."""
+    gains, _ = pooled_gains({t: _per_task(runs, t, "control", "unseen") for t in tasks})
+    return {g.task: g for g in gains}
+
+
+def cost_ratio(panels: list[TaskPanel], runs: list[ArmRun], name: str) -> float:
+    """Mean seconds of what predictor ``name`` needs, as a fraction of one GRPO-arm run."""
+    grpo_seconds = float(np.mean([r.seconds for r in runs if r.arm == "grpo"]))
+    per_task = [p.short_seconds if name == "short RL" else p.panel.cost[name] for p in panels]
+    return float(np.mean(per_task)) / grpo_seconds
+
+
+def power_at(n: int) -> tuple[float, dict[float, float]]:
+    """The critical Spearman at ``n`` tasks and the primary test's power there
+    (:func:`spearman_power`, the pre-registration's simulation)."""
+    return stats.spearman_critical(n), spearman_power(n)
+
+
+def coverage_at_design(runs: list[ArmRun], tasks: list[str], n_seeds: int, n_sims: int, seed: int) -> float:
+    """:func:`gain_interval_coverage` driven by each task's own seed and prompt standard
+    deviations of the unseen gain (exploratory: how well the pooled intervals cover here)."""
+    mats = [gain_matrix(runs, t, "unseen") for t in tasks]
+    seed_sd = [m.mean(axis=1).std(ddof=1) for m in mats]
+    prompt_sd = [m.mean(axis=0).std(ddof=1) if m.shape[1] > 1 else 0.0 for m in mats]
+    return gain_interval_coverage(seed_sd, prompt_sd, n_seeds, [m.shape[1] for m in mats], n_sims, seed)
+
+
+def collapsed(runs: list[ArmRun], tolerance: float = PILOT["collapse_tolerance"]) -> list[ArmRun]:
+    """The runs whose probe value fell more than ``tolerance`` below its start."""
+    return [r for r in runs if r.largest_drop > tolerance]
