@@ -56,8 +56,10 @@ def test_record_schema():
 def test_format_value():
     assert cm.format_value(0.012345) == "0.01235"
     assert cm.format_value(5.9e-16) == "5.900e-16"
-    assert cm.format_value(500000) == "5.000e+05"
-    assert cm.format_value(1234) == "1234"
+    assert cm.format_value(500000) == cm.format_value(500000.0) == "500,000"  # not "5.000e+05"
+    assert cm.format_value(500000.5) == "5.000e+05"
+    assert cm.format_value(-3.0) == "-3"
+    assert cm.format_value(1234) == "1,234"
     assert cm.format_value(float("nan")) == "n/a"
     assert cm.format_value(0) == "0"
     assert cm.format_value(0.9999998) == "0.9999998"  # not "1"

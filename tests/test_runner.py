@@ -140,3 +140,34 @@ def test_failed_identity_claim_is_kept_and_reported(tmp_path, monkeypatch):
     assert runner.run_notebook(NB, "smoke", out=out, force=True).ok
     assert not (out / "failed" / f"{NB}.claims.json").exists()
     assert "## Failed runs" not in render_report(out)
+
+
+def test_the_injected_parameters_cell_is_removed_from_the_page_and_nothing_else():
+    import nbformat
+
+    from vgh_lib.driver.runner import hide_injected_parameters
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("a = 1"), nbformat.v4.new_code_cell("a = 2"),
+                nbformat.v4.new_code_cell("print(a)")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells[1].metadata["tags"] = ["injected-parameters"]
+    assert hide_injected_parameters(nb) == 1
+    assert [c.metadata.get("tags") for c in nb.cells] == [["parameters"], ["injected-parameters", "remove-cell"], []]
+    assert hide_injected_parameters(nb) == 0   # idempotent
+
+
+def test_a_run_starts_its_kernel_without_the_unencrypted_transport_warning(tmp_path, capfd):
+    """The kernel's start-up warning went to the terminal once per notebook (issue 23: a quiet
+    build); the run still executes the notebook."""
+    import nbformat
+
+    from vgh_lib.driver.runner import _execute
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 6 * 7\nprint(x)")]
+    src, dest = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, src)
+    assert _execute(src, dest, {}) is None
+    assert nbformat.read(dest, 4).cells[0].outputs[0]["text"] == "42\n"
+    assert "without encryption" not in capfd.readouterr().err

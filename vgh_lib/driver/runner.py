@@ -167,6 +167,8 @@ def run_notebook(name: str, profile: str = "default", overrides: dict[str, Any] 
             return RunResult(name, "failed", seconds, message=msg)
         record["cache_key"] = key
         record["seconds"] = round(seconds, 1)   # this run's wall time (the build-status page)
+        if hide_injected_parameters(nb):
+            nbformat.write(nb, tmp_nb)
         os.replace(tmp_nb, out / f"{name}.ipynb")
         _write_atomic(out / f"{name}.claims.json", json.dumps(record, indent=2) + "\n")
     for stale in (out / "failed" / f"{name}.ipynb", out / "failed" / f"{name}.claims.json"):
@@ -192,13 +194,43 @@ def _keep_failed_claims(nb_path: Path, dest: Path) -> None:
         dest.unlink()
 
 
+def _kernel_manager_class():
+    """The kernel manager of every run: ipykernel ≥ 7.3 warns on each start when its local TCP
+    sockets are unencrypted, once per notebook, which buries the warnings that matter. Where
+    pyzmq has CurveZMQ, the manager asks for encrypted transport, which silences it."""
+    import zmq
+    from jupyter_client.manager import AsyncKernelManager
+    from traitlets import default
+
+    class KernelManager(AsyncKernelManager):
+        @default("transport_encryption")
+        def _default_transport_encryption(self):
+            return "auto" if zmq.has("curve") else "disabled"
+
+    return KernelManager
+
+
+def hide_injected_parameters(nb) -> int:
+    """Tag papermill's injected-parameters cell ``remove-cell``, so the book's page shows one
+    parameters cell, not two; the values that ran are in the glued parameter table and the
+    setup cell's printout. Returns the number of cells tagged."""
+    n = 0
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            n += 1
+    return n
+
+
 def _execute(src: Path, dest: Path, parameters: dict[str, Any]) -> str | None:
     """Run papermill; return None on success or a one-line error location."""
     import papermill as pm
 
     try:
         pm.execute_notebook(str(src), str(dest), parameters=parameters, kernel_name="python3",
-                            cwd=str(src.parent), progress_bar=False)
+                            cwd=str(src.parent), progress_bar=False,
+                            kernel_manager_class=_kernel_manager_class())
     except pm.PapermillExecutionError as exc:
         first = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
         return f"cell {exc.cell_index} ({first[:60]!r}) raised {exc.ename}: {exc.evalue}"

@@ -20,12 +20,15 @@ class Shown:
 
 
 def format_value(value: float | None) -> str:
-    """A short, human-readable number: 4 significant digits, scientific when tiny or huge."""
+    """A short, human-readable number: a whole number as an integer with thousands separators
+    (500000.0 → "500,000"), anything else to 4 significant digits, scientific when tiny or huge."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     v = float(value)
     if v == 0.0:
         return "0"
+    if v.is_integer() and abs(v) < 1e12:
+        return f"{int(v):,}"
     if 1e-3 <= abs(v) < 1e5:
         text = f"{v:.4g}"
         if text in ("1", "-1") and abs(v) != 1.0:  # a cosine of 0.99999 must not read as exactly 1
