@@ -159,6 +159,7 @@ def test_every_page_in_a_real_browser(browser, served_book, tmp_path):
         elif frag and target in seen_ids and frag not in seen_ids[target]:
             errors.append(f"{rel}: link to a missing anchor {href}")
     assert proof_pages, "no page rendered a sphinx-proof box"
+    errors += _overflows_on_a_phone(browser, base, pages)
     # the Reproduction report fits its column at 1,400 pixels and on a phone
     for name, viewport in (("1400", {"width": 1400, "height": 900}),
                            ("phone", {"width": 390, "height": 844})):
@@ -179,3 +180,40 @@ def test_every_page_in_a_real_browser(browser, served_book, tmp_path):
                           f"{overflow[1]} tables past the column")
     context.close()
     assert not errors, "\n".join(errors)
+
+
+OVERFLOW = """() => {
+  const main = document.querySelector('article') || document.querySelector('main');
+  const right = main.getBoundingClientRect().right;
+  const out = [];
+  for (const el of main.querySelectorAll('table, div.math, mjx-container[display="true"]')) {
+    const r = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    const scrolls = ['auto', 'scroll'].includes(style.overflowX);
+    if (r.width === 0) continue;                     // inside a collapsed <details>
+    if (r.right > right + 1) out.push(`${el.tagName.toLowerCase()} sticks out of the column by ${Math.round(r.right - right)} px`);
+    else if (el.scrollWidth > el.clientWidth + 1 && !scrolls)
+      out.push(`${el.tagName.toLowerCase()} is clipped: ${el.scrollWidth} px of content in ${el.clientWidth} px`);
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth)
+    out.push(`the page scrolls sideways by ${document.documentElement.scrollWidth - window.innerWidth} px`);
+  return out;
+}"""
+
+
+def _overflows_on_a_phone(browser, base: str, pages: list[str]) -> list[str]:
+    """At 390 pixels (a phone), every table and display equation either fits the content column
+    or scrolls inside it; nothing sticks out of the column or is cut off (issue 23)."""
+    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+    errors = []
+    for rel in pages:
+        page = ctx.new_page()
+        page.goto(base + rel, wait_until="load")
+        if page.evaluate("() => document.querySelectorAll('.math').length") > 0:
+            page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                                   timeout=15000)
+            page.evaluate("() => MathJax.startup.promise")
+        errors += [f"{rel} at 390 px: {p}" for p in page.evaluate(OVERFLOW)]
+        page.close()
+    ctx.close()
+    return errors

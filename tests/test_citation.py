@@ -17,3 +17,16 @@ def test_citation_matches_the_package_and_cites_the_paper():
     assert {"type": "other", "value": "arXiv:2605.21654"} in paper["identifiers"]
     intro = (REPO_ROOT / "book" / "intro.md").read_text(encoding="utf-8")
     assert f"Version {meta['version']}" in intro  # the BibTeX on the landing page
+
+
+def test_every_arxiv_reference_links_to_its_abstract_page():
+    """The bibliography page shows a link for each arXiv paper (issue 23: links out)."""
+    import re
+
+    text = (REPO_ROOT / "book" / "references.bib").read_text(encoding="utf-8")
+    entries = re.findall(r"@\w+\{[^@]*", text)
+    arxiv = [e for e in entries if "eprint" in e]
+    assert len(arxiv) >= 5
+    for entry in arxiv:
+        eprint = re.search(r"eprint\s*=\s*\{([^}]*)\}", entry).group(1)
+        assert f"url           = {{https://arxiv.org/abs/{eprint}}}" in entry, entry[:60]

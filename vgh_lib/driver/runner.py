@@ -252,15 +252,37 @@ def reproduce(profile: str = "default", jobs: int = 1, only: list[str] | None = 
                              names))
 
 
+NOTEBOOK_ZIP = "executed-notebooks.zip"
+
+
+def write_notebook_zip(executed: Path) -> Path:
+    """Every executed notebook and its claims file in one zip beside them (the build-status page
+    offers it for download); written to a temporary name first, so a failure keeps the old one."""
+    import zipfile
+
+    executed = Path(executed)
+    dest = executed / NOTEBOOK_ZIP
+    tmp = dest.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(executed.glob("*.ipynb")) + sorted(executed.glob("*.claims.json")):
+            zf.write(path, path.name)
+    os.replace(tmp, dest)
+    return dest
+
+
 def build_book(root: Path | str = REPO_ROOT, strict: bool = True) -> int:
     """Write the reproduction report and the pre-registrations' timelines, then build the HTML
     book with jupyter-book."""
+    from vgh_lib.driver.glossary import write_pages
     from vgh_lib.driver.report import write_report
     from vgh_lib.driver.timeline import write_timelines
 
     root = Path(root)
-    write_report(root / "book" / "executed", root / "book" / "reproduction_report.md")
-    write_timelines(root, root / "book" / "executed")
+    executed = root / "book" / "executed"
+    write_report(executed, root / "book" / "reproduction_report.md")
+    write_timelines(root, executed)
+    write_pages(executed, root)
+    write_notebook_zip(executed)
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--path-output",
            str(root)]

@@ -11,7 +11,8 @@ Registered in ``_config.yml`` (``sphinx.extra_extensions: vgh_lib.driver.sphinx_
 * **Page hygiene.** Scripts that another extension added twice (sphinx-thebe's inline
   ``const THEBE_JS_URL``, a JavaScript error on every page) are emitted once; the page context gets an
   explicit ``default_mode`` (``auto``), which it otherwise logs as an error on a first visit;
-  and a small stylesheet lets wide tables (the Reproduction report) wrap inside the column.
+  and a small stylesheet lets wide tables wrap inside the column (and scroll sideways on a
+  phone) and wide display equations scroll instead of being clipped.
 * **Glued images pasted into another page.** myst-nb's ``{glue:any}`` with ``:doc:`` links a
   glued image as ``_images/<sha256>.png`` but only writes that file when the notebook page
   itself displays the figure; a figure glued with ``display=False`` and never shown (notebook
@@ -142,8 +143,12 @@ CSS = """/* vgh_lib.driver.sphinx_launch: wide tables wrap inside the content co
 details.vgh-params { margin: 0.5em 0 1em; }
 details.vgh-params > summary { cursor: pointer; font-weight: 600; }
 details.vgh-params table { width: auto; font-size: 0.9em; margin-top: 0.4em; }
+/* display equations too wide for the column scroll inside it instead of being clipped */
+.bd-article div.math, .bd-article mjx-container[display="true"] {
+  display: block; max-width: 100%; overflow-x: auto; overflow-y: hidden; }
+/* on a phone a wide table scrolls sideways inside the column: every column stays readable */
 @media (max-width: 720px) {
-  .bd-article table { table-layout: fixed; width: 100%; font-size: 0.85em; }
+  .bd-article table { display: block; max-width: 100%; overflow-x: auto; font-size: 0.85em; }
 }
 """
 
