@@ -171,3 +171,37 @@ def test_gram_matrix_is_every_inner_product_in_float64():
     assert g.dtype == np.float64 and g.shape == (2, 2)
     cross = 0.5 - 2.0 + 3e-8  # float64 arithmetic: the float32 vector is widened first
     np.testing.assert_allclose(g, [[14.0, cross], [cross, 0.25 + 1.0 + 1e-16]], rtol=1e-15, atol=0)
+
+
+def test_crossfit_sq_distance_is_unbiased_where_the_raw_distance_is_not():
+    """Independent folds of two processes with known means: the cross-fitted ‖μ_A − μ_B‖²
+    averages to the truth within Monte Carlo error; the raw distance of the pooled means is
+    inflated by the noise, tr Σ_A / N + tr Σ_B / N."""
+    rng = np.random.default_rng(0)
+    d, K, m, reps = 20, 8, 5, 3000
+    mu_a = rng.normal(0, 1, d)
+    mu_b = mu_a + rng.normal(0, 0.3, d)
+    truth = float(((mu_a - mu_b) ** 2).sum())
+    est, raw = [], []
+    for _ in range(reps):
+        a = mu_a + rng.normal(0, 2.0, (K, m, d)).mean(1)
+        b = mu_b + rng.normal(0, 2.0, (K, m, d)).mean(1)
+        est.append(stats.crossfit_sq_distance(a, b))
+        raw.append(float(((a.mean(0) - b.mean(0)) ** 2).sum()))
+    se = np.std(est) / np.sqrt(reps)
+    assert abs(np.mean(est) - truth) < 4 * se
+    assert np.mean(raw) - truth == pytest.approx(2 * d * 4.0 / (K * m), rel=0.1)
+
+
+def test_crossfit_relative_error_against_its_definition_and_its_jackknife():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(1, 1, (6, 7)), rng.normal(1.2, 1, (6, 7))
+    r, se = stats.crossfit_relative_error(a, b)
+    off = ~np.eye(6, dtype=bool)
+    aa, bb, ab = (a @ a.T)[off].mean(), (b @ b.T)[off].mean(), (a @ b.T)[off].mean()
+    assert r == pytest.approx(np.sqrt((aa + bb - 2 * ab) / aa))
+    loo = [stats.crossfit_relative_error(np.delete(a, k, 0), np.delete(b, k, 0))[0] for k in range(6)]
+    assert se == pytest.approx(np.sqrt(5 / 6 * np.sum((np.array(loo) - np.mean(loo)) ** 2)))
+    same = rng.normal(0, 1, (4, 7))
+    assert stats.crossfit_relative_error(same, same)[0] == 0.0   # equal processes: r = 0, not noise
+    assert np.isnan(stats.crossfit_relative_error(np.stack([a[0], -a[0]]), b[:2])[0])

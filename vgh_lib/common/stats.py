@@ -270,6 +270,43 @@ def crossfit_cosine(folds_a, folds_b) -> tuple[float, float]:
     return float(full), float(se)
 
 
+def crossfit_sq_distance(folds_a, folds_b) -> float:
+    """Unbiased estimate of ``‖μ_A − μ_B‖²`` from K ≥ 2 independent folds of each of two
+    independent processes: ``U_aa + U_bb − 2 U_ab`` with every U over pairs of *different*
+    folds (:func:`_crossfit_parts`), so no fold's noise meets itself. It can be negative when
+    the distance is small against the noise."""
+    A, B = _fold_matrix(folds_a), _fold_matrix(folds_b)
+    ab, aa, bb = _crossfit_parts(A, B, np.ones(A.shape[0], dtype=bool))
+    return aa + bb - 2 * ab
+
+
+def crossfit_relative_error(folds_a, folds_b) -> tuple[float, float]:
+    """Noise-corrected relative error ``r = ‖μ_A − μ_B‖ / ‖μ_A‖`` of two expectations from
+    K ≥ 2 independent folds of each (THEORY.md §3: Theorem 2 bounds the numerator).
+
+    ``r² = (U_aa + U_bb − 2 U_ab) / U_aa``: numerator and denominator are unbiased
+    (:func:`crossfit_sq_distance`); a negative numerator (the processes agree within noise) gives
+    ``r = 0``. Returns ``(r, se)`` with the delete-one-fold jackknife standard error of ``r``
+    (NaN for K < 3, or when ``U_aa ≤ 0``: then ``μ_A`` is not resolved and ``r`` is NaN).
+    """
+    A, B = _fold_matrix(folds_a), _fold_matrix(folds_b)
+    if A.shape != B.shape or A.shape[0] < 2:
+        raise ValueError(f"need matching fold arrays with K ≥ 2 folds, got {A.shape} and {B.shape}")
+    K = A.shape[0]
+
+    def r(keep):
+        ab, aa, bb = _crossfit_parts(A, B, keep)
+        return float(np.sqrt(max(0.0, aa + bb - 2 * ab) / aa)) if aa > 0 else float("nan")
+
+    full = r(np.ones(K, dtype=bool))
+    if K < 3 or np.isnan(full):
+        return full, float("nan")
+    loo = np.array([r(np.arange(K) != k) for k in range(K)])
+    if np.isnan(loo).any():
+        return full, float("nan")
+    return full, float(np.sqrt((K - 1) / K * np.sum((loo - loo.mean()) ** 2)))
+
+
 def reliability(folds) -> float:
     """Share of the squared norm of the pooled mean that is signal: ``U / ‖mean‖²`` with
     ``U = mean_{i≠j} ⟨m_i, m_j⟩`` over K ≥ 2 independent equal-size fold means ``m_i``.

@@ -66,6 +66,14 @@ R2_MIN = 0.25          # out-of-sample variance of the error explained by gap, e
 FIDELITY_MAX_DIFF = 0.1   # mean |measured − predicted| one-group cosine
 SHARE_MIN = 0.5        # lowest 95% lower bound of the attention-only share
 IDENTITY_Z_MAX = 3.0   # |mean λ^D − ∇V^D| against its own Monte Carlo error
+# The successor specification (issue 21), written into the chapter's "What would fail" section
+# and committed before the first run that showed any of these values.
+R_COVERAGE_MIN = 0.8       # Clopper–Pearson 95 % upper bound of the bound's coverage of r
+R_RATIO_RANGE = (0.25, 4.0)   # median bound / r over the clearly resolved test cells
+FIDELITY_Z_MAX = 3.0       # a (checkpoint, τ, G) cell misses when |measured − predicted| > 3 SE
+FIDELITY_MISS_MAX = 0.05   # share of cells that may miss
+LEARNING_REGION = (0.02, 0.9)   # pass@1 of the checkpoints the attention claim covers
+LAST_SHARE_MIN = 0.5       # lowest 95 % lower bound of the last prompt position's share
 
 
 def mid_checkpoint(pass1) -> int:
@@ -101,6 +109,13 @@ class Cell:
     agreement_se: float = float("nan")   # its jackknife standard error over folds
     reliability_d: float = float("nan")  # signal share of ‖pooled mean λ^D‖² (stats.reliability)
     reliability_c: float = float("nan")
+    r: float = float("nan")      # noise-corrected relative error ‖E λ^D − E λ^C‖ / ‖E λ^D‖
+    r_se: float = float("nan")   # its jackknife standard error over folds
+
+    @property
+    def clear(self) -> bool:
+        """``r`` is measured and more than 2 SE above 0 (a cell whose error is not at noise level)."""
+        return bool(np.isfinite(self.r) and np.isfinite(self.r_se) and self.r > 2 * self.r_se)
 
     @property
     def error(self) -> float:
@@ -210,6 +225,7 @@ def measure_cell(model, prompts, answers, tau: float, tau_r: float, k: int, m: i
     lam_c = c.costates["embed"]
     fc = _fold_means(lam_c, P, k)
     rho, se = stats.crossfit_cosine(fd, fc)
+    r, r_se = stats.crossfit_relative_error(fd, fc)
     cos = stats.cosine(fd.mean(0), fc.mean(0))
     h = k // 2
     layer_rho = ({name: stats.crossfit_cosine(_fold_means(d.costates[name][:, :Lp], P, k),
@@ -223,7 +239,8 @@ def measure_cell(model, prompts, answers, tau: float, tau_r: float, k: int, m: i
                 resolution_c=stats.cosine(fc[:h].mean(0), fc[h:].mean(0)),
                 gap=float(c.gap.sum(1).mean()), layer_cosines=layer_rho,
                 agreement=rho, agreement_se=se,
-                reliability_d=stats.reliability(fd), reliability_c=stats.reliability(fc), **common)
+                reliability_d=stats.reliability(fd), reliability_c=stats.reliability(fc),
+                r=r, r_se=r_se, **common)
 
 
 # ------------------------------------------------------------- one GRPO batch's fidelity
@@ -239,7 +256,38 @@ class Fidelity:
     measured: list[float]        # mean over prompts and disjoint groups of cos(λ̄^D_group, ∇V^D)
     measured_se: list[float]
     predicted: list[float]       # mean over prompts of ‖g‖ / sqrt(‖g‖² + tr Σ / G) (prompts
-                                 # whose sampled rewards were all equal give no Σ: left out)
+                                 # whose sampled rewards were all equal give no Σ: left out);
+                                 # the first specification's prediction, kept for comparison
+    predicted_exact: list[float] = field(default_factory=list)   # :func:`predicted_group_cosine`
+    z: list[float] = field(default_factory=list)   # (measured − predicted_exact) / measured_se
+
+
+def group_second_moment(g_sq, a, b, p, G: int):
+    """``E‖m‖²`` of one group's mean costate ``m = (1/G) Σ_i (R_i − R̄_{−i}) s_i`` for i.i.d.
+    rollouts with binary reward ``R`` (``P(R = 1) = p``) and score ``s`` (``E s = 0``), where
+    ``R̄_{−i}`` is the mean of the other ``G − 1`` rewards, ``g = E[R s]`` (so ``E m = g``),
+    ``a = E[R ‖s‖²]`` and ``b = E‖s‖²``. Exactly, with ``c = 1/(G − 1)``:
+
+    * ``E‖λ_i‖² = a(1 − 2p) + (p² + p(1 − p)c) b`` (the baseline's variance has ``G − 1``
+      terms, not ``n − 1``);
+    * ``E⟨λ_i, λ_j⟩ = (1 + c²)‖g‖²`` for ``i ≠ j`` (each λ's baseline holds the other's reward);
+    * ``E‖m‖² = E‖λ_i‖²/G + (1 − 1/G)(1 + c²)‖g‖²``.
+
+    ``tests/test_theorem2.py`` checks it against exact enumeration of every group."""
+    c = 1.0 / (G - 1)
+    lam_sq = a * (1 - 2 * p) + (p * p + p * (1 - p) * c) * b
+    return lam_sq / G + (1 - 1 / G) * (1 + c * c) * g_sq
+
+
+def predicted_group_cosine(g_sq, a, b, p, G: int):
+    """The expected cosine of one group's mean costate with ``g``, from the exact moments: a
+    group whose rewards are all equal (probability ``q = p^G + (1 − p)^G``) has ``m = 0`` and
+    counts as 0; over the others, ``E⟨m, g⟩ = ‖g‖²/(1 − q)`` and ``E‖m‖² = ``
+    :func:`group_second_moment` ``/(1 − q)``, and the cosine is approximated by the ratio of
+    these expectations. So ``E cos ≈ sqrt(1 − q) ‖g‖ / sqrt(E‖m‖²)``; the only approximation
+    is that of a ratio's expectation by the ratio of expectations."""
+    q = p ** G + (1 - p) ** G
+    return np.sqrt(np.clip(1 - q, 0, 1) * g_sq / group_second_moment(g_sq, a, b, p, G))
 
 
 def batch_fidelity(model, prompts, answers, n_rollouts: int, tau: float, seed: int,
@@ -265,7 +313,10 @@ def batch_fidelity(model, prompts, answers, n_rollouts: int, tau: float, seed: i
     gn2 = (g * g).sum(1)  # (P,)
     lam = cs.loo_advantages(R.reshape(-1), n_rollouts).view(P, n_rollouts, 1) * score
     tr_sigma = lam.var(1).sum(1)  # (P,)
-    sizes, measured, ses, predicted = [], [], [], []
+    s_sq = (score * score).sum(-1)                                  # (P, n) ‖s_i‖²
+    a_hat, b_hat = (R * s_sq).mean(1).cpu().numpy(), s_sq.mean(1).cpu().numpy()
+    p_exact, g_sq = values.double().cpu().numpy(), gn2.cpu().numpy()
+    sizes, measured, ses, predicted, exact_pred, zs = [], [], [], [], [], []
     for G in group_sizes:
         b = n_rollouts // G
         if b < 2:
@@ -285,18 +336,34 @@ def batch_fidelity(model, prompts, answers, n_rollouts: int, tau: float, seed: i
         # a prompt whose rollouts all had equal rewards gives no estimate of Σ
         pred = pred[tr_sigma > 0]
         predicted.append(float(pred.mean()) if pred.numel() else float("nan"))
+        exact = float(np.mean(predicted_group_cosine(g_sq, a_hat, b_hat, p_exact, G)))
+        exact_pred.append(exact)
+        zs.append((measured[-1] - exact) / ses[-1] if ses[-1] > 0 else float("nan"))
     return Fidelity(step, pass1, float(tau), float(values.mean()), sizes, measured, ses,
-                    predicted)
+                    predicted, exact_pred, zs)
+
+
+def attention_shares(model, prompts, answers, tau: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per prompt, the share of ``‖∇V^D‖²`` at the prompt embeddings that only cross-position
+    (attention) paths carry, ``‖g − g_cut‖² / ‖g‖²``, where ``g_cut`` keeps only the paths that
+    never leave their position (the attention ablation); exact, by teacher forcing. Returns
+    ``(whole prompt, last position)``.
+
+    Every prompt position but the last has share 1 by construction (its own prediction is not
+    in the loss, so only attention reaches it), and the whole prompt's share tends to 1 as
+    prompts get longer. The last position is the one where the share is not structural: its
+    own path predicts the first answer token, attention carries the rest."""
+    _, g = cs.teacher_forced_value_gradient(model, prompts, answers, tau)
+    _, g_cut = cs.teacher_forced_value_gradient(model, prompts, answers, tau, cut=True)
+    g, g_cut = g.double(), g_cut.double()
+    whole = ((g - g_cut) ** 2).sum((1, 2)) / (g ** 2).sum((1, 2))
+    last = ((g[:, -1] - g_cut[:, -1]) ** 2).sum(1) / (g[:, -1] ** 2).sum(1)
+    return whole.cpu().numpy(), last.cpu().numpy()  # on the host, from any device
 
 
 def attention_share(model, prompts, answers, tau: float) -> np.ndarray:
-    """Per prompt, the share of ``‖∇V^D‖²`` at the prompt embeddings that only cross-position
-    (attention) paths carry: ``‖g − g_cut‖² / ‖g‖²``, where ``g_cut`` keeps only the paths that
-    never leave their position (the attention ablation). Exact, by teacher forcing."""
-    _, g = cs.teacher_forced_value_gradient(model, prompts, answers, tau)
-    _, g_cut = cs.teacher_forced_value_gradient(model, prompts, answers, tau, cut=True)
-    g, g_cut = g.reshape(g.shape[0], -1).double(), g_cut.reshape(g.shape[0], -1).double()
-    return (((g - g_cut) ** 2).sum(1) / (g ** 2).sum(1)).cpu().numpy()  # on the host, from any device
+    """The whole prompt's attention-only share per prompt (:func:`attention_shares`)."""
+    return attention_shares(model, prompts, answers, tau)[0]
 
 
 # ------------------------------------------------------------------------ the grid
@@ -306,7 +373,8 @@ class CheckpointResult:
     pass1: float
     cells: list[Cell]
     fidelity: list[Fidelity]
-    shares: np.ndarray          # per-prompt attention-only share at τ = 1
+    shares: np.ndarray          # per-prompt attention-only share at τ = 1, whole prompt
+    last_shares: np.ndarray = field(default_factory=lambda: np.zeros(0))  # last position only
 
 
 @dataclass(frozen=True)
@@ -345,8 +413,8 @@ def run_checkpoint(job: GridJob) -> CheckpointResult:
                                job.step, job.pass1)
                 for tau in job.temperatures]
     sp, sa = sampling.encode_prompts(tok, list(job.share_prompts), model.device)
-    shares = attention_share(model, sp, sa, 1.0)
-    return CheckpointResult(job.step, job.pass1, cells, fidelity, shares)
+    shares, last = attention_shares(model, sp, sa, 1.0)
+    return CheckpointResult(job.step, job.pass1, cells, fidelity, shares, last)
 
 
 def run_grid(checkpoints, task, n_prompts: int, n_rollouts: int, temperatures,
@@ -452,6 +520,86 @@ def bound_test(cells: list[Cell], fit_steps, max_se: float = MAX_SE,
                      float(np.mean(e <= b)), ratio, int(clear.sum()), clear_cov, r2, e, b)
 
 
+@dataclass
+class RBoundTest:
+    """The bound on ``r`` with constants per checkpoint: fitted on the cells of some policy
+    temperatures, tested on the others, counted over the clearly resolved test cells."""
+
+    fit_taus: list[float]
+    constants: dict[int, tuple[float, float]]   # step → (C1, C2)
+    steps: np.ndarray          # per clearly resolved test cell
+    r: np.ndarray
+    r_se: np.ndarray
+    bound: np.ndarray
+    n_unclear: int             # test cells left out: r not measured or within 2 SE of 0
+
+    @property
+    def covered(self) -> int:
+        return int(np.sum(self.r <= self.bound))
+
+    @property
+    def coverage(self) -> float:
+        return self.covered / len(self.r) if len(self.r) else float("nan")
+
+    @property
+    def coverage_ci(self) -> tuple[float, float]:
+        return clopper_pearson(self.covered, len(self.r))
+
+    @property
+    def median_ratio(self) -> float:
+        return float(np.median(self.bound / self.r)) if len(self.r) else float("nan")
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval for ``k`` successes in ``n`` trials (NaN when n = 0)."""
+    from scipy.stats import beta
+
+    if n == 0:
+        return float("nan"), float("nan")
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def r_bound_test(cells: list[Cell], fit_taus, quantile: float = FIT_QUANTILE) -> RBoundTest:
+    """Per checkpoint, ``C1, C2 ≥ 0`` of ``r ≤ C1·gap + C2·entropy`` by quantile regression
+    (:func:`fit_bound`) on its cells at the policy temperatures ``fit_taus`` (where ``r`` is
+    measured), tested on its cells at the other temperatures that are clearly resolved
+    (:attr:`Cell.clear`). A checkpoint with fewer than 2 fitting cells is not tested."""
+    fit_taus = sorted(float(t) for t in fit_taus)
+    constants, rows, unclear = {}, [], 0
+    for step in sorted({c.step for c in cells}):
+        mine = [c for c in cells if c.step == step]
+        fit = [c for c in mine if c.tau in fit_taus and np.isfinite(c.r)]
+        test = [c for c in mine if c.tau not in fit_taus]
+        if len(fit) < 2:
+            unclear += len(test)
+            continue
+        c1, c2 = fit_bound([c.gap for c in fit], [c.entropy for c in fit], [c.r for c in fit], quantile)
+        constants[step] = (c1, c2)
+        for c in test:
+            if c.clear:
+                rows.append((step, c.r, c.r_se, c1 * c.gap + c2 * c.entropy))
+            else:
+                unclear += 1
+    arr = np.array(rows, dtype=float).reshape(-1, 4)
+    return RBoundTest(fit_taus, constants, arr[:, 0].astype(int), arr[:, 1], arr[:, 2], arr[:, 3],
+                      unclear)
+
+
+def fidelity_misses(fidelity: list[Fidelity], z_max: float = FIDELITY_Z_MAX) -> tuple[int, int]:
+    """(cells whose |z| exceeds ``z_max``, cells with a z) over every (checkpoint, τ, G)."""
+    z = np.array([v for f in fidelity for v in f.z], dtype=float)
+    z = z[np.isfinite(z)]
+    return int(np.sum(np.abs(z) > z_max)), int(z.size)
+
+
+def learning_region_steps(results: list[CheckpointResult], region=LEARNING_REGION) -> list[int]:
+    """The checkpoints whose pass@1 lies in ``region`` (the attention claim's checkpoints)."""
+    return [r.step for r in results if region[0] <= r.pass1 <= region[1]]
+
+
 def fidelity_prediction_gap(fidelity: list[Fidelity]) -> float:
     """Mean |measured − predicted| one-group cosine over every (checkpoint, τ, G) with a
     prediction."""
@@ -511,12 +659,14 @@ class ShareSummary:
 
 
 def share_summary(results: list[CheckpointResult], seed: int,
-                  share_min: float = SHARE_MIN) -> ShareSummary:
-    """Per checkpoint, the mean attention-only share and its interval
-    (:func:`vgh_lib.common.stats.bootstrap_mean_ci`, seeded by ``seed``), and, descriptively,
-    the first checkpoint from which every lower bound is at least ``share_min``."""
-    ci = [stats.bootstrap_mean_ci(r.shares, seed=seed) for r in results]
-    mean = np.array([float(np.mean(r.shares)) for r in results])
+                  share_min: float = SHARE_MIN, last: bool = False) -> ShareSummary:
+    """Per checkpoint, the mean attention-only share (of the whole prompt, or of its last
+    position when ``last``) and its interval (:func:`vgh_lib.common.stats.bootstrap_mean_ci`,
+    seeded by ``seed``), and, descriptively, the first checkpoint from which every lower bound
+    is at least ``share_min``."""
+    values = [r.last_shares if last else r.shares for r in results]
+    ci = [stats.bootstrap_mean_ci(v, seed=seed) for v in values]
+    mean = np.array([float(np.mean(v)) for v in values])
     lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
     later_ok = [bool(np.all(lo[i:] >= share_min)) for i in range(len(lo))]
     first = later_ok.index(True) if True in later_ok else None
