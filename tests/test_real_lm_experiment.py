@@ -29,9 +29,9 @@ def _result(task="sums", value=0.5, success_rate=0.5, ident=None, share=0.7, fid
                         relaxed=relaxed or [], n_distinct=3, seconds=0.0)
 
 
-def _cell(tau, tau_r, rho, gap=0.0, raw=0.5):
-    return {"tau": tau, "tau_r": tau_r, "rho": rho, "se": 0.01, "raw": raw, "gap": gap,
-            "entropy": 1.0, "reward": 0.2, "value": 0.4}
+def _cell(tau, tau_r, rho, gap=0.0, raw=0.5, r=0.2):
+    return {"tau": tau, "tau_r": tau_r, "rho": rho, "se": 0.01, "raw": raw, "r": r, "r_se": 0.02,
+            "gap": gap, "entropy": 1.0, "reward": 0.2, "value": 0.4}
 
 
 def _screened(task, value, first=0.5, answer_len=1):
@@ -188,7 +188,7 @@ def test_relaxed_table_rows():
     results = [_result(task="max", relaxed=[_cell(1.0, 0.1, 0.95), _cell(2.0, 1.0, 0.5)])]
     lines = real_lm.relaxed_table(results).splitlines()
     assert len(lines) == 4
-    assert lines[2].startswith("| max | 1 | 0.1 | 0.400 | 0.950 ± 0.010 |")
+    assert lines[2].startswith("| max | 1 | 0.1 | 0.400 | 0.950 ± 0.010 | 0.500 | 0.200 ± 0.020 |")
 
 
 # ----------------------------------------------------------------------- attention share
@@ -285,3 +285,43 @@ def test_capitals_probabilities_on_a_tiny_llama(tmp_path):
         assert 0 < p < 1
         assert p == pytest.approx(math.exp(logp[first].item()), rel=1e-5)
     assert p_paris + p_london <= 1
+
+
+# --------------------------------------------- the second specification of the relaxed claim
+def test_relative_error_exact_against_its_definition():
+    import numpy as np
+
+    from vgh_lib.lm.costates import relative_error_exact
+
+    gen = torch.Generator().manual_seed(0)
+    folds = torch.randn(6, 3, 4, generator=gen, dtype=torch.float64) + 1.0
+    g = torch.ones(3, 4, dtype=torch.float64) * 1.2
+    r, se = relative_error_exact(folds, g)
+    X = folds.reshape(6, -1).numpy()
+    gv = g.reshape(-1).numpy()
+    off = ~np.eye(6, dtype=bool)
+    u = (X @ X.T)[off].mean()
+    expect = math.sqrt(max(0.0, u - 2 * (X.mean(0) @ gv) + gv @ gv) / (gv @ gv))
+    assert r == pytest.approx(expect) and se > 0
+
+
+def _relaxed_result(gaps, rs):
+    return SimpleNamespace(relaxed=[dict(gap=g, r=r) for g, r in zip(gaps, rs)])
+
+
+def test_gap_r_test_pools_prompts_and_skips_those_with_too_few_cells():
+    up = _relaxed_result([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+    down = _relaxed_result([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], [0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    short = _relaxed_result([0.1, 0.2], [0.1, float("nan")])
+    rho, p = real_lm.gap_r_test([up, up, short], n_perm=2000, seed=0)
+    assert rho == pytest.approx(1.0) and p < 0.01
+    rho, p = real_lm.gap_r_test([up, down], n_perm=2000, seed=0)
+    assert rho == pytest.approx(0.0) and p > 0.3
+    assert math.isnan(real_lm.gap_r_test([short])[0])
+
+
+def test_pooled_spearman_power_has_its_size_under_the_null():
+    crit, size = real_lm.pooled_spearman_power([9, 9, 9, 9], 0.0, n_sims=4000, seed=1)
+    assert abs(size - 0.05) < 0.015 and 0 < crit < 0.6
+    _, power = real_lm.pooled_spearman_power([9, 9, 9, 9], 0.7, n_sims=2000, seed=1)
+    assert power > 0.9

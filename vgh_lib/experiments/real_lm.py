@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vgh_lib.common import stats
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
@@ -70,7 +71,10 @@ class RealLMParams(NotebookParams):
 ALPHA = 0.01
 SPREAD = 0.3          # pass@1 of the easiest task minus that of the hardest
 RHO_HARD = 0.9        # noise-corrected cos(E λ^C, ∇V^D) at τ = 1 and the smallest τ_r
-RHO_SPEARMAN = 0.5    # Spearman(sampling gap, 1 − ρ) within a prompt, averaged
+RHO_SPEARMAN = 0.5    # Spearman(sampling gap, 1 − ρ) within a prompt, averaged (first specification)
+# The second specification (issue 21), committed before the first run that showed its values:
+# Spearman(sampling gap, r) within each prompt, averaged, against its permutation null.
+GAP_R_ALPHA = 0.05
 SHARE = 0.5           # attention-only share of ‖∇V^D‖²
 FID_LARGEST = 0.9     # one-batch fidelity at the largest G
 
@@ -270,11 +274,13 @@ def fidelity_summary(results) -> FidelitySummary:
 # ------------------------------------------------------------------------ relaxed costates
 def relaxed_table(results) -> str:
     """The relaxed cells' markdown table, one row per prompt, τ and τ_r."""
-    rows = ["| task | τ | τ_r | V^D(τ) | ρ ± se | raw | gap | entropy | R̃ |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| task | τ | τ_r | V^D(τ) | ρ ± se | raw | r ± se | gap | entropy | R̃ |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for c in r.relaxed:
             rows.append(f"| {r.task} | {c['tau']:g} | {c['tau_r']:g} | {c['value']:.3f} | {c['rho']:.3f} ± {c['se']:.3f} | "
-                        f"{c['raw']:.3f} | {c['gap']:.3f} | {c['entropy']:.2f} | {c['reward']:.3f} |")
+                        f"{c['raw']:.3f} | {c['r']:.3f} ± {c['r_se']:.3f} | {c['gap']:.3f} | {c['entropy']:.2f} | "
+                        f"{c['reward']:.3f} |")
     return "\n".join(rows)
 
 
@@ -321,6 +327,48 @@ def relaxed_summary(results, temperatures, relax_temperatures) -> RelaxedSummary
                           gap_spearman=gap_rho,
                           gap_spearman_mean=float(np.mean(gap_rho)) if gap_rho else float("nan"),
                           min_raw=min(raw_all), max_raw=max(raw_all))
+
+
+def gap_r_cells(results) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per prompt with at least 3 cells whose ``r`` is measured: the cells' sampling gaps and
+    noise-corrected relative errors ``r`` of ``E λ^C`` against the exact ``∇V^D``."""
+    xs, ys = [], []
+    for r in results:
+        ok = [c for c in r.relaxed if np.isfinite(c.get("r", float("nan")))]
+        if len(ok) >= 3:
+            xs.append(np.array([c["gap"] for c in ok]))
+            ys.append(np.array([c["r"] for c in ok]))
+    return xs, ys
+
+
+def gap_r_test(results, n_perm: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """The claim of the second specification: the mean over prompts of Spearman(gap, r) and its
+    one-sided permutation p (gaps fixed, errors permuted within each prompt;
+    :func:`vgh_lib.common.stats.permutation_pvalue`). NaN without a prompt of 3 cells."""
+    xs, ys = gap_r_cells(results)
+    if not xs:
+        return float("nan"), float("nan")
+    return stats.permutation_pvalue(xs, ys, n_perm, seed)
+
+
+def pooled_spearman_power(sizes, rho: float, n_sims: int = 2000, seed: int = 0,
+                          alpha: float = GAP_R_ALPHA) -> tuple[float, float]:
+    """``(critical value, power)`` of the pooled test of :func:`gap_r_test` with prompts of
+    ``sizes`` cells: the critical mean Spearman from ``n_sims`` draws of the permutation null,
+    and the share of ``n_sims`` designs whose mean Spearman reaches it when gap and error are
+    bivariate normal with correlation ``rho`` within every prompt."""
+    rng = np.random.default_rng(seed)
+
+    def mean_rho(corr):
+        total = np.zeros(n_sims)
+        for n in sizes:
+            x = rng.standard_normal((n_sims, n))
+            y = corr * x + np.sqrt(1 - corr ** 2) * rng.standard_normal((n_sims, n))
+            total += stats.spearman_rows(x, y)
+        return total / len(sizes)
+
+    crit = float(np.quantile(mean_rho(0.0), 1 - alpha))
+    return crit, float(np.mean(mean_rho(rho) >= crit))
 
 
 # ------------------------------------------------------------------- the attention-only share

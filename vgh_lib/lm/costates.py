@@ -322,6 +322,16 @@ def crossfit_cosine_exact(folds: torch.Tensor, exact: torch.Tensor) -> tuple[flo
     return full, se, raw
 
 
+def relative_error_exact(folds: torch.Tensor, exact: torch.Tensor) -> tuple[float, float]:
+    """``(r, se)``: the noise-corrected relative error ``‖E m − g‖ / ‖g‖`` of the expectation of
+    K ≥ 2 independent fold means against an exact vector ``g``
+    (:func:`vgh_lib.common.stats.crossfit_relative_error` with ``g`` as every fold of the first
+    process, so its terms are exact) and its delete-one-fold jackknife SE."""
+    X = folds.detach().double().cpu().numpy().reshape(folds.shape[0], -1)
+    g = exact.detach().double().cpu().numpy().reshape(1, -1)
+    return stats.crossfit_relative_error(np.repeat(g, X.shape[0], 0), X)
+
+
 # ------------------------------------------------------------------- notebook 06 drivers
 @dataclass
 class Screened:
@@ -402,8 +412,9 @@ def analyse_prompt(model, s: Screened, n_rollouts: int, group_size: int, group_s
             rel = relaxed_costates(model, s.prompt, s.answer, relax_rollouts, tau, tau_r, gen,
                                    relax_blocks)
             rho, se, raw = crossfit_cosine_exact(rel.blocks, g_tau)
-            relaxed.append(dict(tau=tau, tau_r=tau_r, rho=rho, se=se, raw=raw, gap=rel.gap,
-                                entropy=rel.entropy, reward=rel.reward, value=v_tau))
+            r_err, r_se = relative_error_exact(rel.blocks, g_tau)
+            relaxed.append(dict(tau=tau, tau_r=tau_r, rho=rho, se=se, raw=raw, r=r_err, r_se=r_se,
+                                gap=rel.gap, entropy=rel.entropy, reward=rel.reward, value=v_tau))
     return PromptResult(s.example.task, value, int(s.answer.shape[0]), int(s.prompt.shape[0]),
                         float(r.rewards.mean()), ident, attention_share(grad), fid, relaxed,
                         int(r.scores.shape[0]), time.time() - t0)
