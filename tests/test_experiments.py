@@ -204,3 +204,11 @@ def test_panel_job_measures_every_predictor_from_its_own_data(tiny_checkpoint):
     assert pt.values["short RL"] == pytest.approx(pt.short_probe[-1] - pt.short_probe[0])
     assert pt.values["I"] == pytest.approx(pt.values["S"] * pt.values["H"])
     assert pt.gram.shape == (3, 3) and set(pt.values) == set(P.PREDICTORS)
+
+
+def test_every_committed_design_choice_has_its_rule_in_words():
+    """Notebook 05's pilot table shows rule, committed value and re-derivation per choice."""
+    from vgh_lib.experiments import value_impact
+    from vgh_lib.experiments.designs import PILOT_CHOSEN
+
+    assert set(value_impact.RULE_TEXT) == set(PILOT_CHOSEN)

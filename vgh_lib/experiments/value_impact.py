@@ -138,6 +138,18 @@ PILOT = {
     "workers": 2,
 }
 
+# Each rule of book/05_preregistration.md in one line, keyed as the design it chooses
+# (designs.PILOT_CHOSEN); notebook 05 shows them beside the committed and the re-derived values.
+RULE_TEXT = {
+    "adamw_lr": "AdamW: the largest rate whose probe never fell more than 0.05 below its start "
+                "on any pilot checkpoint",
+    "sgd_lr": "SGD: the same rule on its own grid",
+    "grpo_steps": "the most steps of (60, 40, 30) whose confirmation runs fit 300 s on 2 workers "
+                  "at the pilot's measured time per step (else the fewest)",
+    "checkpoint_grid": "checkpoint steps spaced geometrically between where pass@8 reaches "
+                       "0.1 and 0.99, plus the last",
+}
+
 
 def pilot_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
     """Indices of the checkpoints whose pass@1 is closest to each target (distinct, in order;
