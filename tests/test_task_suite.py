@@ -145,3 +145,20 @@ def test_the_study_runs_end_to_end_on_a_tiny_model():
     assert set(res["unseen"].correlations) == set(T.PANEL) and "I" not in res["unseen"].versus_i
     for pan in panels:
         assert pan.panel.values["I"] == pytest.approx(pan.panel.values["S"] * pan.panel.values["H"])
+
+
+def test_the_committed_unseen_seed_run_is_notebook_10s_on_fresh_seeds():
+    data = T.load_unseen_seeds()
+    assert data is not None and data["profile"] == "default"
+    assert not set(data["parameters"]["seeds"]) & ({T.PILOT["seed"]} | set(T.TaskSuiteParams().seeds))
+    assert {c["id"] for c in data["claims"]} == {"p10.unseen.p", "p10.all.p", "p10.excess.p", "p10.not_beaten"}
+
+
+def test_load_unseen_seeds_rejects_another_notebooks_file(tmp_path):
+    import json
+
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"notebook": "09_what_predicts_rl_gain"}))
+    with pytest.raises(ValueError, match="not a claims file of notebook 10"):
+        T.load_unseen_seeds(path)
+    assert T.load_unseen_seeds(tmp_path / "missing.json") is None

@@ -643,6 +643,23 @@ def load_pilot(path: Path = PILOT_FILE) -> dict:
     return data
 
 
+UNSEEN_SEEDS_FILE = REPO_ROOT / "book" / "data" / "10_unseen_seeds.claims.json"
+
+
+def load_unseen_seeds(path: Path = UNSEEN_SEEDS_FILE) -> dict | None:
+    """The claims file of the run on GRPO seeds that no earlier run used (made after the
+    confirmation, committed whatever it showed), or None where there is none."""
+    import json
+
+    path = Path(path)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("notebook") != "10_real_lm_task_suite":
+        raise ValueError(f"{path} is not a claims file of notebook 10")
+    return data
+
+
 def check_design(pilot: dict, chosen: dict, pilot_file: Path = PILOT_FILE) -> None:
     """Raise unless the committed design names the pilot file it was read from and agrees
     with the rates the pilot's rule chose."""
