@@ -143,6 +143,8 @@ CSS = """/* vgh_lib.driver.sphinx_launch: wide tables wrap inside the content co
 details.vgh-params { margin: 0.5em 0 1em; }
 details.vgh-params > summary { cursor: pointer; font-weight: 600; }
 details.vgh-params table { width: auto; font-size: 0.9em; margin-top: 0.4em; }
+/* a long inline identifier (in a heading too) breaks rather than widening the page */
+.bd-article code.literal, .bd-article code.literal span.pre { white-space: normal; overflow-wrap: anywhere; }
 /* display equations too wide for the column scroll inside it instead of being clipped */
 .bd-article div.math, .bd-article mjx-container[display="true"] {
   display: block; max-width: 100%; overflow-x: auto; overflow-y: hidden; }
