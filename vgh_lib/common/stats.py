@@ -260,14 +260,20 @@ def crossfit_cosine(folds_a, folds_b) -> tuple[float, float]:
         ab, aa, bb = _crossfit_parts(A, B, keep)
         return ab / np.sqrt(aa * bb) if aa > 0 and bb > 0 else float("nan")
 
-    full = rho(np.ones(K, dtype=bool))
+    return _fold_jackknife(rho, K)
+
+
+def _fold_jackknife(statistic, K: int) -> tuple[float, float]:
+    """``statistic`` (a function of a boolean mask of the K folds kept) on all folds, and its
+    delete-one-fold jackknife standard error: NaN for K < 3, or when the statistic is NaN on
+    all folds or on any K − 1 of them."""
+    full = float(statistic(np.ones(K, dtype=bool)))
     if K < 3 or np.isnan(full):
-        return float(full), float("nan")
-    loo = np.array([rho(np.arange(K) != k) for k in range(K)])
+        return full, float("nan")
+    loo = np.array([statistic(np.arange(K) != k) for k in range(K)])
     if np.isnan(loo).any():
-        return float(full), float("nan")
-    se = np.sqrt((K - 1) / K * np.sum((loo - loo.mean()) ** 2))
-    return float(full), float(se)
+        return full, float("nan")
+    return full, float(np.sqrt((K - 1) / K * np.sum((loo - loo.mean()) ** 2)))
 
 
 def crossfit_sq_distance(folds_a, folds_b) -> float:
@@ -298,13 +304,7 @@ def crossfit_relative_error(folds_a, folds_b) -> tuple[float, float]:
         ab, aa, bb = _crossfit_parts(A, B, keep)
         return float(np.sqrt(max(0.0, aa + bb - 2 * ab) / aa)) if aa > 0 else float("nan")
 
-    full = r(np.ones(K, dtype=bool))
-    if K < 3 or np.isnan(full):
-        return full, float("nan")
-    loo = np.array([r(np.arange(K) != k) for k in range(K)])
-    if np.isnan(loo).any():
-        return full, float("nan")
-    return full, float(np.sqrt((K - 1) / K * np.sum((loo - loo.mean()) ** 2)))
+    return _fold_jackknife(r, K)
 
 
 def reliability(folds) -> float:

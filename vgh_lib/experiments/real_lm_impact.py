@@ -151,7 +151,7 @@ def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
     device = next(model.parameters()).device
     pairs = lm_grpo.encode(tokenizer, lm_tasks.suite(split, limit, (task,)), device)
     if target == "greedy":
-        pairs = [(p, lm_costates.greedy_answer(model, p, a.shape[0])) for p, a in pairs]
+        pairs = lm_costates.greedy_targets(model, pairs)
     return pairs
 
 

@@ -205,7 +205,7 @@ def prompts(model, tokenizer, task: str, design: SuiteDesign, train_limit: int |
     def enc(examples):
         pairs = lm_grpo.encode(tokenizer, examples, device)
         if design.target == "greedy":
-            pairs = [(p, lm_costates.greedy_answer(model, p, a.shape[0])) for p, a in pairs]
+            pairs = lm_costates.greedy_targets(model, pairs)
         return pairs
 
     return TaskPrompts(enc(s.train[:train_limit or design.train_limit]),

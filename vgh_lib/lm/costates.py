@@ -350,6 +350,12 @@ def greedy_answer(model, prompt: torch.Tensor, n_new: int) -> torch.Tensor:
     return tokens[0]
 
 
+def greedy_targets(model, pairs) -> list:
+    """(prompt, answer) pairs with each answer replaced by the model's own greedy answer of the
+    same length: a reward that a model which solves no task (a tiny random llama) can earn."""
+    return [(p, greedy_answer(model, p, a.shape[0])) for p, a in pairs]
+
+
 def screen(model, tokenizer, examples, target: str = "task") -> list[Screened]:
     """Exact V^D (τ = 1) of each example's correct answer (``target="task"``) or of the
     model's greedy answer of the same length (``target="greedy"``)."""
