@@ -271,9 +271,11 @@ def write_notebook_zip(executed: Path) -> Path:
 
 
 def build_book(root: Path | str = REPO_ROOT, strict: bool = True) -> int:
-    """Write the reproduction report and the pre-registrations' timelines, then build the HTML
-    book with jupyter-book."""
+    """Write the reproduction report and the pre-registrations' timelines, check the chapters'
+    prose against their glued values (:mod:`vgh_lib.driver.prose`), then build the HTML book
+    with jupyter-book. Strict: a warning or a prose problem makes the return code non-zero."""
     from vgh_lib.driver.glossary import write_pages
+    from vgh_lib.driver.prose import check_book
     from vgh_lib.driver.report import write_report
     from vgh_lib.driver.timeline import write_timelines
 
@@ -283,9 +285,16 @@ def build_book(root: Path | str = REPO_ROOT, strict: bool = True) -> int:
     write_timelines(root, executed)
     write_pages(executed, root)
     write_notebook_zip(executed)
+    problems = check_book(root)
+    for problem in problems:
+        print(f"prose: {problem}", file=sys.stderr)
+    if problems:
+        print(f"{len(problems)} phrase(s) interpret a value the chapter does not glue, or are "
+              "contradicted by a glued value (vgh_lib.driver.prose)", file=sys.stderr)
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe) if exe.exists() else "jupyter-book", "build", str(root), "--path-output",
            str(root)]
     if strict:
         cmd += ["-W", "-n", "--keep-going"]
-    return subprocess.run(cmd).returncode
+    code = subprocess.run(cmd).returncode
+    return code or (1 if problems and strict else 0)
