@@ -225,17 +225,18 @@ def _versions() -> list[tuple[str, str]]:
 
 def render_status(executed: Path, build_commit: str = "") -> str:
     """The build-status page: per notebook, the run this build shows (profile, wall time, the
-    commit and time it ran at, its claims), and the package versions of this build. A run
+    commit and time it ran at, its claims, the readability check of its figures), and the
+    package versions of this build. A run
     whose commit is not the build's came from the cache of an earlier build."""
     import datetime
 
     executed = Path(executed)
-    rows = ["| notebook | profile | run time | ran at commit | ran at (UTC) | claims |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| notebook | profile | run time | ran at commit | ran at (UTC) | claims | figures |",
+            "|---|---|---|---|---|---|---|"]
     total = 0.0
     for name, record in _records(executed).items():
         if record is None:
-            rows.append(f"| {name} | not run | | | | |")
+            rows.append(f"| {name} | not run | | | | | |")
             continue
         seconds = record.get("seconds")
         total += seconds or 0.0
@@ -245,10 +246,17 @@ def render_status(executed: Path, build_commit: str = "") -> str:
         reused = " (reused from an earlier build)" if build_commit and commit and \
             not build_commit.startswith(commit) else ""
         held = sum(c["passed"] for c in record["claims"])
+        figures = record.get("figures")
+        if figures is None:
+            figure_text = "not checked"
+        else:
+            unreadable = [key for key, problems in figures.items() if problems]
+            figure_text = (f"{len(figures)} checked, all readable" if not unreadable else
+                           f"{len(figures)} checked; hard to read: " + ", ".join(unreadable))
         # the page lives in book/executed/, beside the executed notebooks it links
         rows.append(f"| [{name}]({name}.ipynb) | {record['profile']} | {run_time} | "
                     f"`{commit}`{reused} | {record.get('created', '')} | "
-                    f"{held} of {len(record['claims'])} hold |")
+                    f"{held} of {len(record['claims'])} hold | {figure_text} |")
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     versions = ["| package | version |", "|---|---|", *(f"| {p} | {v} |" for p, v in _versions())]
     return "\n".join([

@@ -425,3 +425,39 @@ def mid_checkpoint_gain(params: ValueImpactParams, factors: list[Factors], runs:
     j = mid_checkpoint(before)
     boot = nested_bootstrap([[cps[j]]], params.n_boot, params.seed)["gain"][:, 0]
     return ConfirmationMidGain(cps[j].step, before[j], cps[j].gain(), percentile_ci(boot))
+
+
+OPTIMIZER_NAMES = {"adamw": "AdamW", "sgd": "SGD"}
+
+
+def ranking_sentence(optimizer: str, pooled_i: float, versus_i: dict[str, tuple]) -> str:
+    """One plain sentence on how I ranks the gains against every simpler predictor, each verb
+    chosen by the paired difference Spearman(I) − Spearman(P) and its 95 % interval:
+    "better than" when the interval lies above 0, "worse than" when below, "no better than"
+    when it contains 0."""
+    groups: dict[str, list[str]] = {"better than": [], "no better than": [], "worse than": []}
+    for name, (d, lo, hi) in versus_i.items():
+        groups["better than" if lo > 0 else "worse than" if hi < 0 else "no better than"].append(name)
+    parts = [f"{verb} {(' or ' if verb == 'no better than' else ' and ').join(names)}"
+             for verb, names in groups.items() if names]
+    verdict = ", and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
+    intervals = "; ".join(f"{name} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+                          for name, (d, lo, hi) in versus_i.items())
+    return (f"Under {OPTIMIZER_NAMES.get(optimizer, optimizer)}, I ranks the checkpoints' gains "
+            f"with pooled Spearman {pooled_i:.2f}: {verdict} (Spearman of I minus that of each, "
+            f"with its paired 95 % interval: {intervals}).")
+
+
+def caveats_sentence(failed_claims: dict[str, list[str]], collapsed_runs: dict[str, int],
+                     total_runs: dict[str, int]) -> str:
+    """One plain sentence, per optimizer, of what went wrong in the confirmation: its collapsed
+    runs and the ids of its failed claims ("no claim failed" when none did)."""
+    parts = []
+    for opt, total in total_runs.items():
+        failed, n = failed_claims.get(opt, []), collapsed_runs.get(opt, 0)
+        runs = f"none of its {total} runs collapsed" if n == 0 else f"{n} of its {total} runs collapsed"
+        claims = ("no claim failed" if not failed else
+                  "claim" + ("s " if len(failed) > 1 else " ") + " and ".join(failed) + " failed")
+        parts.append(f"under {OPTIMIZER_NAMES.get(opt, opt)}, {runs} and {claims}")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "."

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from vgh_lib.common import plots
 from vgh_lib.harness.glue import Shown, format_threshold, format_value
 from vgh_lib.paths import REPO_ROOT
 
@@ -144,6 +145,8 @@ class ClaimSet:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "claims": [asdict(c) for c in self.claims],
             "finding": self.finding,
+            # the readability check of every figure the notebook drew (common.plots.finish)
+            "figures": {key: list(problems) for key, problems in plots.CHECKED.items()},
         }
 
     def failures(self) -> list[Claim]:
