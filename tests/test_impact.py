@@ -269,3 +269,22 @@ def test_signal_gram_holds_the_inner_products_of_independent_batches():
         grpo.signal_gram(model, tok, train, 1, 5, 4, 2.0, seed=0)
     with pytest.raises(ValueError, match="need more than"):
         grpo.signal_gram(model, tok, train, 100, 5, 4, 2.0, seed=0)
+
+
+def test_ranking_sentence_chooses_each_verb_by_the_paired_interval():
+    from vgh_lib.experiments import value_impact as vi
+
+    text = vi.ranking_sentence("adamw", 0.71, {"S": (0.04, -0.02, 0.12), "H": (0.25, 0.10, 0.39),
+                                               "reward std": (-0.30, -0.41, -0.05)})
+    assert "pooled Spearman 0.71: better than H, no better than S, and worse than reward std" in text
+    assert "H +0.25 [+0.10, +0.39]" in text
+    assert "does not rank" in vi.ranking_sentence("sgd", float("nan"), {"S": (0.0, 0.0, 0.0)})
+
+
+def test_caveats_sentence_counts_collapses_and_names_failed_claims():
+    from vgh_lib.experiments import value_impact as vi
+
+    text = vi.caveats_sentence({"sgd": ["a", "b", "c"]}, {"adamw": 0, "sgd": 15},
+                               {"adamw": 80, "sgd": 80})
+    assert text == ("Under AdamW, none of its 80 runs collapsed and no claim failed; under SGD, "
+                    "15 of its 80 runs collapsed and claims a, b and c failed.")

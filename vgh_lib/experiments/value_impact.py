@@ -430,20 +430,29 @@ def mid_checkpoint_gain(params: ValueImpactParams, factors: list[Factors], runs:
 OPTIMIZER_NAMES = {"adamw": "AdamW", "sgd": "SGD"}
 
 
+def _series(items: list[str], word: str) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {word} {items[-1]}"
+
+
 def ranking_sentence(optimizer: str, pooled_i: float, versus_i: dict[str, tuple]) -> str:
     """One plain sentence on how I ranks the gains against every simpler predictor, each verb
     chosen by the paired difference Spearman(I) − Spearman(P) and its 95 % interval:
     "better than" when the interval lies above 0, "worse than" when below, "no better than"
     when it contains 0."""
+    opt = OPTIMIZER_NAMES.get(optimizer, optimizer)
+    if not np.isfinite(pooled_i):
+        return (f"Under {opt}, I does not rank the checkpoints' gains in this run: its Spearman "
+                f"correlation is undefined (a constant predictor or gain).")
     groups: dict[str, list[str]] = {"better than": [], "no better than": [], "worse than": []}
     for name, (d, lo, hi) in versus_i.items():
         groups["better than" if lo > 0 else "worse than" if hi < 0 else "no better than"].append(name)
-    parts = [f"{verb} {(' or ' if verb == 'no better than' else ' and ').join(names)}"
+    parts = [f"{verb} {_series(names, 'or' if verb == 'no better than' else 'and')}"
              for verb, names in groups.items() if names]
     verdict = ", and ".join([", ".join(parts[:-1]), parts[-1]] if len(parts) > 1 else parts)
     intervals = "; ".join(f"{name} {d:+.2f} [{lo:+.2f}, {hi:+.2f}]"
                           for name, (d, lo, hi) in versus_i.items())
-    return (f"Under {OPTIMIZER_NAMES.get(optimizer, optimizer)}, I ranks the checkpoints' gains "
+    return (f"Under {opt}, I ranks the checkpoints' gains "
             f"with pooled Spearman {pooled_i:.2f}: {verdict} (Spearman of I minus that of each, "
             f"with its paired 95 % interval: {intervals}).")
 
@@ -457,7 +466,7 @@ def caveats_sentence(failed_claims: dict[str, list[str]], collapsed_runs: dict[s
         failed, n = failed_claims.get(opt, []), collapsed_runs.get(opt, 0)
         runs = f"none of its {total} runs collapsed" if n == 0 else f"{n} of its {total} runs collapsed"
         claims = ("no claim failed" if not failed else
-                  "claim" + ("s " if len(failed) > 1 else " ") + " and ".join(failed) + " failed")
+                  "claim" + ("s " if len(failed) > 1 else " ") + _series(failed, "and") + " failed")
         parts.append(f"under {OPTIMIZER_NAMES.get(opt, opt)}, {runs} and {claims}")
     text = "; ".join(parts)
     return text[:1].upper() + text[1:] + "."
