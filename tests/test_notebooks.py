@@ -56,6 +56,11 @@ def test_smoke_notebooks_and_strict_book_build(smoke_book, capsys, monkeypatch):
     for name in registry.NOTEBOOKS:
         record = json.loads((executed / f"{name}.claims.json").read_text())
         assert record["profile"] == "smoke" and record["claims"]
+        # every figure was checked (vgh_lib.common.plots.finish): fonts of at least 9 pt as the
+        # book shows them, no overlapping text, mathtext for symbols
+        assert record["figures"], f"{name} checked no figure"
+        unreadable = {k: v for k, v in record["figures"].items() if v}
+        assert not unreadable, f"{name}: {unreadable}"
         assert (html / "book" / "executed" / f"{name}.html").exists()
     report = (html / "book" / "reproduction_report.html").read_text()
     assert "Reproduction report" in report
@@ -82,7 +87,8 @@ def test_smoke_notebooks_and_strict_book_build(smoke_book, capsys, monkeypatch):
 
 @pytest.mark.slow
 def test_launch_buttons_open_source_notebooks_in_the_repository(smoke_book):
-    """Every Binder/Colab URL of the built book names a file that exists in the repository."""
+    """Every Binder URL of the built book names a file that exists in the repository, and no
+    page offers Colab (whose kernels lack vgh_lib; see _config.yml)."""
     from urllib.parse import parse_qs, unquote, urlparse
 
     book_root, code, out = smoke_book
@@ -106,8 +112,7 @@ def test_launch_buttons_open_source_notebooks_in_the_repository(smoke_book):
             assert (REPO / path).is_file(), f"{page.name}: {url} names {path}, not in the repository"
             found.setdefault(page.stem, set()).add((parsed.netloc, path))
     for name in registry.NOTEBOOKS:  # each executed-notebook page launches its own source
-        assert found.get(name) == {("mybinder.org", f"notebooks/{name}.ipynb"),
-                                   ("colab.research.google.com", f"notebooks/{name}.ipynb")}, name
+        assert found.get(name) == {("mybinder.org", f"notebooks/{name}.ipynb")}, name
 
 
 def test_report_groups_claims_by_chapter_with_readings(tmp_path):
@@ -149,9 +154,11 @@ def test_build_status_page_lists_each_run_and_the_versions(tmp_path):
     for name, commit, seconds in ((names[0], "abcdef0123", 75.0), (names[1], "1234567890", 9.0)):
         (executed / f"{name}.claims.json").write_text(json.dumps(
             {"notebook": name, "profile": "smoke", "git_commit": commit, "created": "then",
-             "seconds": seconds, "claims": [{"passed": True}, {"passed": False}]}))
+             "seconds": seconds, "claims": [{"passed": True}, {"passed": False}],
+             "figures": {"a.fig": [], "b.fig": ["texts 'x' and 'y' overlap"]}}))
     text = report.render_status(executed, "abcdef0123456")
-    assert f"| [{names[0]}]({names[0]}.ipynb) | smoke | 1.2 min | `abcdef0` | then | 1 of 2 hold |" in text
+    assert (f"| [{names[0]}]({names[0]}.ipynb) | smoke | 1.2 min | `abcdef0` | then | 1 of 2 hold "
+            "| 2 checked; hard to read: b.fig |") in text
     assert "`1234567` (reused from an earlier build)" in text and "| 9 s |" in text
     assert f"| {names[2]} | not run |" in text
     assert "add up to 1.4 min" in text and "| torch |" in text and "| python |" in text
@@ -169,3 +176,29 @@ def test_report_lists_missing_notebooks(tmp_path):
     text = render_report(tmp_path)
     for name in registry.NOTEBOOKS:
         assert f"| {name} | not run |" in text
+
+
+def test_every_page_names_the_build_commit_and_date(smoke_book):
+    """Provenance on every page: the footer of each built page gives the build's date and
+    commit (vgh_lib.driver.sphinx_launch)."""
+    from vgh_lib.harness.claims import git_commit
+
+    book_root, code, out = smoke_book
+    assert code == 0, out
+    commit = git_commit(book_root)
+    short = commit[:7] if commit != "unknown" else "unknown (not a git checkout)"
+    pages = list((book_root / "_build" / "html").rglob("*.html"))
+    assert pages
+    for page in pages:
+        if page.name in ("genindex.html", "search.html"):
+            continue
+        text = page.read_text()
+        assert re.search(rf'class="vgh-provenance">Built on \d{{4}}-\d\d-\d\d \d\d:\d\d \(UTC\) '
+                         rf"from commit <code>{re.escape(short)}</code>", text), page.name
+
+
+def test_provenance_footer_text():
+    from vgh_lib.driver.sphinx_launch import provenance_footer
+
+    assert "<code>abcdef0</code>" in provenance_footer("abcdef0123", "2026-12-01 10:00")
+    assert "not a git checkout" in provenance_footer("unknown", "2026-12-01 10:00")

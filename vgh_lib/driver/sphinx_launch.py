@@ -2,12 +2,13 @@
 
 Registered in ``_config.yml`` (``sphinx.extra_extensions: vgh_lib.driver.sphinx_launch``).
 
-* **Launch buttons.** sphinx-book-theme builds the Binder and Colab URLs of a notebook page
+* **Launch buttons.** sphinx-book-theme builds the Binder (and, if configured, Colab) URLs of a notebook page
   from the page's own path, ``book/executed/NAME.ipynb``: a build output that the repository
   does not hold (and ``path_to_book: .`` adds a ``./``). The page of an executed notebook is
   the output of ``notebooks/NAME.ipynb``, so this extension rewrites the buttons to open that
   file. It runs in ``html-page-context`` after the theme (priority 502 > 501). A page whose
   source notebook does not exist in the repository gets no launch buttons.
+* **Provenance.** Every page's footer names the build's date and commit.
 * **Page hygiene.** Scripts that another extension added twice (sphinx-thebe's inline
   ``const THEBE_JS_URL``, a JavaScript error on every page) are emitted once; the page context gets an
   explicit ``default_mode`` (``auto``), which it otherwise logs as an error on a first visit;
@@ -215,7 +216,28 @@ def _copy_mathjax(app, exception) -> None:
             shutil.copy2(src / rel, dest / rel)
 
 
+def provenance_footer(commit: str, date: str) -> str:
+    """The footer of every page: the build's date and commit (``unknown`` outside a git
+    checkout). Each notebook's own commit and run time are on the build-status page."""
+    short = commit[:7] if commit and commit != "unknown" else "unknown (not a git checkout)"
+    return (f'<p class="vgh-provenance">Built on {date} (UTC) from commit <code>{short}</code> '
+            f"of the value-gradient companion. Each notebook's own commit and run time are on "
+            f"the build-status page.</p>")
+
+
+def _add_provenance(app, config) -> None:
+    import datetime as dt
+
+    from vgh_lib.harness.claims import git_commit
+
+    date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    options = dict(config.html_theme_options or {})
+    options["extra_footer"] = provenance_footer(git_commit(Path(app.srcdir)), date)
+    config.html_theme_options = options
+
+
 def setup(app):
+    app.connect("config-inited", _add_provenance)
     app.connect("html-page-context", _fix_launch_buttons, priority=502)
     app.connect("html-page-context", _fix_dot_paths, priority=503)
     # html-page-context is emitted with emit_firstresult: stay just after the theme's 501
