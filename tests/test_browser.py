@@ -83,7 +83,12 @@ def _favicon(message) -> bool:
 
 
 PAGE_STATE = """() => ({
-  imgs: Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth]),
+  imgs: Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth,
+                                              i.getAttribute('alt') || '']),
+  // a figure of a chapter: numbered, and its caption links the notebook that drew it
+  figures: Array.from(document.querySelectorAll('figure')).filter(f => f.querySelector('img'))
+           .map(f => [f.id, (f.querySelector('.caption-number') || {}).innerText || '',
+                      Array.from(f.querySelectorAll('figcaption a')).map(a => a.href)]),
   links: Array.from(document.querySelectorAll('a[href]')).map(a => a.href),
   ids: Array.from(document.querySelectorAll('[id]')).map(e => e.id),
   mathjax: document.querySelectorAll('mjx-container').length,
@@ -125,9 +130,18 @@ def test_every_page_in_a_real_browser(browser, served_book, tmp_path):
                 " && document.querySelectorAll('mjx-container').length > 0", timeout=15000)
             page.evaluate("() => MathJax.startup.promise")
         state = page.evaluate(PAGE_STATE)
-        for src, complete, width in state["imgs"]:
+        for src, complete, width, alt in state["imgs"]:
             if not (complete and width > 0):
                 problems.append(f"image not loaded: {src}")
+            # alt text that says something: not empty, not the image's own file name
+            if not alt.strip() or alt.strip().endswith((".png", ".svg", ".jpg")):
+                problems.append(f"image without a real alt text: {src} (alt {alt!r})")
+        for fig_id, number, caption_links in state["figures"]:
+            if not number.strip().startswith("Fig."):
+                problems.append(f"figure {fig_id or '(no id)'} is not numbered")
+            if rel.startswith("book/") and not rel.startswith("book/executed/") and \
+                    not any("/executed/" in href for href in caption_links):
+                problems.append(f"figure {fig_id}: its caption does not link its notebook")
         if has_math:
             if state["rawMath"]:
                 problems.append(f"{state['rawMath']} math elements not rendered by MathJax")

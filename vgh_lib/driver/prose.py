@@ -88,7 +88,8 @@ def prose_lines(text: str) -> list[tuple[int, str]]:
             if stack and fence == stack[-1][0] and not directive and not m.group(3).strip():
                 stack.pop()
                 continue
-            prose = directive.startswith(("{div}", "{admonition}", "{note}", "{important}"))
+            prose = directive.startswith(("{div}", "{admonition}", "{note}", "{important}",
+                                          "{vgh-figure}"))
             if not directive and fence.startswith("`"):
                 prose = False  # a plain code block
             stack.append((fence, prose))
