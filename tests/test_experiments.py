@@ -212,3 +212,11 @@ def test_every_committed_design_choice_has_its_rule_in_words():
     from vgh_lib.experiments.designs import PILOT_CHOSEN
 
     assert set(value_impact.RULE_TEXT) == set(PILOT_CHOSEN)
+
+
+def test_probe_drop_phrase_writes_no_drop_in_words():
+    from vgh_lib.experiments.trajectory import probe_drop_phrase
+
+    assert probe_drop_phrase(0.0) == "never fell below its start"
+    assert probe_drop_phrase(-0.01) == "never fell below its start"
+    assert probe_drop_phrase(0.0123) == "fell at most 0.0123 below its start"

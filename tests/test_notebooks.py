@@ -42,6 +42,23 @@ def test_notebook_has_one_title_and_a_glued_keys_table(name):
     assert "## Glued keys" in lines
 
 
+def _is_plumbing(source: str) -> bool:
+    """A cell a reader need not read on the page: it draws a figure (plots.finish), or at least
+    40 % of its code lines (and at least five) glue values into the chapter."""
+    lines = [ln for ln in source.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    glued = [ln for ln in lines if re.match(r"\s*(glue_text|glue_number|glue_params|glue)\(", ln)]
+    return "plots.finish(" in source or (len(glued) >= 5 and len(glued) >= 0.4 * len(lines))
+
+
+@pytest.mark.parametrize("name", list(registry.NOTEBOOKS))
+def test_plumbing_and_figure_cells_are_collapsed_on_the_page(name):
+    nb = nbformat.read(runner.notebooks_dir() / f"{name}.ipynb", as_version=4)
+    plumbing = [c for c in nb.cells if c.cell_type == "code" and _is_plumbing(c.source)]
+    assert plumbing, f"{name}: no figure or glue cell found (the rule above is out of date)"
+    for cell in plumbing:
+        assert "hide-input" in cell.metadata.get("tags", []), cell.source[:200]
+
+
 @pytest.mark.slow
 def test_smoke_notebooks_and_strict_book_build(smoke_book, capsys, monkeypatch):
     """`vgh book --profile smoke` on a copy of the book: all notebooks, then -W -n."""

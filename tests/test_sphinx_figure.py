@@ -24,3 +24,14 @@ def test_default_alt_leaves_glued_values_out():
     assert sphinx_figure.default_alt(
         "Gain against {glue:text}`executed/05.ipynb::s5.n:s` checkpoints.") == \
         "Gain against checkpoints."
+
+
+def test_every_chapter_figure_goes_through_vgh_figure():
+    """A glued figure pasted with plain {glue:any} has no number, caption or alt text."""
+    import re
+    from pathlib import Path
+
+    book = Path(__file__).resolve().parents[1] / "book"
+    plain = [(p.name, m.group(0)) for p in book.glob("*.md")
+             for m in re.finditer(r"```\{glue:any\} \S*\.fig\.\S*", p.read_text())]
+    assert plain == []

@@ -13,6 +13,7 @@ import numpy as np
 from vgh_lib.common import impact
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.harness.glue import format_value
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.models import load_local
@@ -135,3 +136,11 @@ def reload_difference(checkpoint, prompt: str) -> float:
     ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(prompt)["input_ids"]])
     with torch.no_grad():
         return float((plain(input_ids=ids).logits - ours(input_ids=ids).logits).abs().max())
+
+
+def probe_drop_phrase(largest_drop: float) -> str:
+    """How far the probe value fell below its start during GRPO, in words: "never fell below
+    its start" when it never did (a drop of 0 or less), else "fell at most X below its start"."""
+    if largest_drop <= 0:
+        return "never fell below its start"
+    return f"fell at most {format_value(largest_drop)} below its start"
