@@ -139,35 +139,38 @@ def _paragraphs(text: str) -> list[tuple[int, str]]:
     return paragraphs
 
 
+def _result_clauses(text: str):
+    """(line, clause) for every clause of the prose that does not state a rule."""
+    for line, paragraph in _paragraphs(text):
+        for clause in _clauses(_clean(paragraph)):
+            if not _is_rule(clause):
+                yield line, clause
+
+
 def lint(text: str, path: str = "<chapter>") -> list[Problem]:
     """Typed interpretations in a chapter's Markdown source (see the module docstring)."""
     problems = []
-    for line, paragraph in _paragraphs(text):
-        for clause in _clauses(_clean(paragraph)):
-            if _is_rule(clause):
-                continue
-            low = clause.lower()
-            # a decimal after ≤, ≥, <, > or = is a threshold or a setting, not a measured value
-            for m in re.finditer(r"(?<![≤≥<>=] )(?<![\w.⟩≤≥<>=])\d+\.\d+(?![\w.])", clause):
-                problems.append(Problem(path, line, "typed decimal number", clause.strip()))
-                break
-            if re.search(rf"\b(?:\d+|{_NUMBER_WORDS})\s+of\s+(?:the\s+|those\s+|its\s+|their\s+)?"
-                         rf"(?:\d+|{_NUMBER_WORDS})\b", low):
-                problems.append(Problem(path, line, "typed count", clause.strip()))
-            # a comparison in standard errors is a resolution criterion, never a measured value
-            if re.search(rf"\b(?:{_CMP_RE})\s+(?:about\s+)?{_NUM}(?!\s*(?:se\b|standard err))",
-                         low):
-                problems.append(Problem(path, line, "comparison with a typed number",
-                                        clause.strip()))
-            for q in QUANTIFIERS:
-                if re.search(rf"\b{re.escape(q)}\b", low):
-                    problems.append(Problem(path, line, f"typed quantifier {q!r}", clause.strip()))
+    for line, clause in _result_clauses(text):
+        low = clause.lower()
+        # a decimal after ≤, ≥, <, > or = is a threshold or a setting, not a measured value
+        if re.search(r"(?<![≤≥<>=] )(?<![\w.⟩≤≥<>=])\d+\.\d+(?![\w.])", clause):
+            problems.append(Problem(path, line, "typed decimal number", clause.strip()))
+        if re.search(rf"\b(?:\d+|{_NUMBER_WORDS})\s+of\s+(?:the\s+|those\s+|its\s+|their\s+)?"
+                     rf"(?:\d+|{_NUMBER_WORDS})\b", low):
+            problems.append(Problem(path, line, "typed count", clause.strip()))
+        # a comparison in standard errors is a resolution criterion, never a measured value
+        if re.search(rf"\b(?:{_CMP_RE})\s+(?:about\s+)?{_NUM}(?!\s*(?:se\b|standard err))",
+                     low):
+            problems.append(Problem(path, line, "comparison with a typed number",
+                                    clause.strip()))
+        for q in QUANTIFIERS:
+            if re.search(rf"\b{re.escape(q)}\b", low):
+                problems.append(Problem(path, line, f"typed quantifier {q!r}", clause.strip()))
     return problems
 
 
 # --- the glued values in place ---------------------------------------------------------------
 
-_GLUED_MARK = re.compile(r"⟦([^⟧]*)⟧")
 _NUMBER_IN = re.compile(r"^\s*([−-]?\d[\d,]*(?:\.\d+)?(?:e[−-]?\d+)?)\s*(%?)")
 
 
@@ -230,27 +233,24 @@ def contradictions(rendered: str, path: str = "<chapter>") -> list[Problem]:
     true of the glued number, and a glued count "⟦a⟧ of ⟦b⟧" must have a ≤ b.
     """
     problems = []
-    for line, paragraph in _paragraphs(rendered):
-        for clause in _clauses(_clean(paragraph)):
-            if _is_rule(clause):
+    for line, clause in _result_clauses(rendered):
+        low = clause.lower()
+        # the comparison must follow the glued number within three words ("⟦1.6⟧, well
+        # below 1", "⟦0.4⟧ lies above ⟦0.3⟧"), so that it is about that number
+        pattern = (rf"⟦([^⟧]*)⟧[,\s]*(?:[^\s⟦⟧]+[,\s]+){{0,3}}?({_CMP_RE})\s+(?:about\s+)?"
+                   rf"(⟦[^⟧]*⟧|{_NUM}\s*%?)")
+        for m in re.finditer(pattern, low):
+            left, right = _as_number(m.group(1)), _as_number(m.group(3).strip("⟦⟧"))
+            if left is None or right is None:
                 continue
-            low = clause.lower()
-            # the comparison must follow the glued number within three words ("⟦1.6⟧, well
-            # below 1", "⟦0.4⟧ lies above ⟦0.3⟧"), so that it is about that number
-            pattern = (rf"⟦([^⟧]*)⟧[,\s]*(?:[^\s⟦⟧]+[,\s]+){{0,3}}?({_CMP_RE})\s+(?:about\s+)?"
-                       rf"(⟦[^⟧]*⟧|{_NUM}\s*%?)")
-            for m in re.finditer(pattern, low):
-                left, right = _as_number(m.group(1)), _as_number(m.group(3).strip("⟦⟧"))
-                if left is None or right is None:
-                    continue
-                if not _RELATIONS[_CMP[m.group(2)]](left, right):
-                    problems.append(Problem(path, line, "contradicted by its glued value",
-                                            m.group(0)))
-            for m in re.finditer(r"⟦([^⟧]*)⟧\s+of\s+(?:the\s+|those\s+|its\s+|their\s+)?⟦([^⟧]*)⟧",
-                                 low):
-                a, b = _as_number(m.group(1)), _as_number(m.group(2))
-                if a is not None and b is not None and a > b:
-                    problems.append(Problem(path, line, "a count larger than its total", m.group(0)))
+            if not _RELATIONS[_CMP[m.group(2)]](left, right):
+                problems.append(Problem(path, line, "contradicted by its glued value",
+                                        m.group(0)))
+        for m in re.finditer(r"⟦([^⟧]*)⟧\s+of\s+(?:the\s+|those\s+|its\s+|their\s+)?⟦([^⟧]*)⟧",
+                             low):
+            a, b = _as_number(m.group(1)), _as_number(m.group(2))
+            if a is not None and b is not None and a > b:
+                problems.append(Problem(path, line, "a count larger than its total", m.group(0)))
     return problems
 
 
