@@ -89,7 +89,7 @@ def label_points(ax, x, y, labels: Sequence[str], *, fontsize: float = 9):
 
 
 #: The point labels of each axes (label_points), placed again by finish after the layout.
-_LABELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LABELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _place_labels(ax) -> None:
