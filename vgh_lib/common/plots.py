@@ -74,8 +74,9 @@ def label_points(ax, x, y, labels: Sequence[str], *, fontsize: float = 9):
     """Label scatter points without the labels colliding or leaving the axes.
 
     Each label starts just above and to the right of its point (to the left where it would
-    leave the axes); while its box overlaps a label already placed it is moved down by one
-    line, and a moved label is joined to its point by a thin line. Works at any data scale
+    leave the axes); while its box overlaps a label already placed, or leaves the axes, it is
+    moved by one line at a time, alternately down and up, and a moved label is joined to its
+    point by a thin line. Works at any data scale
     (boxes are measured in display pixels). :func:`finish` places the labels again after the
     figure's final layout, so they stay clear of each other at the size the book shows.
     """
@@ -117,10 +118,13 @@ def _place_labels(ax) -> None:
                 text.set_horizontalalignment("right")
                 box = text.get_window_extent(renderer)
             step = box.height * 72.0 / ax.figure.dpi * 1.15
-            for _ in range(50):
-                if not any(box.overlaps(other) for other in placed) and box.y1 <= frame.y1:
+            # try one line down, one up, two down, two up, ...: the first free place that
+            # stays inside the axes
+            for k in range(1, 60):
+                inside = box.y0 >= frame.y0 and box.y1 <= frame.y1
+                if inside and not any(box.overlaps(other) for other in placed):
                     break
-                dy -= step
+                dy = 4.0 + (-1) ** k * ((k + 1) // 2) * step
                 text.set_position((dx, dy))
                 box = text.get_window_extent(renderer)
             if dy != 4.0:
