@@ -65,7 +65,6 @@ def _directive():
                                  "notebook that glued it")
             caption_text = "\n".join(self.content)
             alt = self.options.get("alt") or default_alt(caption_text)
-            name = self.options.pop("name", None)
             # with :doc: myst-nb pastes a pending reference, replaced by its image in a
             # post-transform; _set_alt gives that image the alt text once it is there
             pasted = super().run()
@@ -89,9 +88,7 @@ def _directive():
             figure += caption
             if len(holder) > 1:
                 figure += nodes.legend("", *holder[1:])
-            if name:
-                self.options["name"] = name
-                self.add_name(figure)
+            self.add_name(figure)  # the :name: target, when given; Sphinx numbers the figure
             return [figure]
 
     return VghFigure
