@@ -25,8 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.autograd.profiler import record_function
 
 from vgh_lib.common import stats
+from vgh_lib.lm import batched as lm_batched
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import tasks as lm_tasks
 from vgh_lib.lm.tasks import LMExample
@@ -97,12 +99,16 @@ def sampled_logprobs(model, prompt: torch.Tensor, n_new: int, group_size: int, t
 
 
 def accumulate_update(model, pairs, group_size: int, tau: float, generator: torch.Generator,
-                      scale: float, prefix=None) -> float:
+                      scale: float, prefix=None, batched: bool = True) -> float:
     """Sample a group per (prompt, answer) pair and add ``scale · Σ_i A_i ∇ log P(a_i)`` to the
     ``.grad`` of the trainable parameters (:func:`sampled_logprobs`: one forward pass per
     prompt). Groups with equal rewards carry no update and cost no backward pass. With a
     :class:`vgh_lib.lm.prefix.FrozenPrefix` of the model, the frozen bottom blocks come from
-    its cache (the same tokens and update, faster). Returns the mean reward."""
+    its cache, and the whole step runs batched in :func:`vgh_lib.lm.batched.accumulate_update`
+    (the same tokens and update within float rounding, faster); ``batched=False`` keeps the
+    per-prompt path, the reference that the tests compare with. Returns the mean reward."""
+    if prefix is not None and batched:
+        return lm_batched.accumulate_update(prefix, pairs, group_size, tau, generator, scale)
     rewards_all = []
     for prompt, answer in pairs:
         if prefix is not None:
@@ -114,12 +120,13 @@ def accumulate_update(model, pairs, group_size: int, tau: float, generator: torc
         adv = grpo.group_advantages(rewards, group_size)
         if torch.all(adv == 0) or not logp.requires_grad:
             continue
-        (scale * (adv * logp).sum()).backward()
+        with record_function("backward"):
+            (scale * (adv * logp).sum()).backward()
     return float(torch.cat(rewards_all).mean())
 
 
 def signal_gram(model, pairs, n_batches: int, n_prompts: int, group_size: int, tau: float,
-                train_layers: int, seed: int, prefix=None) -> np.ndarray:
+                train_layers: int, seed: int, prefix=None, batched: bool = True) -> np.ndarray:
     """The Gram matrix of ``n_batches`` independent estimates of the expected GRPO update of
     the trainable parameters over the prompts ``pairs`` ((prompt ids, answer ids) of a task),
     each from ``n_prompts`` distinct prompts drawn afresh for every batch (so the batches are
@@ -135,11 +142,11 @@ def signal_gram(model, pairs, n_batches: int, n_prompts: int, group_size: int, t
     gen = torch.Generator().manual_seed(seed)
     batches = [[pairs[i] for i in torch.randperm(len(pairs), generator=gen)[:n_prompts].tolist()]
                for _ in range(n_batches)]
-    return gram_of_updates(model, batches, group_size, tau, train_layers, gen, prefix)
+    return gram_of_updates(model, batches, group_size, tau, train_layers, gen, prefix, batched)
 
 
 def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: int,
-                    generator: torch.Generator, prefix=None) -> np.ndarray:
+                    generator: torch.Generator, prefix=None, batched: bool = True) -> np.ndarray:
     """The Gram matrix of the updates of ``batches`` (each a list of (prompt, answer) id
     pairs), drawn in order from ``generator``; the caller's requires-grad flags are restored."""
     flags = grad_flags(model)
@@ -149,7 +156,7 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
         for p in params:
             p.grad = None
         accumulate_update(model, pairs, group_size, tau, generator,
-                          1.0 / (len(pairs) * group_size), prefix)
+                          1.0 / (len(pairs) * group_size), prefix, batched)
         estimates.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
                                     for p in params]).double())
     restore_grad_flags(model, flags)
@@ -159,15 +166,18 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
 
 
 # ------------------------------------------------------------------------------ training
-def exact_values(model, pairs, tau: float = 1.0, prefix=None) -> np.ndarray:
+def exact_values(model, pairs, tau: float = 1.0, prefix=None, batched: bool = True) -> np.ndarray:
     """The exact value ``V^D`` (probability of the correct answer) of each (prompt, answer)
     pair, by teacher forcing: (P,). For an exact-match reward it is the prompt's expected
-    pass@1. ``prefix``: a :class:`vgh_lib.lm.prefix.FrozenPrefix` of the model (faster).
+    pass@1. ``prefix``: a :class:`vgh_lib.lm.prefix.FrozenPrefix` of the model (faster; in
+    padded batches by :func:`vgh_lib.lm.batched.exact_values` unless ``batched=False``).
 
     One value per prompt from :func:`vgh_lib.lm.costates.exact_value` (which also gives its
     gradient at the prompt embeddings). :func:`vgh_lib.tiny.sampling.exact_values` is the
     tiny models' version: it batches prompts of one length through token ids, which the real
     LM's few-shot prompts (of many lengths) do not allow."""
+    if prefix is not None and batched:
+        return np.array(lm_batched.exact_values(prefix, pairs, tau))
     if prefix is not None:
         return np.array([prefix.exact_value(p, a, tau) for p, a in pairs])
     with torch.no_grad():
@@ -231,7 +241,8 @@ def restored(params: list[torch.nn.Parameter]):
 
 
 def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = False,
-          sign: float = 1.0, prefix=None, params: list | None = None) -> grpo.GRPOHistory:
+          sign: float = 1.0, prefix=None, params: list | None = None,
+          batched: bool = True) -> grpo.GRPOHistory:
     """GRPO in place on the top ``cfg.train_layers`` blocks of ``model`` (or on ``params``
     alone, e.g. the :func:`output_bias` of the control arm), on the (prompt ids, answer ids)
     ``train_pairs``; the history records the mean exact value of ``probe_pairs`` (the model's
@@ -239,7 +250,8 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
     the objective instead: only for tests that check that the real sign raises the probe value.
     ``prefix``: a :class:`vgh_lib.lm.prefix.FrozenPrefix` of ``model`` with
     ``k = cfg.train_layers``, whose cached bottom states make every step faster (checked
-    afterwards to be still valid)."""
+    afterwards to be still valid); ``batched=False`` runs it one prompt at a time (the
+    reference path of :func:`accumulate_update`)."""
     from tqdm.auto import tqdm
 
     if prefix is not None and (prefix.model is not model or prefix.k != cfg.train_layers):
@@ -258,7 +270,9 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
 
     def record_probe(step):
         history.probe_steps.append(step)
-        history.probe_value.append(float(exact_values(model, probe_pairs, cfg.temperature, prefix).mean()))
+        with record_function("probe"):
+            values = exact_values(model, probe_pairs, cfg.temperature, prefix, batched)
+        history.probe_value.append(float(values.mean()))
 
     try:
         record_probe(0)
@@ -268,8 +282,9 @@ def train(model, train_pairs, probe_pairs, cfg: LMGRPOConfig, progress: bool = F
             n_tokens = cfg.group_size * sum(a.shape[0] for _, a in pairs)
             opt.zero_grad(set_to_none=True)
             reward = accumulate_update(model, pairs, cfg.group_size, cfg.temperature, gen,
-                                       -sign / n_tokens, prefix)
-            opt.step()
+                                       -sign / n_tokens, prefix, batched)
+            with record_function("optimizer"):
+                opt.step()
             history.mean_reward.append(reward)
             if (step + 1) % cfg.probe_every == 0 or step + 1 == cfg.steps:
                 record_probe(step + 1)

@@ -19,6 +19,7 @@ as they were: :meth:`FrozenPrefix.check` compares a fingerprint of them.
 from __future__ import annotations
 
 import torch
+from torch.autograd.profiler import record_function
 
 from vgh_lib.lm import costates as lm_costates
 
@@ -38,6 +39,7 @@ class FrozenPrefix:
         self.model, self.k, self.split = model, k, n - k
         self._prompts: dict = {}
         self._sequences: dict = {}
+        self._nodes: dict = {}      # (prompt, answer prefix) -> bottom states (vgh_lib.lm.batched)
         self._fingerprint = self._bottom_fingerprint()
 
     @staticmethod
@@ -119,14 +121,19 @@ class FrozenPrefix:
         cache = DynamicCache(config=self.model.config)
         for i, (k, v) in enumerate(kv):
             cache.update(k, v, i)
-        top = self._blocks(h, self.split, self.split + self.k, cache, 0)
+        with record_function("top blocks"):
+            top = self._blocks(h, self.split, self.split + self.k, cache, 0)
         cache.batch_repeat_interleave(group_size)
         E = lm_costates._embed(self.model)
 
         def advance(tok, s):
-            with torch.no_grad():
+            with torch.no_grad(), record_function("bottom blocks"):
                 hb = self._blocks(E[tok][:, None], 0, self.split, cache, Lp + s)
-            return self._logits(self._blocks(hb, self.split, self.split + self.k, cache, Lp + s)[:, -1])
+            with record_function("top blocks"):
+                hb = self._blocks(hb, self.split, self.split + self.k, cache, Lp + s)
+            with record_function("output layer"):
+                return self._logits(hb[:, -1])
 
-        return lm_costates.draw_and_score(self._logits(top[:, -1]).expand(group_size, -1), n_new,
-                                          tau, generator, advance)
+        with record_function("output layer"):
+            first = self._logits(top[:, -1]).expand(group_size, -1)
+        return lm_costates.draw_and_score(first, n_new, tau, generator, advance)
