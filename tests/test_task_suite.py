@@ -145,6 +145,14 @@ def test_the_study_runs_end_to_end_on_a_tiny_model():
     assert set(res["unseen"].correlations) == set(T.PANEL) and "I" not in res["unseen"].versus_i
     for pan in panels:
         assert pan.panel.values["I"] == pytest.approx(pan.panel.values["S"] * pan.panel.values["H"])
+    # one job per task gives the same panels and runs, in the same order
+    panels2, runs2 = T.run_study(p, tasks)
+    assert [r.task for r in runs2] == [r.task for r in runs] and [r.arm for r in runs2] == [r.arm for r in runs]
+    for a, b in zip(runs2, runs):
+        np.testing.assert_allclose(a.after, b.after, rtol=1e-5)
+        np.testing.assert_allclose(a.probe_value, b.probe_value, rtol=1e-5)
+    for a, b in zip(panels2, panels):
+        assert a.task == b.task and a.panel.values["S"] == pytest.approx(b.panel.values["S"], rel=1e-4)
 
 
 def test_the_committed_unseen_seed_run_is_notebook_10s_on_fresh_seeds():

@@ -352,6 +352,8 @@ def run_panel(job: PanelJob) -> TaskPanel:
     p = prompts(model, tok, job.task, d)
     prefix = prefix_for(d.model_path, d.device, d.train_layers)
     t0 = time.perf_counter()
+    if prefix is not None:   # the training prompts' states first: GRPO needs them anyway
+        prefix.warm([x for x, _ in p.train])
     values = lm_grpo.exact_values(model, p.train, prefix=prefix)
     held = lm_grpo.exact_values(model, p.held_out, prefix=prefix)
     eval_seconds = time.perf_counter() - t0
@@ -684,6 +686,40 @@ def run_arms(params: TaskSuiteParams, tasks: list[str], seeds=None) -> list[ArmR
     lr = {"grpo": params.grpo_lr, "control": params.control_lr}
     jobs = [ArmJob(d, t, arm, lr[arm], s) for t in tasks for s in (seeds or params.seeds) for arm in ARMS]
     return run_jobs(run_arm, jobs, params.jobs, desc="GRPO and control runs")
+
+
+@dataclass(frozen=True)
+class TaskJob:
+    """All of one task's work in one worker: its panel, then both arms with every seed, in the
+    order of :func:`run_arms`. Each piece is seeded on its own, so the results are those of
+    :func:`run_panels` and :func:`run_arms`; only the frozen bottom blocks' states of the task's
+    prompts are computed once instead of once per worker that meets the task."""
+
+    panel: PanelJob
+    arms: tuple[ArmJob, ...]
+
+    def paths(self) -> tuple[str, ...]:
+        return self.panel.paths()
+
+
+def run_task(job: TaskJob) -> tuple[TaskPanel, list[ArmRun]]:
+    d = job.panel.design
+    prefix = prefix_for(d.model_path, d.device, d.train_layers)
+    if prefix is not None:
+        prefix.clear()      # the last task's states are of no use here; bound the memory
+    return run_panel(job.panel), [run_arm(a) for a in job.arms]
+
+
+def run_study(params: TaskSuiteParams, tasks: list[str], seeds=None
+              ) -> tuple[list[TaskPanel], list[ArmRun]]:
+    """:func:`run_panels` and :func:`run_arms` together, one job per task (:class:`TaskJob`)."""
+    d = params.design()
+    lr = {"grpo": params.grpo_lr, "control": params.control_lr}
+    jobs = [TaskJob(PanelJob(d, t, params.grpo_lr, params.seed, params.k, params.coverage_k),
+                    tuple(ArmJob(d, t, arm, lr[arm], s) for s in (seeds or params.seeds) for arm in ARMS))
+            for t in tasks]
+    done = run_jobs(run_task, jobs, params.jobs, desc="tasks (panel, both arms, every seed)")
+    return [panel for panel, _ in done], [run for _, runs in done for run in runs]
 
 
 # ------------------------------------------------------------------- what notebook 10 shows

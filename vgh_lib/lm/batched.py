@@ -175,12 +175,49 @@ def sequence_states(prefix, sequences: list[torch.Tensor]) -> list[torch.Tensor]
     return [cached(_key(s)) for s in sequences]
 
 
+def extend_states(prefix, pairs) -> None:
+    """Cache the bottom outputs of ``prompt + answer[:-1]`` of each (prompt, answer) pair whose
+    prompt's bottom states are cached, from the prompt's keys and values: only the answer's
+    tokens run (batched, with a padding mask), not the whole sequence again."""
+    todo = {}
+    for p, a in pairs:
+        key = _key(torch.cat([p, a[:-1]]))
+        if (a.shape[0] > 1 and key not in prefix._sequences and key not in todo
+                and _key(p) in prefix._prompts):
+            todo[key] = (p, a[:-1])
+    if not todo:
+        return
+    E = prefix.model.get_input_embeddings().weight.detach()
+    items = list(todo.items())
+    for i in range(0, len(items), CHUNK):
+        chunk = items[i:i + CHUNK]
+        states = [prefix._prompts[_key(p)] for _, (p, _) in chunk]
+        lengths = torch.tensor([p.shape[0] for _, (p, _) in chunk])
+        z, n_new = pad([E[t] for _, (_, t) in chunk])
+        width, T = int(lengths.max()), z.shape[1]
+        pasts = []
+        for layer in range(prefix.split):
+            k, _ = pad([st[1][layer][0][0].transpose(0, 1) for st in states])
+            v, _ = pad([st[1][layer][1][0].transpose(0, 1) for st in states])
+            pasts.append((k.transpose(1, 2), v.transpose(1, 2)))
+        keys = torch.arange(width + T)
+        mask = ((keys[None, None] < lengths[:, None, None])
+                | ((keys[None, None] >= width) & (keys[None, None] - width <= torch.arange(T)[None, :, None])))
+        positions = lengths[:, None] + torch.arange(T)[None]
+        with torch.no_grad(), record_function("bottom blocks"):
+            h, _ = run_blocks(prefix.model, prefix.model.model.layers[:prefix.split], z,
+                              positions.to(z.device), pasts, mask[:, None].to(z.device))
+        for j, (key, (p, t)) in enumerate(chunk):
+            prefix._sequences[key] = torch.cat([states[j][0], h[j:j + 1, :t.shape[0]]], 1)
+
+
 # ------------------------------------------------------------------------- exact values
 def exact_values(prefix, pairs, tau: float = 1.0) -> list[float]:
     """``V^D = Π_s π_τ(c_s | x, c_<s)`` of each (prompt, answer) pair by teacher forcing through
     the top blocks (no gradient), in padded chunks: as :meth:`FrozenPrefix.exact_value`."""
     if not pairs:
         return []
+    extend_states(prefix, pairs)
     hs = sequence_states(prefix, [torch.cat([p, a[:-1]]) for p, a in pairs])
     top = prefix.model.model.layers[prefix.split:prefix.split + prefix.k]
     values = []

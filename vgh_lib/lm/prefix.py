@@ -76,6 +76,19 @@ class FrozenPrefix:
             raise RuntimeError("the bottom blocks changed after FrozenPrefix cached their states; "
                                "train only the top k blocks, or make a new FrozenPrefix")
 
+    def warm(self, prompts: list[torch.Tensor]) -> None:
+        """Compute the bottom states of ``prompts`` now, in padded batches (those of the
+        training prompts, before their exact values, let those run only the answer tokens)."""
+        from vgh_lib.lm import batched
+
+        batched.prompt_states(self, prompts)
+
+    def clear(self) -> None:
+        """Forget every cached state (a worker does between tasks, to bound its memory)."""
+        self._prompts.clear()
+        self._sequences.clear()
+        self._nodes.clear()
+
     # ------------------------------------------------------------ cached states
     def _prompt(self, prompt: torch.Tensor):
         key = tuple(prompt.tolist())
