@@ -84,3 +84,14 @@ def perfect_tiny_gpt2(token: str = "7"):
 def tiny_models():
     """The two model factories above, for tests that need a random or a perfect tiny model."""
     return tiny_gpt2_and_tokenizer, perfect_tiny_gpt2
+
+
+def tiny_llama_float64(tmp_path_factory, n_layer: int = 3):
+    """``(model, tokenizer)``: a tiny random llama (GGUF, seed 8) in float64, so that two paths
+    that should agree differ by rounding only."""
+    from vgh_lib.lm import loading as real_lm
+
+    gguf = real_lm.write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", seed=8,
+                                         n_layer=n_layer)
+    model, tok, _ = real_lm.load_model(gguf, root=tmp_path_factory.mktemp("cache"))
+    return model.double(), tok

@@ -10,6 +10,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_llama_float64
 
 from vgh_lib.lm import batched
 from vgh_lib.lm import costates as lm_costates
@@ -21,10 +22,8 @@ from vgh_lib.lm.prefix import FrozenPrefix
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    gguf = real_lm.write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", seed=8,
-                                         n_layer=3)
-    model, tok, _ = real_lm.load_model(gguf, root=tmp_path_factory.mktemp("cache"))
-    return model.double(), tok
+    """A 3-block tiny llama in float64, so that differences are not float32 rounding."""
+    return tiny_llama_float64(tmp_path_factory)
 
 
 def _pairs(model, tok, n=6):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_llama_float64
 
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
-from vgh_lib.lm import loading as real_lm
 from vgh_lib.lm import tasks as lm_tasks
 from vgh_lib.lm.prefix import FrozenPrefix
 
@@ -14,10 +14,7 @@ from vgh_lib.lm.prefix import FrozenPrefix
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A 3-block tiny llama in float64, so that differences are not float32 rounding."""
-    gguf = real_lm.write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", seed=8,
-                                         n_layer=3)
-    model, tok, _ = real_lm.load_model(gguf, root=tmp_path_factory.mktemp("cache"))
-    return model.double(), tok
+    return tiny_llama_float64(tmp_path_factory)
 
 
 def _pairs(tok, n=4):

@@ -139,18 +139,33 @@ def _key(t: torch.Tensor) -> tuple:
 
 
 # ------------------------------------------------------------------- the bottom's cache
+def _bottom_passes(prefix, sequences: list[torch.Tensor]):
+    """The bottom blocks on ``sequences`` from position 0, in padded chunks of ``CHUNK``:
+    yields ``(chunk, lengths, outputs, [(keys, values) of each bottom block])``."""
+    E = prefix.model.get_input_embeddings().weight.detach()
+    bottom = prefix.model.model.layers[:prefix.split]
+    for i in range(0, len(sequences), CHUNK):
+        chunk = sequences[i:i + CHUNK]
+        z, lengths = pad([E[s] for s in chunk])
+        with torch.no_grad(), record_function("bottom blocks"):
+            h, kv = run_blocks(prefix.model, bottom, z, _positions(len(chunk), z.shape[1], z.device))
+        yield chunk, lengths.tolist(), h, kv
+
+
+def _padded_prompt_kv(states: list, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One bottom block's cached keys and values of several prompts, right-padded:
+    (N, kv heads, max Lp, head dim) each."""
+    k, _ = pad([st[1][layer][0][0].transpose(0, 1) for st in states])
+    v, _ = pad([st[1][layer][1][0].transpose(0, 1) for st in states])
+    return k.transpose(1, 2), v.transpose(1, 2)
+
+
 def prompt_states(prefix, prompts: list[torch.Tensor]) -> list:
     """The cached bottom states ``(h (1, Lp, d), [(keys, values) (1, kv heads, Lp, head dim)
     of each bottom block])`` of each prompt; the missing ones computed in padded batches."""
     missing = list({_key(p): p for p in prompts if _key(p) not in prefix._prompts}.values())
-    E = prefix.model.get_input_embeddings().weight.detach()
-    bottom = prefix.model.model.layers[:prefix.split]
-    for i in range(0, len(missing), CHUNK):
-        chunk = missing[i:i + CHUNK]
-        z, lengths = pad([E[p] for p in chunk])
-        with torch.no_grad(), record_function("bottom blocks"):
-            h, kv = run_blocks(prefix.model, bottom, z, _positions(len(chunk), z.shape[1], z.device))
-        for j, (p, L) in enumerate(zip(chunk, lengths.tolist())):
+    for chunk, lengths, h, kv in _bottom_passes(prefix, missing):
+        for j, (p, L) in enumerate(zip(chunk, lengths)):
             prefix._prompts[_key(p)] = (h[j:j + 1, :L].clone(),
                                         [(k[j:j + 1, :, :L].clone(), v[j:j + 1, :, :L].clone())
                                          for k, v in kv])
@@ -158,19 +173,14 @@ def prompt_states(prefix, prompts: list[torch.Tensor]) -> list:
 
 
 def sequence_states(prefix, sequences: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The cached bottom outputs (1, L, d) of each token sequence, the missing ones batched."""
+    """The cached bottom outputs (1, L, d) of each token sequence (a prompt's own states where
+    the sequence is a cached prompt); the missing ones computed in padded batches."""
     def cached(key):
         return prefix._sequences.get(key, prefix._prompts.get(key, (None,))[0])
 
     missing = list({_key(s): s for s in sequences if cached(_key(s)) is None}.values())
-    E = prefix.model.get_input_embeddings().weight.detach()
-    bottom = prefix.model.model.layers[:prefix.split]
-    for i in range(0, len(missing), CHUNK):
-        chunk = missing[i:i + CHUNK]
-        z, lengths = pad([E[s] for s in chunk])
-        with torch.no_grad(), record_function("bottom blocks"):
-            h, _ = run_blocks(prefix.model, bottom, z, _positions(len(chunk), z.shape[1], z.device))
-        for j, (s, L) in enumerate(zip(chunk, lengths.tolist())):
+    for chunk, lengths, h, _ in _bottom_passes(prefix, missing):
+        for j, (s, L) in enumerate(zip(chunk, lengths)):
             prefix._sequences[_key(s)] = h[j:j + 1, :L].clone()
     return [cached(_key(s)) for s in sequences]
 
@@ -195,11 +205,7 @@ def extend_states(prefix, pairs) -> None:
         lengths = torch.tensor([p.shape[0] for _, (p, _) in chunk])
         z, n_new = pad([E[t] for _, (_, t) in chunk])
         width, T = int(lengths.max()), z.shape[1]
-        pasts = []
-        for layer in range(prefix.split):
-            k, _ = pad([st[1][layer][0][0].transpose(0, 1) for st in states])
-            v, _ = pad([st[1][layer][1][0].transpose(0, 1) for st in states])
-            pasts.append((k.transpose(1, 2), v.transpose(1, 2)))
+        pasts = [_padded_prompt_kv(states, layer) for layer in range(prefix.split)]
         keys = torch.arange(width + T)
         mask = ((keys[None, None] < lengths[:, None, None])
                 | ((keys[None, None] >= width) & (keys[None, None] - width <= torch.arange(T)[None, :, None])))
@@ -298,9 +304,7 @@ def _bottom_nodes(prefix, tree: _Tree, depth: int, parents: torch.Tensor, new_pr
         width = int(lengths.max())
         pasts = []
         for layer in range(prefix.split):
-            k, _ = pad([pr[1][layer][0][0].transpose(0, 1) for pr in prompts])   # (N, W, kvh, hd)
-            v, _ = pad([pr[1][layer][1][0].transpose(0, 1) for pr in prompts])
-            k, v = k.transpose(1, 2), v.transpose(1, 2)
+            k, v = _padded_prompt_kv(prompts, layer)
             # the answer ancestors' cached keys and values, depth 1 … depth − 1
             anc_k = [torch.stack([cache[(keys[j][0], keys[j][1][:d])][1][layer][0] for j in todo])
                      for d in range(1, depth)]
