@@ -13,7 +13,7 @@ from vgh_lib.experiments import predictors as P
 def test_the_registered_text_is_unchanged():
     """The page above its end marker is what was committed before the pilot; amendments go
     below the marker."""
-    assert P.registered_text_sha256() == designs.PREDICTOR_REGISTRATION_SHA256
+    assert P.REGISTRATION.text_sha256() == designs.PREDICTOR_REGISTRATION_SHA256
 
 
 def test_learning_region_keeps_the_range_and_spreads_the_rest():

@@ -9,7 +9,7 @@ from vgh_lib.experiments import task_suite as T
 
 
 def test_the_registered_text_is_unchanged():
-    assert T.registration_sha256() == designs.TASK_SUITE_REGISTRATION_SHA256
+    assert T.REGISTRATION.text_sha256() == designs.TASK_SUITE_REGISTRATION_SHA256
 
 
 def _run(task, arm, seed, before, after, n_unseen):

@@ -18,8 +18,6 @@ the design they chose is :data:`vgh_lib.experiments.designs.PREDICTOR_CHOSEN`.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
 from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.value_impact import GainJob, GainRun, run_gain
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 09)
 from vgh_lib.paths import REPO_ROOT
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.models import load_local
@@ -83,20 +82,7 @@ PILOT = {
 }
 PILOT_FILE = REPO_ROOT / "book" / "data" / "09_pilot.json"
 PREREGISTRATION = REPO_ROOT / "book" / "09_preregistration.md"
-REGISTERED_END = "<!-- end of the registered text -->"
-
-
-def registered_text_sha256(path: Path = PREREGISTRATION) -> str:
-    """SHA-256 of the pre-registration page up to :data:`REGISTERED_END` (the text that was
-    committed before the pilot; amendments go below the marker)."""
-    text = Path(path).read_text(encoding="utf-8")
-    if REGISTERED_END not in text:
-        raise ValueError(f"{path} has no line {REGISTERED_END!r}")
-    return hashlib.sha256(text.split(REGISTERED_END)[0].encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE)
 
 
 def learning_region(pass1, pass1_range=PILOT["pass1_range"],
@@ -464,10 +450,8 @@ def analyse(table: Table, params: PredictorParams) -> Analysis:
 
 def check_design(pilot: dict, chosen: dict, pilot_file: Path = PILOT_FILE) -> None:
     """Refuse to run a confirmation whose committed design does not name the pilot file it
-    reads, or whose pilot file does not name the registered text (:func:`load_pilot`)."""
-    if chosen.get("pilot_sha256") != file_sha256(pilot_file):
-        raise ValueError(f"the committed design names a pilot file whose SHA-256 differs from "
-                         f"{pilot_file.name}'s")
+    reads (:meth:`Registration.check_design`), or does not take the rate the pilot chose."""
+    REGISTRATION.check_design(chosen, pilot_file)
     if chosen.get("lr") != pilot["chosen_lr"]:
         raise ValueError("the committed learning rate is not the one the pilot's rule chose")
 
@@ -615,8 +599,7 @@ def run_pilot(params: PredictorParams, progress: bool = True) -> dict:
     size = simulate_claim(gen, len(CONFIRMATION), per_recipe, PILOT["power_sims"],
                           PILOT["power_perms"], params.seed + 1, beta=0.0, progress=progress)
     name = {s: r for r, s in zip(PILOT_RECIPES, seeds)}
-    return {
-        "preregistration_sha256": registered_text_sha256(),
+    return REGISTRATION.pilot_record({
         "rules": {k: list(v) if isinstance(v, tuple) else v for k, v in PILOT.items()},
         "recipes": {r: RECIPES[r] for r in PILOT_RECIPES},
         "seeds": list(seeds),
@@ -633,13 +616,9 @@ def run_pilot(params: PredictorParams, progress: bool = True) -> dict:
         "power": power,
         "size": size,
         "seconds_per_grpo_step": float(np.mean([r.seconds for r in runs]) / params.grpo_steps),
-    }
+    })
 
 
 def load_pilot(path: Path = PILOT_FILE) -> dict:
     """The committed pilot outputs, checked against the registered text they name."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data["preregistration_sha256"] != registered_text_sha256():
-        raise ValueError(f"{path} followed a pre-registration whose hash differs from the "
-                         f"registered text of {PREREGISTRATION.name}")
-    return data
+    return REGISTRATION.load_pilot(path)

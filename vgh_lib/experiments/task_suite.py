@@ -40,9 +40,9 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
-from vgh_lib.experiments.predictors import file_sha256, registered_text_sha256
 from vgh_lib.experiments.real_lm_impact import model_for, prefix_for
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
 from vgh_lib.lm import suite
@@ -71,11 +71,7 @@ PILOT = {
 }
 PREREGISTRATION = REPO_ROOT / "book" / "10_preregistration.md"
 PILOT_FILE = REPO_ROOT / "book" / "data" / "10_pilot.json"
-
-
-def registration_sha256() -> str:
-    """SHA-256 of the registered text of ``book/10_preregistration.md`` (above its end marker)."""
-    return registered_text_sha256(PREREGISTRATION)
+REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE)
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -626,23 +622,17 @@ def run_pilot(params: TaskSuiteParams, progress: bool = True) -> dict:
             for t in names for arm in ARMS for lr in PILOT[f"{arm}_lrs"]]
     runs = run_jobs(run_arm, jobs, params.jobs, progress=progress, desc="pilot runs")
     lrs = choose_lrs(runs)
-    return {"preregistration_sha256": registration_sha256(),
+    return REGISTRATION.pilot_record({
             "rules": {k: list(v) if isinstance(v, tuple) else v for k, v in PILOT.items()},
             "screen": pass1, "screen_range": list(used), "tasks": chosen, "pilot_tasks": names,
             "runs": [{k: v for k, v in r.as_dict().items() if k not in ("before", "after", "n_unseen")}
                      for r in runs],
-            "chosen": lrs}
+            "chosen": lrs})
 
 
 def load_pilot(path: Path = PILOT_FILE) -> dict:
     """The committed pilot outputs, checked against the registered text they name."""
-    import json
-
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data["preregistration_sha256"] != registration_sha256():
-        raise ValueError(f"{path} followed a pre-registration whose hash differs from the "
-                         f"registered text of {PREREGISTRATION.name}")
-    return data
+    return REGISTRATION.load_pilot(path)
 
 
 UNSEEN_SEEDS_FILE = REPO_ROOT / "book" / "data" / "10_unseen_seeds.claims.json"
@@ -665,8 +655,7 @@ def load_unseen_seeds(path: Path = UNSEEN_SEEDS_FILE) -> dict | None:
 def check_design(pilot: dict, chosen: dict, pilot_file: Path = PILOT_FILE) -> None:
     """Raise unless the committed design names the pilot file it was read from and agrees
     with the rates the pilot's rule chose."""
-    if chosen.get("pilot_sha256") != file_sha256(pilot_file):
-        raise ValueError(f"the committed design does not name {pilot_file.name}'s SHA-256")
+    REGISTRATION.check_design(chosen, pilot_file)
     for arm in ARMS:
         if chosen[f"{arm}_lr"] != pilot["chosen"][arm]:
             raise ValueError(f"the committed {arm} rate {chosen[f'{arm}_lr']} is not the pilot's "
