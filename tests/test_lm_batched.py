@@ -224,3 +224,23 @@ def test_batched_engine_equals_the_reference_on_smollm2():
         model.requires_grad_(True)
         for p in params:
             p.grad = None
+
+
+# ------------------------------------------------------------------------ the exact signal
+def test_exact_signal_of_the_top_blocks_is_what_the_sampled_signal_estimates(tiny):
+    """The exact S of the top block, by the batched engine and by the plain forward pass, and
+    the U-statistic of many sampled update batches (lm.grpo.signal_gram) agree: the latter
+    within its Monte Carlo error (a z-score), and a halved S² would fail."""
+    from vgh_lib.common import stats
+
+    model, tok = tiny
+    pairs = _pairs(model, tok)
+    prefix = FrozenPrefix(model, 1)
+    fast, g_fast = lm_grpo.exact_signal(model, pairs, 4, 1, 1.0, prefix)
+    plain, g_plain = lm_grpo.exact_signal(model, pairs, 4, 1, 1.0)
+    assert _rel(g_fast, g_plain) < 1e-6 and fast.S == pytest.approx(plain.S, rel=1e-6)
+    assert all(p.requires_grad for p in model.parameters())     # flags restored
+    gram = lm_grpo.signal_gram(model, pairs, 60, len(pairs), 4, 1.0, 1, seed=3, prefix=prefix)
+    u, se = stats.u_statistic_sq_norm(gram), stats.u_statistic_se(gram)
+    assert abs(u - fast.S ** 2) / se < 4
+    assert abs(u - 0.5 * fast.S ** 2) / se > 4

@@ -250,6 +250,19 @@ def exact_values(prefix, pairs, tau: float = 1.0) -> list[float]:
     return values
 
 
+def answer_logprob(prefix, prompt: torch.Tensor, answer: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """``log π_τ(answer | prompt)`` by teacher forcing through the top blocks, a 0-d tensor with
+    its graph to their parameters (the log of :func:`exact_values`' value)."""
+    extend_states(prefix, [(prompt, answer)])
+    h = sequence_states(prefix, [torch.cat([prompt, answer[:-1]])])[0]
+    top = prefix.model.model.layers[prefix.split:prefix.split + prefix.k]
+    Lp, La = prompt.shape[0], answer.shape[0]
+    queries = torch.arange(Lp - 1, Lp - 1 + La, device=h.device)[None]
+    out, _ = run_blocks(prefix.model, top, h, _positions(1, h.shape[1], h.device), queries=queries)
+    logp = torch.log_softmax(prefix._logits(out[0]) / tau, -1)
+    return logp.gather(-1, answer[:, None].to(logp.device)).sum()
+
+
 # ---------------------------------------------------------------------------- GRPO step
 def draw_noise(pairs, group_size: int, vocab: int, generator: torch.Generator,
                device="cpu") -> list[torch.Tensor]:

@@ -165,6 +165,31 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
     return stats.gram_matrix(estimates)
 
 
+def exact_signal(model, pairs, group_size: int, train_layers: int, tau: float = 1.0, prefix=None):
+    """The exact signal of the top ``train_layers`` blocks over ``pairs``
+    (:func:`vgh_lib.common.exact_signal.exact_signal`): ``(ExactSignal, g)``, where ``g`` is the
+    expected update that :func:`signal_gram`'s batches estimate, ``(1/N) Σ_x a_G(p_x) ∇p_x``
+    (one teacher-forced backward pass a prompt, no sampling). The caller's requires-grad flags
+    are restored."""
+    from vgh_lib.common.exact_signal import exact_signal as exact
+
+    E = lm_costates._embed(model)
+
+    def logp(i):
+        p, a = pairs[i]
+        if prefix is not None:
+            return lm_batched.answer_logprob(prefix, p, a, tau)
+        logits = lm_costates._logits(model, E[torch.cat([p, a[:-1]])][None])[0, p.shape[0] - 1:]
+        return torch.log_softmax(logits / tau, -1).gather(-1, a[:, None]).sum()
+
+    flags = grad_flags(model)
+    params = train_top_layers(model, train_layers)
+    try:
+        return exact(logp, params, len(pairs), group_size)
+    finally:
+        restore_grad_flags(model, flags)
+
+
 # ------------------------------------------------------------------------------ training
 def exact_values(model, pairs, tau: float = 1.0, prefix=None, batched: bool = True) -> np.ndarray:
     """The exact value ``V^D`` (probability of the correct answer) of each (prompt, answer)
