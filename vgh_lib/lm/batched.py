@@ -267,7 +267,8 @@ def answer_logprob(prefix, prompt: torch.Tensor, answer: torch.Tensor, tau: floa
 def draw_noise(pairs, group_size: int, vocab: int, generator: torch.Generator,
                device="cpu") -> list[torch.Tensor]:
     """The Gumbel noise of each pair's answer positions, (La, G, V) per pair, drawn in the
-    order of the reference path (pair by pair, position by position; :func:`sample`)."""
+    order of the reference path (pair by pair, position by position, as
+    :func:`vgh_lib.lm.costates.draw_and_score` draws it)."""
     with record_function("noise"):
         return [torch.stack([gumbel((group_size, vocab), generator, device) for _ in range(a.shape[0])])
                 for _, a in pairs]
