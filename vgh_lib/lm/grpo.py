@@ -1,16 +1,19 @@
-"""The GRPO update and the signal ``S`` for a real pretrained language model, one prompt at a time.
+"""The GRPO update and the signal ``S`` for a real pretrained language model: the per-prompt path,
+and the entry points that hand a whole step to the batched engine (:mod:`vgh_lib.lm.batched`)
+when a :class:`vgh_lib.lm.prefix.FrozenPrefix` is given.
 
 THEORY.md §4 on a real LM, where the axis is *tasks*, not checkpoints (notebook
 ``08_real_lm_impact``, driven by :mod:`vgh_lib.experiments.real_lm_impact`). The prompts of a real LM differ in
-length, so everything here works per prompt, on (prompt ids, answer ids) pairs
+length, so the reference path here works per prompt, on (prompt ids, answer ids) pairs
 (:func:`encode`), and one forward pass of the prompt both samples its G answers and scores
-them (:func:`sampled_logprobs`, an expanded KV cache). Only
+them (:func:`sampled_logprobs`, an expanded KV cache); the batched engine pads them. Only
 the top ``train_layers`` transformer blocks and the final norm take part
 (:func:`train_top_layers`), which a CPU budget needs; the signal ``S`` is the norm of the
 expected update of those same parameters (:func:`signal_gram`, whose Gram matrix
 :func:`vgh_lib.common.impact.signal` turns into ``S``). A training step is ``accumulate_update`` with
 ``scale = −1/T`` followed by an optimizer step (:func:`train`, AdamW, with an exact probe
 value every few steps); :func:`restored` puts the trained parameters back afterwards.
+:func:`exact_signal` is ``S`` without sampling, for an exact-match reward.
 
 With one update per batch the PPO ratio is 1 at the current parameters and clipping is
 inactive, so the GRPO loss's gradient is ``−(1/T) Σ_i A_i ∇ log P(a_i | x)`` with

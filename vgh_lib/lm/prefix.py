@@ -6,7 +6,10 @@ are constants. :class:`FrozenPrefix` computes them once per prompt (and, for the
 exact value, once per (prompt, answer)) and keeps them; every later forward pass runs only the
 top ``k`` blocks on the prompt, plus the bottom blocks on the few sampled answer tokens. On
 SmolLM2-135M with ``k = 2`` that is about 2/30 of a prompt's forward pass
-(``benchmarks/bench_lm_prefix.py`` measures the ratio).
+(``benchmarks/bench_lm_prefix.py`` measures the ratio). The batched engine
+(:mod:`vgh_lib.lm.batched`) fills the same caches in padded batches, and adds a third: the
+bottom states of each (prompt, answer prefix) that a sampled group reaches, so that a bottom
+block sees an answer token once per run, not once per sample.
 
 It supports llama-style models (``model.model.layers``, ``norm``, ``rotary_emb``) with SDPA
 attention, where a missing attention mask means causal attention for a query of several tokens
