@@ -79,6 +79,11 @@ def test_the_functional_block_is_the_models_forward_pass(tiny):
         for i, s in enumerate(seqs):
             full = model(input_ids=torch.cat([s, nxt[i:i + 1]])[None]).logits[0, -1]
             np.testing.assert_allclose(model.lm_head(model.model.norm(h1[i, 0])), full, atol=1e-12)
+        # several new tokens after a past without a mask: causal among them, all of the past seen
+        s = seqs[0]
+        _, kv4 = batched.run_blocks(model, layers, E[s[:4]][None], torch.arange(4)[None])
+        h3, _ = batched.run_blocks(model, layers, E[s[4:]][None], torch.arange(4, 7)[None], kv4)
+        np.testing.assert_allclose(model.lm_head(model.model.norm(h3[0])), ref[0][4:], atol=1e-12)
         # only the wanted positions of the last block
         queries = torch.tensor([[6, 2], [3, 3]])
         hq, kq = batched.run_blocks(model, layers, H, pos, queries=queries)

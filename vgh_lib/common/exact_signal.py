@@ -75,26 +75,15 @@ class ExactSignal:
     n_prompts: int
     seconds: float
 
-    @property
-    def alignment_share(self) -> float:
-        """``alignment / S²`` (NaN where S = 0)."""
-        s2 = self.S ** 2
-        return self.alignment / s2 if s2 > 0 else float("nan")
-
-    def as_dict(self) -> dict:
-        return {"S": self.S, "self": self.self_term, "alignment": self.alignment,
-                "n_prompts": self.n_prompts, "seconds": self.seconds}
-
 
 def exact_signal(logp_fn, params, n_prompts: int, group_size: int, eps: float = ADVANTAGE_EPS,
-                 normalise: bool = True, scale: float = 1.0):
+                 normalise: bool = True):
     """The exact signal of ``n_prompts`` prompts: ``(ExactSignal, g)``, ``g`` the expected
-    update (flattened over ``params``, float64, times ``scale``).
+    update (flattened over ``params``, float64).
 
     ``logp_fn(i)`` returns prompt ``i``'s log-probability of its correct answer, ``log p_i``, as
     a 0-d tensor with its graph to ``params``. One forward and backward pass a prompt; the
-    weights ``a_G(p_i)`` (:func:`advantage_gap`) are held fixed. ``scale`` multiplies the update
-    (a token-normalisation constant of the caller's GRPO, say), and so S and both terms."""
+    weights ``a_G(p_i)`` (:func:`advantage_gap`) are held fixed."""
     import torch
 
     if n_prompts < 1:
@@ -112,9 +101,9 @@ def exact_signal(logp_fn, params, n_prompts: int, group_size: int, eps: float = 
                           for g, w in zip(grads, params)]).double()
         update = a * flat if update is None else update + a * flat
         self_sum += a * a * float(flat @ flat)
-    update = update * (scale / n_prompts)
+    update = update / n_prompts
     s2 = float(update @ update)
-    self_term = self_sum * (scale / n_prompts) ** 2
+    self_term = self_sum / n_prompts ** 2
     return ExactSignal(float(np.sqrt(s2)), self_term, s2 - self_term, n_prompts,
                        time.perf_counter() - start), update
 
