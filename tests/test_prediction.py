@@ -113,3 +113,105 @@ def test_sign_test_is_the_binomial_tail():
     agree, n, p = prediction.sign_test([1, 2, -1, 3, 0], [1, 1, -2, -1, 5])
     assert (agree, n) == (3, 4)
     assert p == pytest.approx(binom.sf(2, 4, 0.5))
+
+
+# ---------------------------------------------- rank-based, within-group tests (issue 30)
+def _recipe_design(rng, beta, n_groups=6, per=6, sd_group=1.0):
+    groups = np.repeat(np.arange(n_groups), per)
+    z = rng.uniform(0, 1, groups.size)
+    x = z + rng.normal(0, sd_group, n_groups)[groups] + rng.normal(0, 0.5, groups.size)
+    y = z + rng.normal(0, sd_group, n_groups)[groups] + beta * x + rng.normal(0, 0.5, groups.size)
+    return x, y, z, groups
+
+
+def test_within_group_permutation_keeps_groups_and_is_a_permutation():
+    groups = np.array([0, 0, 1, 1, 1, 2])
+    idx = prediction.within_group_permutation(groups, np.random.default_rng(0))
+    assert sorted(idx) == list(range(6))
+    np.testing.assert_array_equal(groups[idx], groups)
+
+
+def test_partial_rank_association_is_the_partial_correlation_of_ranks_in_one_group():
+    rng = np.random.default_rng(1)
+    x, y, z = rng.normal(size=(3, 40))
+    y = y + x + z
+    rx, ry, rz = (stats.ranks(v) for v in (x, y, z))
+    rxy, rxz, ryz = stats.pearson(rx, ry), stats.pearson(rx, rz), stats.pearson(ry, rz)
+    want = (rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
+    got = prediction.partial_rank_association(x, y, z, np.zeros(40))
+    assert got == pytest.approx(want, rel=1e-10)
+    # a group indicator that separates the units changes the answer (so it is used)
+    assert prediction.partial_rank_association(x, y, z, np.arange(40) % 2) != pytest.approx(want, rel=1e-6)
+
+
+def test_partial_rank_test_has_its_size_under_a_group_effect_and_power_under_an_effect():
+    rng = np.random.default_rng(2)
+    null = [prediction.partial_rank_test(*_recipe_design(rng, 0.0), n_perm=99, seed=i)[1] <= 0.05
+            for i in range(200)]
+    alt = [prediction.partial_rank_test(*_recipe_design(rng, 1.0), n_perm=99, seed=i)[1] <= 0.05
+           for i in range(60)]
+    # 200 draws: a binomial(200, 0.05) lies in [3, 19] with probability > 0.99
+    assert 3 <= sum(null) <= 19
+    assert np.mean(alt) > 0.8
+    # a flipped effect never rejects the one-sided test
+    x, y, z, g = _recipe_design(rng, -1.0)
+    assert prediction.partial_rank_test(x, y, z, g, 99, 0)[1] > 0.5
+
+
+def test_fisher_interval_is_bounded_and_matches_its_formula():
+    lo, hi = prediction.fisher_interval(0.5, 28, n_covariates=2)
+    q = 1.959963984540054 / np.sqrt(23)
+    assert (lo, hi) == pytest.approx((np.tanh(np.arctanh(0.5) - q), np.tanh(np.arctanh(0.5) + q)))
+    lo, hi = prediction.fisher_interval(0.99, 6)
+    assert -1 < lo < 0.99 < hi < 1
+    assert np.isnan(prediction.fisher_interval(0.3, 5, n_covariates=2)[0])
+
+
+def test_holm_steps_down_and_stops_at_the_first_acceptance():
+    assert prediction.holm([0.01, 0.04, 0.03]) == [True, False, False]
+    assert prediction.holm([0.01, 0.02, 0.04]) == [True, True, True]
+    assert prediction.holm([0.2, 0.01, float("nan")]) == [False, True, False]
+
+
+def test_split_half_reliability_matches_the_true_reliability_of_a_mean():
+    rng = np.random.default_rng(3)
+    truth = rng.normal(0, 1, 4000)
+    values = truth[:, None] + rng.normal(0, 2, (4000, 6))
+    r, rsb = prediction.split_half_reliability(values)
+    want = 1 / (1 + 4 / 6)                  # var(true) / (var(true) + var(noise)/6)
+    assert rsb == pytest.approx(want, abs=0.03)
+    assert r == pytest.approx(1 / (1 + 4 / 3), abs=0.03)
+    # within groups: a group shift shared by both halves no longer counts as reliable signal
+    groups = np.repeat(np.arange(400), 10)
+    shifted = values + 10 * rng.normal(size=400)[groups][:, None]
+    assert prediction.split_half_reliability(shifted)[1] > 0.95
+    assert prediction.split_half_reliability(shifted, groups)[1] == pytest.approx(want, abs=0.05)
+
+
+def test_repetitions_for_inverts_spearman_brown():
+    rel = prediction.spearman_brown(0.5, 3)
+    assert rel == pytest.approx(0.75)
+    assert prediction.repetitions_for(0.5, 6, 0.75) == pytest.approx(18)
+    assert prediction.repetitions_for(-0.1, 6, 0.8) == float("inf")
+    assert prediction.disattenuate(0.4, 0.64) == pytest.approx(0.5)
+
+
+def test_rank_score_oos_learns_the_direction_out_of_group():
+    groups = np.repeat(np.arange(4), 5)
+    x = np.tile(np.arange(5.0), 4)
+    assert prediction.rank_score_oos(x, x ** 3, groups) == pytest.approx(1.0)
+    assert prediction.rank_score_oos(x, -x, groups) == pytest.approx(1.0)
+    y = x.copy()
+    y[groups == 0] *= -1                    # one group against the others
+    assert prediction.rank_score_oos(x, y, groups) == pytest.approx(0.5)
+
+
+def test_jackknife_bounded_stays_inside_minus_one_one():
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(5), 4)
+    x = rng.normal(size=20)
+    y = x + 0.3 * rng.normal(size=20)
+    f = lambda m: stats.spearman(x[m], y[m])                     # noqa: E731
+    plain, bounded = prediction.jackknife(f, groups), prediction.jackknife_bounded(f, groups)
+    assert bounded.value == plain.value
+    assert -1 <= bounded.lo <= bounded.value <= bounded.hi <= 1

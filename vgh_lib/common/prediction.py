@@ -161,3 +161,163 @@ def sign_test(dx, dy) -> tuple[int, int, float]:
     n = int(ok.sum())
     agree = int(np.sum(np.sign(dx[ok]) == np.sign(dy[ok])))
     return agree, n, float(binom.sf(agree - 1, n, 0.5)) if n else float("nan")
+
+
+# -------------------------------------------- rank-based, within-group tests (issue 30)
+# Checkpoints of one recipe share a recipe effect, so a permutation across all checkpoints
+# has the wrong size; these tests permute within groups, on ranks, so that neither a recipe
+# effect nor a predictor's functional form can pass for information.
+def within_group_permutation(groups, rng) -> np.ndarray:
+    """An index array that permutes units within each group (units keep their group)."""
+    groups = np.asarray(groups)
+    idx = np.arange(groups.size)
+    out = idx.copy()
+    for g in np.unique(groups):
+        members = idx[groups == g]
+        out[members] = rng.permutation(members)
+    return out
+
+
+def _covariates(z, groups) -> np.ndarray:
+    """An intercept, the ranks of each column of ``z`` and one indicator per group but the
+    first: the reduced model of :func:`partial_rank_association`."""
+    groups = np.asarray(groups)
+    z = np.asarray(z, float).reshape(groups.size, -1)
+    cols = [np.ones(groups.size)] + [stats.ranks(c) for c in z.T]
+    cols += [(groups == g).astype(float) for g in np.unique(groups)[1:]]
+    return np.column_stack(cols)
+
+
+def _residual(A: np.ndarray, v: np.ndarray) -> np.ndarray:
+    beta, *_ = np.linalg.lstsq(A, v, rcond=None)
+    return v - A @ beta
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float:
+    den = float(np.sqrt((a @ a) * (b @ b)))
+    return float(a @ b / den) if den > 0 else 0.0
+
+
+def partial_rank_association(x, y, z, groups) -> float:
+    """The partial rank association of ``x`` with ``y`` given ``z`` within groups: the ranks
+    of ``x`` and ``y`` (over all units) are each residualised on an intercept, the ranks of
+    ``z`` (one column or several) and group indicators, and correlated. In [−1, 1]; 0 when
+    either residual is identically 0."""
+    A = _covariates(z, groups)
+    return _corr(_residual(A, stats.ranks(x)), _residual(A, stats.ranks(y)))
+
+
+def partial_rank_test(x, y, z, groups, n_perm: int, seed: int) -> tuple[float, float]:
+    """One-sided Freedman–Lane test of :func:`partial_rank_association` > 0, permuting within
+    groups: the ranks of ``y`` are split into the reduced model's fit (``z`` and groups) and
+    residuals, the residuals are permuted within groups and added back, and the statistic is
+    recomputed. Returns (statistic, p), ``p = (1 + #{perm ≥ stat}) / (1 + n_perm)``."""
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be ≥ 1, got {n_perm}")
+    A = _covariates(z, groups)
+    rx = _residual(A, stats.ranks(x))
+    ry = stats.ranks(y)
+    resid = _residual(A, ry)
+    fitted = ry - resid
+    stat = _corr(rx, resid)
+    rng = np.random.default_rng(seed)
+    count = 0
+    for _ in range(n_perm):
+        y_perm = fitted + resid[within_group_permutation(groups, rng)]
+        count += _corr(rx, _residual(A, y_perm)) >= stat - 1e-12
+    return stat, (1 + count) / (1 + n_perm)
+
+
+def fisher_interval(r: float, n: int, n_covariates: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """The Fisher-z interval of a (partial) correlation ``r`` from ``n`` units after
+    ``n_covariates`` covariates: ``tanh(atanh r ± q/√(n − n_covariates − 3))``; always inside
+    [−1, 1]. NaNs when ``n − n_covariates ≤ 3``."""
+    from scipy.stats import norm
+
+    dof = n - n_covariates - 3
+    if dof <= 0 or not np.isfinite(r):
+        return float("nan"), float("nan")
+    z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+    q = float(norm.ppf(1 - (1 - level) / 2)) / np.sqrt(dof)
+    return float(np.tanh(z - q)), float(np.tanh(z + q))
+
+
+def holm(pvalues, alpha: float = 0.05) -> list[bool]:
+    """Holm's step-down rejections of a family of p-values (NaN never rejects): sort, reject
+    while ``p_(i) ≤ alpha / (m − i)``, stop at the first that is not."""
+    p = np.asarray(pvalues, float)
+    m = p.size
+    reject = [False] * m
+    for i, j in enumerate(np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")):
+        if not p[j] <= alpha / (m - i):
+            break
+        reject[j] = True
+    return reject
+
+
+def split_half_reliability(values, groups=None) -> tuple[float, float]:
+    """The reliability of unit means over repeated measurements ``values`` (units, reps): the
+    Pearson correlation ``r`` of the means of the first and second halves of the repetitions
+    (in their order), and the Spearman–Brown reliability of the mean of all of them,
+    ``2r/(1 + r)``. With ``groups``, each half is first centred within its group (the
+    reliability of differences within groups, which a within-group test reads)."""
+    v = np.asarray(values, float)
+    if v.ndim != 2 or v.shape[1] < 2:
+        raise ValueError(f"values must be (units, repetitions) with at least 2 repetitions, got {v.shape}")
+    h = v.shape[1] // 2
+    a, b = v[:, :h].mean(1), v[:, h:2 * h].mean(1)
+    if groups is not None:
+        groups = np.asarray(groups)
+        for g in np.unique(groups):
+            m = groups == g
+            a[m] -= a[m].mean()
+            b[m] -= b[m].mean()
+    r = stats.pearson(a, b)
+    return r, 2 * r / (1 + r)
+
+
+def spearman_brown(reliability: float, factor: float) -> float:
+    """The reliability of a mean of ``factor`` times as many repetitions."""
+    return factor * reliability / (1 + (factor - 1) * reliability)
+
+
+def repetitions_for(reliability: float, n: int, target: float) -> float:
+    """How many repetitions a mean needs to reach ``target`` reliability, given ``reliability``
+    at ``n`` repetitions (Spearman–Brown solved for the factor); inf when it is ≤ 0."""
+    if not reliability > 0:
+        return float("inf")
+    return n * target * (1 - reliability) / (reliability * (1 - target))
+
+
+def disattenuate(r: float, reliability: float) -> float:
+    """A correlation with an exact predictor divided by the outcome's highest attainable
+    correlation, ``√reliability`` (NaN when the reliability is not positive)."""
+    return float(r / np.sqrt(reliability)) if reliability > 0 else float("nan")
+
+
+def rank_score_oos(x, y, groups) -> float:
+    """An out-of-group score that compares information, not functional form: for each group,
+    the within-group Spearman correlation of ``x`` and ``y``, signed by the direction the
+    other groups show (the sign of their mean within-group Spearman; + when it is 0);
+    averaged over groups. In [−1, 1]."""
+    x, y, groups = np.asarray(x, float), np.asarray(y, float), np.asarray(groups)
+    labels = np.unique(groups)
+    within = {}
+    for g in labels:
+        m = groups == g
+        rho = stats.spearman(x[m], y[m]) if np.ptp(x[m]) > 0 and np.ptp(y[m]) > 0 else 0.0
+        within[g] = rho if np.isfinite(rho) else 0.0
+    scores = [(1.0 if np.mean([within[h] for h in labels if h != g]) >= 0 else -1.0) * within[g]
+              for g in labels]
+    return float(np.mean(scores))
+
+
+def jackknife_bounded(statistic, groups, level: float = 0.95) -> Interval:
+    """:func:`jackknife` of a statistic in [−1, 1] on the Fisher-z scale, mapped back: the
+    interval cannot leave [−1, 1]. ``se`` is on the z scale."""
+    def z(mask):
+        return float(np.arctanh(np.clip(statistic(mask), -1 + 1e-9, 1 - 1e-9)))
+
+    iv = jackknife(z, groups, level)
+    return Interval(float(statistic(np.ones(np.asarray(groups).size, bool))), iv.se,
+                    float(np.tanh(iv.lo)), float(np.tanh(iv.hi)), iv.df)
