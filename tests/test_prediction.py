@@ -131,31 +131,36 @@ def test_within_group_permutation_keeps_groups_and_is_a_permutation():
     np.testing.assert_array_equal(groups[idx], groups)
 
 
-def test_partial_rank_association_is_the_partial_correlation_of_ranks_in_one_group():
+def test_partial_association_is_the_textbook_partial_correlation_in_one_group():
     rng = np.random.default_rng(1)
     x, y, z = rng.normal(size=(3, 40))
     y = y + x + z
-    rx, ry, rz = (stats.ranks(v) for v in (x, y, z))
-    rxy, rxz, ryz = stats.pearson(rx, ry), stats.pearson(rx, rz), stats.pearson(ry, rz)
+    rxy, rxz, ryz = stats.pearson(x, y), stats.pearson(x, z), stats.pearson(y, z)
     want = (rxy - rxz * ryz) / np.sqrt((1 - rxz ** 2) * (1 - ryz ** 2))
-    got = prediction.partial_rank_association(x, y, z, np.zeros(40))
+    got = prediction.partial_association(x, y, z, np.zeros(40), degree=1)
     assert got == pytest.approx(want, rel=1e-10)
-    # a group indicator that separates the units changes the answer (so it is used)
-    assert prediction.partial_rank_association(x, y, z, np.arange(40) % 2) != pytest.approx(want, rel=1e-6)
+    # the cubic and a group indicator that separates the units are used
+    assert prediction.partial_association(x, y, z, np.zeros(40)) != pytest.approx(want, rel=1e-6)
+    assert prediction.partial_association(x, y, z, np.arange(40) % 2, degree=1) != pytest.approx(want, rel=1e-6)
+    # a z² confounder fools the linear adjustment, not the cubic one
+    x2 = z ** 2 + 0.1 * rng.normal(size=40)
+    y2 = z ** 2 + 0.1 * rng.normal(size=40)
+    assert prediction.partial_association(x2, y2, z, np.zeros(40), degree=1) > 0.9
+    assert abs(prediction.partial_association(x2, y2, z, np.zeros(40))) < 0.5
 
 
-def test_partial_rank_test_has_its_size_under_a_group_effect_and_power_under_an_effect():
+def test_partial_association_test_has_its_size_under_a_group_effect_and_power_under_an_effect():
     rng = np.random.default_rng(2)
-    null = [prediction.partial_rank_test(*_recipe_design(rng, 0.0), n_perm=99, seed=i)[1] <= 0.05
+    null = [prediction.partial_association_test(*_recipe_design(rng, 0.0), n_perm=99, seed=i)[1] <= 0.05
             for i in range(200)]
-    alt = [prediction.partial_rank_test(*_recipe_design(rng, 1.0), n_perm=99, seed=i)[1] <= 0.05
+    alt = [prediction.partial_association_test(*_recipe_design(rng, 1.0), n_perm=99, seed=i)[1] <= 0.05
            for i in range(60)]
     # 200 draws: a binomial(200, 0.05) lies in [3, 19] with probability > 0.99
     assert 3 <= sum(null) <= 19
     assert np.mean(alt) > 0.8
     # a flipped effect never rejects the one-sided test
     x, y, z, g = _recipe_design(rng, -1.0)
-    assert prediction.partial_rank_test(x, y, z, g, 99, 0)[1] > 0.5
+    assert prediction.partial_association_test(x, y, z, g, 99, 0)[1] > 0.5
 
 
 def test_fisher_interval_is_bounded_and_matches_its_formula():

@@ -44,3 +44,12 @@ TASK_SUITE_CHOSEN = {"grpo_lr": 0.001, "control_lr": 0.3,
                                'capitals', 'continent', 'antonyms', 'plurals', 'past tense',
                                'number words', 'digits of words', 'month after', 'day after', 'month before',
                                'day before', 'country of capital', 'singular', 'present tense')}
+
+
+# The SHA-256 of the registered text of book/11_preregistration.md (everything above its end
+# marker), committed with it before the pilot ran; tests/test_gradient_factor.py checks it.
+GRADIENT_REGISTRATION_SHA256 = "7965f5f2d8b39959d51cc2e355f93792c5bed10cdf4c41d6eb71580a32c9bebd"
+
+# The design that the pre-registered rules of book/11_preregistration.md choose on the pilot
+# (book/data/11_pilot.json): empty until the pilot has run and its choice is committed.
+GRADIENT_CHOSEN: dict = {}
