@@ -176,6 +176,12 @@ def test_holm_steps_down_and_stops_at_the_first_acceptance():
     assert prediction.holm([0.01, 0.04, 0.03]) == [True, False, False]
     assert prediction.holm([0.01, 0.02, 0.04]) == [True, True, True]
     assert prediction.holm([0.2, 0.01, float("nan")]) == [False, True, False]
+    adj = prediction.holm_adjusted([0.01, 0.04, 0.03])
+    assert adj == pytest.approx([0.03, 0.06, 0.06])
+    rng = np.random.default_rng(5)
+    for _ in range(200):   # rejections by adjusted p-values are Holm's
+        p = rng.uniform(0, 0.08, 3)
+        assert [a <= 0.05 for a in prediction.holm_adjusted(p)] == prediction.holm(p)
 
 
 def test_split_half_reliability_matches_the_true_reliability_of_a_mean():

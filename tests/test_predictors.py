@@ -121,3 +121,26 @@ def test_table_joins_each_checkpoint_with_its_runs_and_the_scores_match_a_direct
         P.build_table(points, runs[2:])
     with pytest.raises(ValueError, match="no checkpoints"):
         P.build_table([], runs)
+
+
+def test_a_committed_record_reads_back_as_the_same_table():
+    """The run on recipe seeds nobody tuned on is committed as a raw record; read back, it is
+    the table the run itself would have built (so the chapter analyses the same numbers)."""
+    import json
+
+    rng = np.random.default_rng(1)
+    points, runs = [], []
+    for r, traj in (("a", 1), ("b", 2), ("c", 3)):
+        for step in (10, 20, 30):
+            points.append(_point(r, traj, step, rng))
+            runs += [_run(traj, step, s, rng.normal(), drop=0.2 * (s == 1)) for s in (0, 1, 2)]
+    params = P.PredictorParams(grpo_seeds=(0, 1, 2))
+    record = json.loads(json.dumps(P.make_record(points, runs, params)))
+    want, got = P.build_table(points, runs), P.table_from_record(record)
+    np.testing.assert_allclose(got.gain, want.gain, rtol=1e-12)
+    np.testing.assert_allclose(got.gain_se, want.gain_se, rtol=1e-12)
+    for p in P.PREDICTORS:
+        np.testing.assert_allclose(got.x[p], want.x[p])
+    assert got.collapsed == want.collapsed == 9
+    assert got.grpo_seconds == pytest.approx(want.grpo_seconds)
+    assert list(got.recipe) == list(want.recipe)

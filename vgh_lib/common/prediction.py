@@ -213,6 +213,12 @@ def partial_association(x, y, z, groups, degree: int = 3) -> float:
     return _corr(_residual(A, np.asarray(x, float)), _residual(A, np.asarray(y, float)))
 
 
+def partial_residuals(x, y, z, groups, degree: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The two residuals whose correlation is :func:`partial_association` (for a figure)."""
+    A = _covariates(z, groups, degree)
+    return _residual(A, np.asarray(x, float)), _residual(A, np.asarray(y, float))
+
+
 def partial_association_test(x, y, z, groups, n_perm: int, seed: int,
                              degree: int = 3) -> tuple[float, float]:
     """One-sided Freedman–Lane test of :func:`partial_association` > 0, permuting within
@@ -261,6 +267,22 @@ def holm(pvalues, alpha: float = 0.05) -> list[bool]:
             break
         reject[j] = True
     return reject
+
+
+def holm_adjusted(pvalues) -> list[float]:
+    """Holm-adjusted p-values: ``max_{j ≤ i} min(1, (m − j + 1) p_(j))`` in sorted order; a
+    hypothesis is rejected at ``alpha`` exactly when its adjusted p-value is at most ``alpha``
+    (:func:`holm`). NaN stays NaN."""
+    p = np.asarray(pvalues, float)
+    m = p.size
+    out = np.full(m, np.nan)
+    running = 0.0
+    for i, j in enumerate(np.argsort(np.where(np.isnan(p), np.inf, p), kind="stable")):
+        if np.isnan(p[j]):
+            break
+        running = max(running, min(1.0, (m - i) * p[j]))
+        out[j] = running
+    return out.tolist()
 
 
 def split_half_reliability(values, groups=None) -> tuple[float, float]:

@@ -14,6 +14,7 @@ from typing import Any
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.actor_update import ActorUpdateParams
 from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.experiments.gradient_factor import GradientParams
 from vgh_lib.experiments.predictors import PredictorParams
 from vgh_lib.experiments.probe_book import ProbeBookParams
 from vgh_lib.experiments.real_lm import RealLMParams
@@ -181,6 +182,22 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                       "paper": {"seeds": (1, 2, 3, 4, 5, 6, 7, 8), "train_limit": 256,
                                 "unseen_limit": 200, "seen_limit": 200, "grpo_steps": 60,
                                 "signal_prompts": 32, "device": "auto"}},
+        ),
+        NotebookSpec(
+            name="11_gradient_factor",
+            title="Does the gradient factor add to success rates? Exact S on the toys",
+            params=GradientParams,
+            profiles={"smoke": {"recipes": ("base", "noisy corpus", "one layer"),
+                                "recipe_seeds": (21, 22, 23), "pretrain_steps": 150,
+                                "n_checkpoints": 6, "n_eval": 40, "eval_samples": 8, "k": 4,
+                                "pass1_lo": 0.0, "pass1_hi": 1.0, "max_checkpoints": 4,
+                                "grpo_steps": 3, "grpo_prompts": 4, "grpo_seeds": (0, 1),
+                                "signal_batches": 3, "signal_prompts": 4, "adamw_batches": 3,
+                                "factor_prompts": 16, "coverage_k": 16, "n_perm": 19, "jobs": 1},
+                      "default": {},
+                      # the default design with more GRPO seeds and checkpoints per recipe
+                      "paper": {"grpo_seeds": tuple(range(12)), "max_checkpoints": 10,
+                                "device": "auto"}},
         ),
     ]
 }

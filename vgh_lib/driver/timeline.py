@@ -32,6 +32,8 @@ STUDIES = (
           "book/data/09_pilot.json"),
     Study("10", "book/10_preregistration.md", "TASK_SUITE_CHOSEN = {", "10_real_lm_task_suite",
           "book/data/10_pilot.json"),
+    Study("11", "book/11_preregistration.md", "GRADIENT_CHOSEN = {", "11_gradient_factor",
+          "book/data/11_pilot.json"),
 )
 
 

@@ -324,7 +324,8 @@ class Table:
 # ------------------------------------------------------------------------- analysis
 @dataclass
 class Test:
-    """A one-sided test: its statistic, its bounded 95 % interval and p-value."""
+    """A one-sided test: its statistic, its bounded 95 % interval and p-value (``p_holm``:
+    Holm-adjusted within its family; the raw p for the primary test)."""
 
     name: str
     stat: float
@@ -332,6 +333,7 @@ class Test:
     hi: float
     p: float
     holds: bool = False
+    p_holm: float = float("nan")
 
 
 BASELINE_DEGREE = 3   # the baseline enters the reduced model as a cubic
@@ -444,11 +446,11 @@ def analyse(table: Table, n_perm: int, seed: int, alpha: float = RULES["alpha"])
     every predictor's scores."""
     half, rel, rel_all = reliabilities(table)
     primary = beyond_baseline(table, PRIMARY, n_perm, seed)
-    primary.holds = primary.p <= alpha
+    primary.holds, primary.p_holm = primary.p <= alpha, primary.p
     secondary = [beyond_baseline(table, name, n_perm, seed + 1 + i) for i, name in enumerate(SECONDARY)]
     secondary.append(exact_against_noisy(table, n_perm, seed + 1 + len(SECONDARY)))
-    for test, ok in zip(secondary, prediction.holm([t.p for t in secondary], alpha)):
-        test.holds = ok
+    for test, adjusted in zip(secondary, prediction.holm_adjusted([t.p for t in secondary])):
+        test.p_holm, test.holds = adjusted, adjusted <= alpha
     g, y = table.recipe, table.gain
     scores = {}
     for name in PREDICTORS:
@@ -465,6 +467,124 @@ def analyse(table: Table, n_perm: int, seed: int, alpha: float = RULES["alpha"])
     return Analysis(y.size, len(np.unique(g)), half, rel, rel_all,
                     prediction.repetitions_for(rel, n, RULES["reliability_target"]),
                     primary, secondary, scores)
+
+
+# ------------------------------------------------------------------ verdicts and words
+NOT_SHOWN = "not shown (the design could not show it)"
+
+
+def verdict(test: Test, informative: bool) -> str:
+    """``holds``; else ``does not hold`` when the design had the registered power, and
+    :data:`NOT_SHOWN` when the registration declared a failure uninformative."""
+    if test.holds:
+        return "holds"
+    return "does not hold" if informative else NOT_SHOWN
+
+
+def informative(pilot: dict) -> bool:
+    """Whether the pilot's simulated power reached the registered target."""
+    return pilot["power"]["rate"] >= RULES["power_target"]
+
+
+def interval_text(test: Test) -> str:
+    return f"{test.stat:+.2f} [{test.lo:+.2f}, {test.hi:+.2f}]"
+
+
+def answer_sentence(analysis: Analysis, is_informative: bool, label: str) -> str:
+    """The chapter's one-sentence answer for one registered run."""
+    t = analysis.primary
+    core = (f"the partial correlation of log exact S with the gain, at equal reward-std within a "
+            f"recipe, was {interval_text(t)} (95 % interval; within-recipe permutation p = {t.p:.3g})")
+    if t.holds:
+        return f"Yes on the {label}: {core}, so the gradient factor added to success rates."
+    if is_informative:
+        return f"No on the {label}: {core}, although the design had the registered power."
+    return (f"Not shown on the {label}: {core}; the design had less than the registered power "
+            f"to show an effect of the pilot's size, so this is no evidence that the factor adds nothing.")
+
+
+def run_rows(analyses: dict[str, Analysis], is_informative: bool) -> list[list[str]]:
+    """One row per registered run: its checkpoints, the gains' reliability, the primary test
+    and each secondary one, each with its own verdict."""
+    rows = []
+    for name, a in analyses.items():
+        rows.append([name, str(a.n), f"{a.reliability:.2f}", interval_text(a.primary),
+                     f"{a.primary.p:.3g}", verdict(a.primary, is_informative),
+                     *(f"{t.stat:+.2f}, p_Holm {t.p_holm:.3g}: {verdict(t, True)}" for t in a.secondary)])
+    return rows
+
+
+SCORE_COLUMNS = ["predictor", "rank score out of recipe [95 % CI]", "R² out of recipe [95 % CI]",
+                 "within-recipe ρ", "disattenuated ρ", "cost / GRPO run"]
+
+
+def score_rows(analysis: Analysis, table: Table) -> list[list[str]]:
+    """The scores table, best rank score first."""
+    cost = table.cost
+    names = sorted(PREDICTORS, key=lambda p: -analysis.scores[p].rank_oos.value)
+    out = []
+    for n in names:
+        sc = analysis.scores[n]
+        out.append([n, f"{sc.rank_oos.value:+.2f} [{sc.rank_oos.lo:+.2f}, {sc.rank_oos.hi:+.2f}]",
+                    f"{sc.r2_oos.value:+.2f} [{sc.r2_oos.lo:+.2f}, {sc.r2_oos.hi:+.2f}]",
+                    f"{sc.within:+.2f}", f"{sc.disattenuated:+.2f}", f"{cost[n]:.3g}"])
+    return out
+
+
+RUN_COLUMNS = ["run", "checkpoints", "reliability", "S exact beyond reward-std [95 % CI]", "p",
+               "verdict", *(f"{n} beyond reward-std" for n in SECONDARY), "exact I − noisy I"]
+
+
+# ---------------------------------------------------------------------------- figures
+def figure_partial(table: Table, analysis: Analysis, title: str):
+    """The primary test drawn: the gain against log exact S, both after removing a cubic in
+    reward-std and the recipe means, one colour per recipe."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    rx, ry = prediction.partial_residuals(scale(PRIMARY, table.x[PRIMARY]), table.gain,
+                                          table.x[BASELINE], table.recipe, BASELINE_DEGREE)
+    fig, ax = plt.subplots(figsize=plots.figsize(6.4, 4.2))
+    recipes = list(dict.fromkeys(table.recipe))
+    for r, color in zip(recipes, plots.palette(len(recipes))):
+        m = table.recipe == r
+        ax.scatter(rx[m], ry[m], color=color, label=r, s=28)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("log exact S, given reward-std and recipe")
+    ax.set_ylabel("gain, given reward-std and recipe")
+    ax.set_title(f"{title}: partial r = {interval_text(analysis.primary)}", fontsize=9)
+    ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return fig
+
+
+def figure_scores(analysis: Analysis, title: str):
+    """Every predictor: its rank-based out-of-recipe score with its interval (left) and its
+    within-recipe Spearman correlation, raw and disattenuated, against the ceiling the gains'
+    reliability allows (right)."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    names = sorted(PREDICTORS, key=lambda p: -analysis.scores[p].rank_oos.value)
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(12, 5.2), sharey=True)
+    iv = [analysis.scores[n].rank_oos for n in names]
+    plots.intervals(axes[0], names, [i.value for i in iv], [i.lo for i in iv], [i.hi for i in iv],
+                    reference=0.0)
+    axes[0].set_xlabel("rank score out of recipe (95 % CI)")
+    y = np.arange(len(names))
+    colors = plots.palette(2)
+    axes[1].scatter([analysis.scores[n].within for n in names], y, color=colors[0], label="raw")
+    axes[1].scatter([analysis.scores[n].disattenuated for n in names], y, color=colors[1],
+                    marker="s", label="disattenuated")
+    for c in (-analysis.ceiling, analysis.ceiling):
+        axes[1].axvline(c, color="0.4", ls="--", lw=1)
+    axes[1].axvline(0, color="0.7", lw=0.8)
+    axes[1].set_xlabel("within-recipe Spearman with the gain")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"{title}; dashed: ± the ceiling √reliability = {analysis.ceiling:.2f}", fontsize=9)
+    return fig
 
 
 # ------------------------------------------------------------------ size and power
@@ -616,6 +736,33 @@ def check_design(pilot: dict, chosen: dict = GRADIENT_CHOSEN) -> None:
     REGISTRATION.check_design(chosen)
     if chosen.get("n_grpo_seeds") != pilot["seed_rule"]["n_grpo_seeds"]:
         raise ValueError("the committed number of GRPO seeds is not the one the pilot's rule chose")
+
+
+def load_simulation(path: Path = SIMULATION_FILE) -> dict:
+    """The size and power simulation committed with the registration, checked against the
+    registered text it names."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if data.get("preregistration_sha256") != REGISTRATION.text_sha256():
+        raise ValueError(f"{Path(path).name} names a registered text whose hash differs from "
+                         f"{PREREGISTRATION.name}'s")
+    return data
+
+
+def same_run(record: dict, committed: dict | None) -> str:
+    """Whether this build's run is the committed record's design and, if so, how far its
+    values are from it (a sentence for the chapter)."""
+    if committed is None:
+        return "no committed record to compare with"
+    keys = ("recipe_seeds", "grpo_seeds")
+    mine = {k: record[k] for k in keys}
+    if mine != {k: committed[k] for k in keys} or record["params"] != committed["params"]:
+        return "this run's parameters differ from the committed confirmation's, so it is not a rerun of it"
+    a = np.array([g for r in record["rows"] for g in r["gains"]])
+    b = np.array([g for r in committed["rows"] for g in r["gains"]])
+    if a.shape != b.shape:
+        return "this rerun has other checkpoints than the committed confirmation"
+    return (f"this rerun of the committed confirmation differs from it by at most {np.abs(a - b).max():.2g} "
+            f"in a gain (floating point differs between machines)")
 
 
 def load_record(stage: str) -> dict | None:

@@ -619,6 +619,68 @@ def run_pilot(params: PredictorParams, progress: bool = True) -> dict:
     })
 
 
+# ----------------------------------------------------- the run on recipe seeds nobody tuned on
+# The registration's last section: after the confirmation, recipes and seeds nobody tuned on
+# are run with the committed design and reported whatever they show. The recipe seeds below
+# had never been used; the run's raw per-checkpoint, per-seed data are committed.
+UNSEEN_RECIPE_SEEDS = (51, 52, 53, 54, 55, 56)
+UNSEEN_FILE = REPO_ROOT / "book" / "data" / "09_unseen_recipes.json"
+
+
+def make_record(points: list[PanelPoint], runs: list[GainRun], params: PredictorParams) -> dict:
+    """A run's raw data, JSON-ready: per checkpoint every predictor, its cost and each GRPO
+    seed's gain and largest probe drop (:func:`table_from_record` reads it back)."""
+    rows = []
+    for pt in points:
+        mine = {r.seed: r for r in runs if r.trajectory == pt.trajectory and r.step == pt.step}
+        rows.append({"recipe": pt.recipe, "trajectory": pt.trajectory, "step": pt.step,
+                     "values": pt.values, "seconds": pt.seconds,
+                     "gains": [mine[s].gain for s in params.grpo_seeds],
+                     "largest_drops": [mine[s].largest_drop for s in params.grpo_seeds],
+                     "grpo_seconds": [mine[s].seconds for s in params.grpo_seeds]})
+    return {"params": params.as_dict(), "recipe_seeds": list(params.recipe_seeds),
+            "grpo_seeds": list(params.grpo_seeds), "rows": rows}
+
+
+def table_from_record(record: dict, tolerance: float = PILOT["collapse_tolerance"]) -> Table:
+    """The :class:`Table` of a committed record (:func:`make_record`)."""
+    rows = record["rows"]
+    gains = [np.asarray(r["gains"], float) for r in rows]
+    return Table(np.array([r["recipe"] for r in rows]), np.array([r["step"] for r in rows]),
+                 {p: np.array([r["values"][p] for r in rows]) for p in PREDICTORS},
+                 np.array([g.mean() for g in gains]),
+                 np.array([g.std(ddof=1) / np.sqrt(g.size) if g.size > 1 else np.nan for g in gains]),
+                 {p: float(np.mean([r["seconds"][p] for r in rows])) for p in PREDICTORS},
+                 float(np.mean([s for r in rows for s in r["grpo_seconds"]])),
+                 sum(d > tolerance for r in rows for d in r["largest_drops"]))
+
+
+def record_unseen(params: PredictorParams | None = None, progress: bool = True) -> Path:
+    """Run the committed design on :data:`UNSEEN_RECIPE_SEEDS` and write its raw record to
+    :data:`UNSEEN_FILE` (through a temporary file: a failed run leaves the old one)."""
+    import json
+    import os
+
+    params = dataclasses.replace(params or PredictorParams(), recipes=CONFIRMATION,
+                                 recipe_seeds=UNSEEN_RECIPE_SEEDS)
+    check_design(load_pilot(), PREDICTOR_CHOSEN)
+    trajs, left_out = usable(params.trajectories(progress=progress))
+    seeds = [UNSEEN_RECIPE_SEEDS[CONFIRMATION.index(r)] for r in trajs]
+    points, runs = run_study(params, trajs, seeds)
+    record = {"left_out": left_out, **make_record(points, runs, params)}
+    tmp = UNSEEN_FILE.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, UNSEEN_FILE)
+    return UNSEEN_FILE
+
+
+def load_unseen(path: Path = UNSEEN_FILE) -> dict | None:
+    """The committed run on recipe seeds nobody tuned on, or None before it exists."""
+    import json
+
+    return json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else None
+
+
 def load_pilot(path: Path = PILOT_FILE) -> dict:
     """The committed pilot outputs, checked against the registered text they name."""
     return REGISTRATION.load_pilot(path)
