@@ -60,7 +60,10 @@ def mixed_length_rows(n=40):
     return [{"prompt": str(i) * (1 + i % 3) + "=", "answer": DIGITS[i % 10]} for i in range(n)]
 
 
-CFG = probe.ProbeConfig(samples=8, k=4, batches=3, prompts=12, temperature=1.0, seed=5)
+# the noisy S (its Gram matrix and success counts) is what these tests check by hand; the exact
+# S, the default, is checked in test_probe_exact.py
+CFG = probe.ProbeConfig(samples=8, k=4, batches=3, prompts=12, temperature=1.0, seed=5,
+                        signal="noisy")
 
 
 # ------------------------------------------------------------------ factors by hand
@@ -264,8 +267,8 @@ def test_cli_ranks_writes_json_and_plot_and_skips_broken(ckpts, tmp_path, capsys
     out, png = tmp_path / "probe.json", tmp_path / "probe.png"
     paths = [ckpts["perfect"], ckpts["broken"], ckpts["random0"], ckpts["random1"]]
     code = cli.main(["probe", *map(str, paths), "--task", str(task), "--samples", "8", "--k", "4",
-                     "--batches", "3", "--prompts", "12", "--seed", "5", "--quiet",
-                     "--json", str(out), "--plot", str(png)])
+                     "--batches", "3", "--prompts", "12", "--seed", "5", "--signal", "noisy",
+                     "--quiet", "--json", str(out), "--plot", str(png)])
     captured = capsys.readouterr()
     assert code == 1  # one checkpoint could not be loaded; the others ran
     assert f"skipped {ckpts['broken']}" in captured.err
@@ -289,13 +292,15 @@ def test_builtin_task_runs_and_equals_its_jsonl(ckpts, tmp_path):
     """``--task addition`` and a JSONL file of the same prompts give the same numbers."""
     from vgh_lib.tiny.tasks import Task
 
-    cfg = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=1)
+    cfg = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=1, signal="both")
     a = probe.probe([ckpts["random0"]], "addition", cfg, digits=1, progress=False).results[0]
     train, _ = Task("addition", 1).split()
     task = _jsonl(tmp_path / "add.jsonl", [{"prompt": e.prompt, "answer": e.answer} for e in train])
     b = probe.probe([ckpts["random0"]], str(task), cfg, progress=False).results[0]
+    assert a.gram.shape == (3, 3)
     np.testing.assert_array_equal(a.gram, b.gram)
     np.testing.assert_array_equal(a.successes, b.successes)
+    assert a.values["S exact"] > 0 and a.values["S exact"] == b.values["S exact"]
 
 
 def test_config_is_validated():
@@ -311,13 +316,15 @@ def test_gguf_file_and_real_lm_task(tmp_path, monkeypatch):
 
     monkeypatch.setenv("VGH_CACHE", str(tmp_path / "cache"))
     gguf = real_lm.write_tiny_llama_gguf(tmp_path / "tiny.gguf", seed=3)
-    cfg = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=2)
+    cfg = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=2, signal="both")
     a = probe.probe([gguf], "sums", cfg, progress=False)
     b = probe.probe([gguf], "sums", cfg, progress=False)
     assert not a.failed
     (r,) = a.results
-    assert all(np.isfinite(r.values[f]) for f in probe.FACTORS)
+    assert all(np.isfinite(r.values[f]) for f in probe.REPORTED)
+    assert r.gram.shape == (3, 3)
     np.testing.assert_array_equal(r.gram, b.results[0].gram)
+    assert r.values["S exact"] == b.results[0].values["S exact"] > 0
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

@@ -20,6 +20,7 @@ from vgh_lib.tools import probe
 
 CFG = probe.ProbeConfig(samples=4, k=2, batches=3, prompts=6, seed=3)
 KEYS = ("S", "H", "I", "reward_std", "pass@1", "learnability", "non-degenerate", "coverage", "NLL")
+EXACT = ("S_exact", "self", "alignment", "I_exact")
 
 
 def test_importing_vgh_lib_does_not_import_trl():
@@ -95,6 +96,13 @@ def test_two_grpo_steps_log_finite_factors(tmp_path, tiny_models):
         for key in KEYS:
             assert math.isfinite(h["value_impact/" + key]), (key, h)
         assert h["value_impact/I"] == pytest.approx(h["value_impact/S"] * h["value_impact/H"])
+        # the default probe's S is the exact one, with its parts and their cost
+        for key in EXACT:
+            assert math.isfinite(h["value_impact/" + key]) and h[f"value_impact/{key}_seconds"] > 0
+        assert h["value_impact/S"] == h["value_impact/S_exact"]
+        assert h["value_impact/S_exact"] ** 2 == pytest.approx(
+            h["value_impact/self"] + h["value_impact/alignment"], rel=1e-10)
+        assert "value_impact/S_noisy" not in h
     # the reporting callback, placed before ours by transformers, saw the values too
     seen = [lg for lg in reporter.logs if "value_impact/S" in lg]
     assert len(seen) == 2 and seen[-1]["value_impact/S"] == logged[-1]["value_impact/S"]
@@ -102,6 +110,7 @@ def test_two_grpo_steps_log_finite_factors(tmp_path, tiny_models):
     final = probe.measure(trainer.model.eval(), trainer.processing_class, cb.items, CFG, cb.pool_size)
     assert logged[-1]["value_impact/S"] == pytest.approx(final.values["S"], rel=1e-6)
     assert logged[-1]["value_impact/H"] == final.values["H"]
+    assert logged[-1]["value_impact/alignment"] == pytest.approx(final.values["alignment"], rel=1e-6)
 
 
 def test_perfect_model_logs_exact_zeros(tmp_path, tiny_models):
@@ -113,6 +122,7 @@ def test_perfect_model_logs_exact_zeros(tmp_path, tiny_models):
     assert len(logged) == 2
     for h in logged:
         assert h["value_impact/H"] == 0.0 and h["value_impact/S"] == 0.0
+        assert h["value_impact/S_exact"] == 0.0 and h["value_impact/alignment"] == 0.0
         assert h["value_impact/I"] == 0.0 and h["value_impact/reward_std"] == 0.0
         assert h["value_impact/pass@1"] == 1.0
 
@@ -127,3 +137,30 @@ def test_refuses_bad_prompt_sets():
         ValueImpactCallback(_rows() + _rows(n=1), config=CFG)
     with pytest.raises(ParameterError, match="empty answer"):
         ValueImpactCallback([{"prompt": "1>", "answer": ""}], config=CFG)
+
+
+@pytest.mark.parametrize("signal", ["exact", "both"])
+def test_callback_reports_the_exact_signal_of_its_prompts(tiny_models, signal):
+    """The callback's S_exact, self and alignment are common.exact_signal's on its held-out
+    prompts (computed here directly); under "both" it logs the noisy S as well."""
+    from vgh_lib.common.exact_signal import exact_signal
+    from vgh_lib.tiny.sampling import answer_logprob
+    from vgh_lib.tools.trl import ValueImpactCallback
+
+    torch.set_num_threads(1)
+    model, tok = tiny_models[0](4)
+    cfg = probe.ProbeConfig(**{**CFG.__dict__, "signal": signal})
+    cb = ValueImpactCallback(_rows(), config=cfg, prefix="vi/")
+    m = cb.measure(model, tok, step=0)
+    enc = [(torch.tensor([[tok.bos_token_id] + tok(it.prompt)["input_ids"]]),
+            torch.tensor([tok(it.answer)["input_ids"]])) for it in cb.items]
+    params = [p for p in model.parameters() if p.requires_grad]
+    direct, _ = exact_signal(lambda i: answer_logprob(model, *enc[i], cfg.temperature)[0], params,
+                             len(enc), cfg.samples)
+    assert direct.S > 0 and direct.alignment != 0
+    assert m["vi/S_exact"] == pytest.approx(direct.S, rel=1e-5)
+    assert m["vi/self"] == pytest.approx(direct.self_term, rel=1e-5)
+    assert m["vi/alignment"] == pytest.approx(direct.alignment, rel=1e-4)
+    assert m["vi/S"] == m["vi/S_exact"] and m["vi/I_exact"] == pytest.approx(direct.S * m["vi/H"])
+    assert all(m[f"vi/{k}_seconds"] > 0 for k in EXACT)
+    assert ("vi/S_noisy" in m) == (signal == "both") and ("vi/I_noisy" in m) == (signal == "both")

@@ -2,20 +2,36 @@
 
 For each checkpoint (a local Hugging Face causal-LM directory, or a ``.gguf`` file) and a task
 (a built-in task or a JSONL file of ``{"prompt": ..., "answer": ...}`` lines, exact-match
-reward), one sampling pass measures, with standard errors:
+reward), the probe measures, with standard errors where they are estimated:
 
 * every predictor of the panel (:mod:`vgh_lib.common.panel`): pass@1, the headroom
   ``H = E_x[pass@k − pass@1]``, learnability ``p(1 − p)``, reward-std, the non-degenerate
   group fraction, coverage pass@64 and the NLL of the answers, all exact functions of each
   prompt's teacher-forced answer probability ``p`` (one forward pass per prompt);
-* the signal ``S = ‖∇J‖``: the square root of the U-statistic of ``‖∇J‖²`` over ``batches``
-  independent GRPO-update estimates (:func:`vgh_lib.common.impact.signal`);
-* the value impact ``I = S·H``, its SE by a delete-one-batch jackknife of both factors;
+* the signal ``S``, the norm of the expected GRPO update, by ``--signal``:
+
+  - ``exact`` (the default): for the exact-match reward the expected update over the prompts
+    is ``g = (1/N) Σ_x a_G(p_x) ∇p_x`` (:mod:`vgh_lib.common.exact_signal`), so ``S = ‖g‖`` and
+    its two parts, ``S² = self + alignment`` (the alignment: the cross products
+    ``⟨∇p_x, ∇p_x'⟩`` between prompts), come from one teacher-forced backward pass a prompt,
+    with no sampling noise, over the same trainable parameters as the noisy S;
+  - ``noisy``: the square root of the U-statistic of ``‖∇J‖²`` over ``batches`` independent
+    sampled GRPO-update estimates (:func:`vgh_lib.common.impact.signal`);
+  - ``both``: the two, for comparison;
+
+* the value impact ``I = S·H``; with the noisy S its SE is a delete-one-batch jackknife of both
+  factors;
 * each predictor's cost: the seconds of the measurements it needs.
 
-The design is that of :func:`vgh_lib.tiny.grpo.signal_gram`: ``prompts`` distinct prompts, drawn
-by a seeded permutation, are cut into ``batches`` disjoint batches; every prompt gets
-``samples`` completions (the GRPO group), and the same completions give the success counts. On
+The panel's ``S`` and ``I`` are the exact ones wherever they were measured (the noisy ones
+under ``--signal noisy``); the keys of :data:`SIGNAL_KEYS` name each kind where it was
+measured: ``S exact``, ``self``, ``alignment`` and ``I exact = S exact · H``, and ``S noisy``
+and ``I noisy``. The exact ones are exact given the prompts: their spread over prompt draws is
+not estimated (no SE).
+
+The noisy S's design is that of :func:`vgh_lib.tiny.grpo.signal_gram`: ``prompts`` distinct
+prompts, drawn by a seeded permutation, are cut into ``batches`` disjoint batches; every prompt
+gets ``samples`` completions (the GRPO group), and the same completions give the success counts. On
 a task whose prompts share one length the Gram matrix is exactly ``grpo.signal_gram``'s with
 the same seed; otherwise each batch is processed in sub-batches of prompts of equal length
 (each prompt's group is one sub-batch when no two lengths agree), and its update is the mean
@@ -36,11 +52,23 @@ import numpy as np
 import torch
 
 from vgh_lib.common import panel, stats
+from vgh_lib.common.exact_signal import ExactSignal, exact_signal
 from vgh_lib.errors import ParameterError
 from vgh_lib.paths import PACKAGE_DIR
 
 BUILTIN_TASKS = ("addition", "reverse")
 FACTORS = panel.PANEL
+SIGNALS = ("exact", "noisy", "both")
+"""The values of ``--signal``: which measurement of S the probe makes."""
+EXACT_KEYS = ("S exact", "self", "alignment", "I exact")
+"""The exact signal's keys: ``S exact`` = ‖g‖, its two parts ``self`` and ``alignment``
+(``S exact² = self + alignment``) and ``I exact = S exact · H``."""
+NOISY_KEYS = ("S noisy", "I noisy")
+"""The noisy signal's keys: the U-statistic's S and ``I noisy = S noisy · H``."""
+SIGNAL_KEYS = EXACT_KEYS + NOISY_KEYS
+REPORTED = FACTORS + SIGNAL_KEYS
+"""Every key that a result's ``values``, ``ses`` and ``cost`` may hold (those of
+:data:`SIGNAL_KEYS` where measured) and its JSON lists (``null`` where not measured)."""
 
 
 @dataclass(frozen=True)
@@ -55,15 +83,28 @@ class ProbeConfig:
     """The probe's design. The defaults cost at most 5 % of one default GRPO run
     (60 steps × 16 prompts × group 8, measured by ``benchmarks/bench_probe.py``)."""
 
-    samples: int = 8          # completions per prompt: the GRPO group and the pass@k sample
+    samples: int = 8          # the GRPO group G (of a_G(p) and the noisy S) and pass@k's sample
     k: int = 4
-    batches: int = 4          # independent batches of the signal's U-statistic
+    batches: int = 4          # independent batches of the noisy S's U-statistic
     prompts: int = 24         # distinct prompts in all, split evenly over the batches
     temperature: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    signal: str = "exact"     # exact, noisy or both (SIGNALS): which measurement of S
+
+    @property
+    def exact(self) -> bool:
+        """Whether the exact S is measured."""
+        return self.signal in ("exact", "both")
+
+    @property
+    def noisy(self) -> bool:
+        """Whether the noisy S (sampled GRPO updates) is measured."""
+        return self.signal in ("noisy", "both")
 
     def __post_init__(self):
+        if self.signal not in SIGNALS:
+            raise ParameterError(f"--signal must be one of {', '.join(SIGNALS)}, got {self.signal!r}")
         if self.samples < 2:
             raise ParameterError(f"--samples must be at least 2 (a GRPO group), got {self.samples}")
         if not 1 <= self.k <= self.samples:
@@ -249,38 +290,90 @@ def batch_update(model, encoded, group_size: int, temperature: float,
     return total, successes
 
 
+def measure_exact(model, encoded, group_size: int, temperature: float) -> ExactSignal:
+    """The exact signal of the prompts ``encoded``
+    (:func:`vgh_lib.common.exact_signal.exact_signal`): ``S = ‖(1/N) Σ_x a_G(p_x) ∇p_x‖`` over
+    the model's trainable parameters (those of the noisy S, :func:`batch_update`), with its self
+    and alignment terms and its seconds. One teacher-forced forward and backward pass a prompt,
+    ``log p_x`` as :func:`answer_logprobs` computes it; no sampling."""
+    from vgh_lib.tiny.sampling import completion_logprobs
+
+    device = next(model.parameters()).device
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def logp(i):  # log p_x = Σ_s log π_τ(a_s | x, a_<s), with its graph
+        prompt, answer = encoded[i]
+        lp = completion_logprobs(model, torch.tensor([prompt], device=device),
+                                 torch.tensor([answer], device=device), temperature)   # (1, La)
+        return lp.double().sum()
+
+    signal, _ = exact_signal(logp, params, len(encoded), group_size)
+    return signal
+
+
 @dataclass
 class ProbeResult:
-    """One checkpoint's panel (``values``, ``ses``, ``cost`` in seconds), and the raw
+    """One checkpoint's panel (``values``, ``ses``, ``cost`` in seconds: every key of
+    :data:`FACTORS`, and those of :data:`SIGNAL_KEYS` that were measured), and the raw
     measurements behind it."""
 
     path: str
     logp: np.ndarray            # (prompts,) log success probability of each selected prompt
-    successes: np.ndarray       # (prompts,) sampled successes out of ``samples`` (the GRPO groups)
-    gram: np.ndarray            # (batches, batches)
+    successes: np.ndarray       # (prompts,) sampled successes out of ``samples`` (the noisy S's
+                                #   GRPO groups); empty without the noisy S
+    gram: np.ndarray            # (batches, batches); (0, 0) without the noisy S
     samples: int
     k: int
     values: dict[str, float] = field(default_factory=dict)
     ses: dict[str, float] = field(default_factory=dict)
     cost: dict[str, float] = field(default_factory=dict)
     step: int | None = None
+    exact: ExactSignal | None = None   # the exact signal, where measured
 
     @classmethod
     def from_measurements(cls, path: str, logp, successes, gram, samples: int, k: int,
                           step: int | None = None, eval_seconds: float = float("nan"),
-                          signal_seconds: float = float("nan")) -> "ProbeResult":
-        pan = panel.panel(logp, gram, samples, k, eval_seconds=eval_seconds,
-                          signal_seconds=signal_seconds)
-        return cls(path, np.asarray(logp, float), np.asarray(successes, int),
-                   np.asarray(gram, float), samples, k, pan.values, pan.ses, pan.cost, step)
+                          signal_seconds: float = float("nan"),
+                          exact: ExactSignal | None = None) -> "ProbeResult":
+        """The panel from the measurements: ``gram`` (the noisy S's batches; ``None`` or an
+        empty array where it was not measured) and ``exact`` (the exact signal, or ``None``).
+        ``S`` and ``I`` are the exact ones where ``exact`` is given, else the noisy ones."""
+        gram = np.zeros((0, 0)) if gram is None else np.asarray(gram, float)
+        if exact is None and not gram.size:
+            raise ValueError("a probe result needs the exact signal, the noisy one's Gram "
+                             "matrix, or both")
+        if gram.size:
+            pan = panel.panel(logp, gram, samples, k, eval_seconds=eval_seconds,
+                              signal_seconds=signal_seconds)
+            values, ses, cost = dict(pan.values), dict(pan.ses), dict(pan.cost)
+            for key, name in (("S noisy", "S"), ("I noisy", "I")):
+                values[key], ses[key], cost[key] = values[name], ses[name], cost[name]
+        else:  # the exact predictors alone (panel.panel's, without a Gram matrix)
+            values, ses, cost = {}, {}, {}
+            for name, term in panel.per_prompt(logp, samples, k).items():
+                values[name], ses[name] = panel.mean_se(term)
+                cost[name] = eval_seconds
+        if exact is not None:
+            # S² = self + alignment (vgh_lib.common.exact_signal); I = S·H. Exact given the
+            # prompts: no SE (the spread over prompt draws is not estimated).
+            values.update({"S exact": exact.S, "self": exact.self_term,
+                           "alignment": exact.alignment, "I exact": exact.S * values["H"]})
+            ses.update(dict.fromkeys(EXACT_KEYS, float("nan")))
+            cost.update({"S exact": exact.seconds, "self": exact.seconds,
+                         "alignment": exact.seconds, "I exact": eval_seconds + exact.seconds})
+            for key, name in (("S", "S exact"), ("I", "I exact")):
+                values[key], ses[key], cost[key] = values[name], ses[name], cost[name]
+        successes = np.zeros(0, int) if successes is None else np.asarray(successes, int)
+        return cls(path, np.asarray(logp, float), successes, gram, samples, k, values, ses,
+                   cost, step, exact)
 
     def as_dict(self) -> dict:
         def clean(v):
             return None if v is None or not np.isfinite(v) else float(v)
 
         return {"path": self.path, "step": self.step,
-                "factors": {f: {"value": clean(self.values[f]), "se": clean(self.ses[f]),
-                                "seconds": clean(self.cost[f])} for f in FACTORS},
+                "factors": {f: {"value": clean(self.values.get(f)), "se": clean(self.ses.get(f)),
+                                "seconds": clean(self.cost.get(f))} for f in REPORTED},
                 "logp": self.logp.tolist(), "successes": self.successes.tolist(),
                 "samples": self.samples, "k": self.k, "gram": self.gram.tolist()}
 
@@ -334,21 +427,33 @@ def measure(model, tokenizer, items: list[ProbeItem], cfg: ProbeConfig, pool_siz
     t0 = time.perf_counter()
     logp = answer_logprobs(model, encoded, cfg.temperature)
     eval_seconds = time.perf_counter() - t0
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.randperm(pool_size, generator=gen)
-    per = cfg.prompts // cfg.batches
-    updates, successes = [], []
-    t0 = time.perf_counter()
-    for b in range(cfg.batches):
-        g, c = batch_update(model, encoded[b * per:(b + 1) * per], cfg.samples, cfg.temperature, gen)
-        updates.append(g)
-        successes.append(c)
+    exact = None
+    if cfg.exact:  # no random numbers: the noisy S's draws below are those of --signal noisy
+        exact = measure_exact(model, encoded, cfg.samples, cfg.temperature)
         if progress is not None:
             progress.update(1)
-    signal_seconds = time.perf_counter() - t0
-    return ProbeResult.from_measurements(path, logp, np.concatenate(successes),
-                                         stats.gram_matrix(updates), cfg.samples, cfg.k, step,
-                                         eval_seconds, signal_seconds)
+    gram, successes, signal_seconds = None, None, float("nan")
+    if cfg.noisy:
+        gen = torch.Generator().manual_seed(cfg.seed)
+        torch.randperm(pool_size, generator=gen)
+        per = cfg.prompts // cfg.batches
+        updates, counts = [], []
+        t0 = time.perf_counter()
+        for b in range(cfg.batches):
+            g, c = batch_update(model, encoded[b * per:(b + 1) * per], cfg.samples, cfg.temperature, gen)
+            updates.append(g)
+            counts.append(c)
+            if progress is not None:
+                progress.update(1)
+        signal_seconds = time.perf_counter() - t0
+        gram, successes = stats.gram_matrix(updates), np.concatenate(counts)
+    return ProbeResult.from_measurements(path, logp, successes, gram, cfg.samples, cfg.k, step,
+                                         eval_seconds, signal_seconds, exact)
+
+
+def progress_units(cfg: ProbeConfig) -> int:
+    """The progress bar's units per checkpoint: one for the exact S, one per noisy batch."""
+    return int(cfg.exact) + (cfg.batches if cfg.noisy else 0)
 
 
 @dataclass
@@ -379,7 +484,8 @@ def probe(paths, task: str, cfg: ProbeConfig, digits: int = 2, progress: bool = 
     chosen = select(items, cfg, description)
     device = str(_device(cfg.device))
     results, failed = [], {}
-    bar = tqdm(total=len(paths) * cfg.batches, desc="vgh probe", unit="batch", disable=not progress)
+    units = progress_units(cfg)
+    bar = tqdm(total=len(paths) * units, desc="vgh probe", unit="step", disable=not progress)
     for p in paths:
         try:
             model, tok = load_checkpoint(p, device)
@@ -387,7 +493,7 @@ def probe(paths, task: str, cfg: ProbeConfig, digits: int = 2, progress: bool = 
             msg = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             failed[str(p)] = msg
             log(f"vgh probe: skipped {p}: could not load ({msg})")
-            bar.update(cfg.batches)
+            bar.update(units)
             continue
         results.append(measure(model, tok, chosen, cfg, len(items), str(p),
                                _step_of(p) if p.is_dir() else None, bar))
@@ -452,22 +558,38 @@ def _fmt(v: float, se: float) -> str:
     return f"{v:.4g} ± {se:.2g}" if np.isfinite(se) else f"{v:.4g} ± –"
 
 
+def columns(cfg: ProbeConfig) -> tuple[str, ...]:
+    """The table's columns: the panel, then the exact S's two parts (``S² = self +
+    alignment``), then, under ``--signal both``, the noisy S and I (``S`` and ``I`` are the
+    exact ones there)."""
+    return (FACTORS + (("self", "alignment") if cfg.exact else ())
+            + (NOISY_KEYS if cfg.signal == "both" else ()))
+
+
 def table(run: ProbeRun) -> str:
-    """The ranking as a plain-text table (value ± SE), and each predictor's mean cost in
-    seconds per checkpoint (the measurements it needs)."""
-    rows = [["rank", "checkpoint", *FACTORS]]
-    for i, r in enumerate(run.ranked(), start=1):
-        rows.append([str(i), r.path, *(_fmt(r.values[f], r.ses[f]) for f in FACTORS)])
-    costs = {f: np.mean([r.cost[f] for r in run.results]) for f in FACTORS} if run.results else {}
-    rows.append(["", "cost (s)", *(f"{costs[f]:.3g}" if run.results else "" for f in FACTORS)])
-    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    """The ranking as a plain-text table (value ± SE; ``± –`` where there is none, as for the
+    exact S, which is exact given the prompts), and each predictor's mean cost in seconds per
+    checkpoint (the measurements it needs)."""
     c = run.config
-    head = (f"task: {run.task}; {c.prompts} prompts × {c.samples} samples, S over {c.batches} "
-            f"batches, temperature {c.temperature}, seed {c.seed}; H with k = {c.k}, "
-            f"non-degenerate with G = {c.samples}, coverage = pass@64 (exact from each prompt's "
-            f"answer probability); ranked by I = S·H (± SE)")
+    cols = columns(c)
+    rows = [["rank", "checkpoint", *cols]]
+    for i, r in enumerate(run.ranked(), start=1):
+        rows.append([str(i), r.path, *(_fmt(r.values[f], r.ses[f]) for f in cols)])
+    costs = {f: np.mean([r.cost[f] for r in run.results]) for f in cols} if run.results else {}
+    rows.append(["", "cost (s)", *(f"{costs[f]:.3g}" if run.results else "" for f in cols)])
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if c.exact:
+        signal = (f"S exact: ‖expected GRPO update‖ with group {c.samples}, one backward pass a "
+                  f"prompt, S² = self + alignment")
+        if c.noisy:
+            signal += f"; S noisy over {c.batches} batches of {c.samples} samples"
+    else:
+        signal = f"{c.samples} samples a prompt, S over {c.batches} batches"
+    head = (f"task: {run.task}; {c.prompts} prompts, {signal}, temperature {c.temperature}, "
+            f"seed {c.seed}; H with k = {c.k}, non-degenerate with G = {c.samples}, coverage = "
+            f"pass@64 (exact from each prompt's answer probability); ranked by I = S·H (± SE)")
     return head + "\n" + "\n".join(lines)
 
 
@@ -491,8 +613,10 @@ def plot(run: ProbeRun, out: Path | str) -> Path:
     for ax in axes[-1]:
         ax.set_xlabel("checkpoint (step)" if all(r.step is not None for r in res) else "checkpoint")
     c, pv = run.config, provenance()
-    fig.suptitle(f"vgh probe · {run.task} · {c.prompts} prompts × {c.samples} samples, "
-                 f"{c.batches} batches, k={c.k}, τ={c.temperature}, seed {c.seed}\n"
+    design = (f"{c.prompts} prompts, exact S (group {c.samples})" if c.signal == "exact" else
+              f"{c.prompts} prompts × {c.samples} samples, {c.batches} batches"
+              + (", S exact" if c.exact else ", S noisy"))
+    fig.suptitle(f"vgh probe · {run.task} · {design}, k={c.k}, τ={c.temperature}, seed {c.seed}\n"
                  f"vgh-companion {pv['vgh_companion']} (git {pv['git']}), torch {pv['torch']}, "
                  f"{pv['date']}", fontsize=9)
     fig.tight_layout()
@@ -514,11 +638,17 @@ def add_arguments(parser) -> None:
                              "successor, differences, two_digit_sums) or a JSONL file of "
                              '{"prompt": ..., "answer": ...} lines (exact-match reward)')
     parser.add_argument("--digits", type=int, default=2, help="operand digits of addition/reverse")
+    parser.add_argument("--signal", default=d.signal, metavar="|".join(SIGNALS),
+                        help="which S: exact (the norm of the expected GRPO update of the "
+                             "exact-match reward, one backward pass a prompt, with its self and "
+                             "alignment terms), noisy (a U-statistic over sampled GRPO updates, "
+                             f"as before) or both (default {d.signal})")
     parser.add_argument("--samples", type=int, default=d.samples,
-                        help=f"completions per prompt: the GRPO group and pass@k sample (default {d.samples})")
+                        help=f"the GRPO group size (and the noisy S's completions per prompt) "
+                             f"and pass@k's sample (default {d.samples})")
     parser.add_argument("--k", type=int, default=d.k, help=f"k of pass@k (default {d.k})")
     parser.add_argument("--batches", type=int, default=d.batches,
-                        help=f"independent batches of the signal's U-statistic (default {d.batches})")
+                        help=f"independent batches of the noisy S's U-statistic (default {d.batches})")
     parser.add_argument("--prompts", type=int, default=d.prompts,
                         help=f"distinct prompts in all, split over the batches (default {d.prompts})")
     parser.add_argument("--temperature", type=float, default=d.temperature)
@@ -539,7 +669,8 @@ def run_cli(args) -> int:
 
     hf_logging.set_verbosity_error()  # the table, not transformers' advice, on the terminal
     cfg = ProbeConfig(samples=args.samples, k=args.k, batches=args.batches, prompts=args.prompts,
-                      temperature=args.temperature, seed=args.seed, device=args.device)
+                      temperature=args.temperature, seed=args.seed, device=args.device,
+                      signal=args.signal)
     for out in (args.json, args.plot):
         if out is not None and not out.resolve().parent.is_dir():
             raise ParameterError(f"{out}: its folder does not exist")

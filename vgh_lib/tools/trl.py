@@ -5,7 +5,15 @@ steps (and before the first one) it measures, on a fixed held-out prompt set and
 current policy, what ``vgh probe`` measures (:func:`vgh_lib.tools.probe.measure`): every
 predictor of the panel (:mod:`vgh_lib.common.panel`: ``I = S·H``, the signal ``S``, the headroom
 ``H``, learnability, reward-std, the non-degenerate group fraction, coverage, pass@1 and the
-answers' NLL), each with its standard error (``…_se``) and cost in seconds (``…_seconds``). The values go through the trainer's own logging: the
+answers' NLL), each with its standard error (``…_se``) and cost in seconds (``…_seconds``).
+With the default ``ProbeConfig(signal="exact")``, ``S`` is the exact signal of the exact-match
+reward, one teacher-forced backward pass a held-out prompt and no sampling
+(:func:`vgh_lib.common.exact_signal.exact_signal`, through
+:func:`vgh_lib.tools.probe.measure_exact`), also logged as ``S_exact`` and ``I_exact`` with its
+two parts ``self`` and ``alignment`` (``S_exact² = self + alignment``; the alignment is the part
+carried by the cross products of different prompts' gradients). ``signal="noisy"`` or
+``"both"`` adds the sampled U-statistic's ``S_noisy`` and ``I_noisy`` (``S`` and ``I`` under
+``"noisy"``). The values go through the trainer's own logging: the
 callback asks for a log on that step and adds them to the ``logs`` of ``on_log`` (and to
 ``state.log_history``), so they reach every ``report_to`` integration (TensorBoard, W&B, …)
 under ``value_impact/…``::
@@ -26,9 +34,9 @@ The measurement runs in eval mode (restored afterwards), takes gradients with
 ``torch.autograd.grad`` (the parameters' ``.grad`` are untouched) and uses its own seeded
 generator (the training run's random state is untouched). It needs the whole model on the
 process (single-process training; under FSDP or DeepSpeed ZeRO-3 a forward pass on one rank
-would wait for the others), and it keeps ``config.batches`` flattened update vectors of the
-model's size in float64 while it measures. This module imports ``transformers`` only; it never
-imports ``trl``.
+would wait for the others), and it keeps two flattened vectors of the trainable parameters'
+size in float64 while it measures the exact S (``config.batches`` of them for the noisy S).
+This module imports ``transformers`` only; it never imports ``trl``.
 """
 
 from __future__ import annotations
@@ -61,7 +69,8 @@ def _items(prompts) -> list[probe.ProbeItem]:
 
 
 class ValueImpactCallback(TrainerCallback):
-    """Log ``S``, ``H``, ``I = S·H``, reward-std, pass@1 and pass@k (± SE) every ``every`` steps.
+    """Log the panel (``S``, ``H``, ``I = S·H``, reward-std, pass@1, …, ± SE) and the exact
+    signal's ``S_exact``, ``self``, ``alignment`` and ``I_exact`` every ``every`` steps.
 
     ``prompts``: held-out ``{"prompt", "answer"}`` dicts (or objects with those attributes),
     exact-match reward on the answer's tokens, at least ``config.prompts`` of them (the first
@@ -97,7 +106,7 @@ class ValueImpactCallback(TrainerCallback):
         finally:
             model.train(was_training)
         metrics = {}
-        for name in probe.FACTORS:
+        for name in (f for f in probe.REPORTED if f in r.values):  # the signal keys measured
             key = name.replace(" ", "_")
             metrics[self.prefix + key] = float(r.values[name])
             if math.isfinite(r.ses[name]):
