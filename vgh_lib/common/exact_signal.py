@@ -90,22 +90,28 @@ def exact_signal(logp_fn, params, n_prompts: int, group_size: int, eps: float = 
         raise ValueError(f"n_prompts must be ≥ 1, got {n_prompts}")
     params = list(params)
     start = time.perf_counter()
-    update = None
+    # one float64 accumulator per parameter, updated in place: for a real LM a flattened copy
+    # of every prompt's gradient would allocate gigabytes per prompt
+    update = [torch.zeros(w.shape, dtype=torch.float64, device=w.device) for w in params]
     self_sum = 0.0
     for i in range(n_prompts):
         logp = logp_fn(i)
         p = float(logp.detach().exp())
         a = float(advantage_gap(p, group_size, eps, normalise))
         grads = torch.autograd.grad(logp.exp(), params, allow_unused=True)
-        flat = torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1)
-                          for g, w in zip(grads, params)]).double()
-        update = a * flat if update is None else update + a * flat
-        self_sum += a * a * float(flat @ flat)
-    update = update / n_prompts
-    s2 = float(update @ update)
+        sq = 0.0
+        for acc, g in zip(update, grads):
+            if g is None:
+                continue
+            g = g.double()
+            acc.add_(g, alpha=a)
+            sq += float(g.pow(2).sum())
+        self_sum += a * a * sq
+    flat = torch.cat([u.reshape(-1) for u in update]) / n_prompts
+    s2 = float(flat @ flat)
     self_term = self_sum / n_prompts ** 2
     return ExactSignal(float(np.sqrt(s2)), self_term, s2 - self_term, n_prompts,
-                       time.perf_counter() - start), update
+                       time.perf_counter() - start), flat
 
 
 def adamw_signal(mean_update, sampled_updates) -> float:
