@@ -5,7 +5,9 @@ on 127.0.0.1, never from ``file://``. Every page is opened and checked: no JavaS
 errors, no failed requests, math rendered by the locally served MathJax, every image loaded,
 no unresolved glue keys, every internal link resolving, and proof/theorem boxes rendered. A
 full-page screenshot of each page (and of the report at a 1,400-pixel and a phone-sized window)
-is saved under the test's temporary folder.
+is saved under the test's temporary folder. The sidebar toggles are driven as a reader would: at
+390 pixels ☰ is tapped and a chapter in the list it opens is followed, and the page-contents
+button opens the page's contents; at 1,400 pixels ☰ does what its tooltip says (issue 32).
 
 Skipped, with the reason, where chromium or Playwright is not installed (`.ci/run` installs
 chromium with apt-get; ``pip install -e ".[test]"`` brings Playwright).
@@ -231,3 +233,134 @@ def _overflows_on_a_phone(browser, base: str, pages: list[str]) -> list[str]:
         page.close()
     ctx.close()
     return errors
+
+
+# --- navigation (issue 32) ------------------------------------------------------------------
+# pydata-sphinx-theme 0.17 adds a second, hidden .primary-toggle in its header, and both themes
+# bind only that one (pydata-sphinx-theme issue 2451): on a phone ☰ showed its tooltip and no
+# chapter list, the page-contents button did nothing, and on the desktop ☰ did not hide the
+# sidebar. vgh_lib.driver.sphinx_nav forwards the visible buttons' clicks to the bound ones.
+
+NAV_PAGE = "book/intro.html"
+CHAPTER_LINKS = "nav.bd-docs-nav a.reference.internal[href]"
+PAGE_TOC_LINKS = "nav.page-toc a[href], #pst-secondary-sidebar-modal a.nav-link[href]"
+
+# a link a reader can use: inside the window, and a tap on its centre reaches the link itself
+REACHABLE = """a => {
+  const r = a.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0 || r.right <= 0 || r.left >= innerWidth
+      || r.bottom <= 0 || r.top >= innerHeight) return false;
+  const x = Math.min(r.left + r.width / 2, innerWidth - 1), y = Math.min(r.top + r.height / 2, innerHeight - 1);
+  const hit = document.elementFromPoint(Math.max(x, 0), Math.max(y, 0));
+  return !!hit && (hit === a || a.contains(hit));
+}"""
+
+SIDEBAR_SHOWN = """() => {
+  const s = document.querySelector('#pst-primary-sidebar');
+  const r = s.getBoundingClientRect(), st = getComputedStyle(s);
+  return r.width > 0 && r.right > 0 && r.left < innerWidth && st.visibility !== 'hidden'
+         && st.display !== 'none' && Number(st.opacity) > 0.5;
+}"""
+
+
+def _nav_page(browser, base: str, viewport: dict, problems: list[str], **context_args):
+    ctx = browser.new_context(viewport=viewport, **context_args)
+    page = ctx.new_page()
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(urljoin(base, NAV_PAGE), wait_until="load")
+    return ctx, page
+
+
+def _visible_toggle(page, kind: str):
+    """The one ``button.<kind>`` a reader sees at this width (the themes hide the others)."""
+    buttons = page.locator(f"button.{kind}:visible")
+    assert buttons.count() == 1, f"{buttons.count()} visible .{kind} buttons (expected one)"
+    return buttons.first
+
+
+def _label(button) -> str:
+    """What the button says it does: its tooltip (title) or its aria-label."""
+    return next(filter(None, (button.get_attribute(a) for a in
+                              ("title", "data-bs-original-title", "aria-label"))), "").strip()
+
+
+def _reachable(page, selector: str) -> list[int]:
+    """Indices of the ``selector`` matches that a tap would reach."""
+    return page.eval_on_selector_all(
+        selector, f"as => as.map((a, i) => [a, i]).filter(([a]) => ({REACHABLE})(a))"
+                  ".map(([a, i]) => i)")
+
+
+def _wait_reachable(page, selector: str, what: str) -> list[int]:
+    try:
+        page.wait_for_function(
+            f"() => Array.from(document.querySelectorAll({selector!r})).some({REACHABLE})",
+            timeout=5000)
+    except Exception:
+        raise AssertionError(what) from None
+    return _reachable(page, selector)
+
+
+def test_phone_menu_opens_the_chapter_list(browser, served_book):
+    """At 390 pixels, tapping ☰ shows the chapter list and tapping a chapter in it opens that
+    chapter; the page-contents button shows the page's sections and a tap on one goes there."""
+    base, _ = served_book
+    problems: list[str] = []
+    ctx, page = _nav_page(browser, base, {"width": 390, "height": 844}, problems,
+                          has_touch=True, is_mobile=True)
+    here = urldefrag(page.url)[0]
+    assert not _reachable(page, CHAPTER_LINKS), "the chapter list is open before ☰ is tapped"
+    _visible_toggle(page, "primary-toggle").tap()
+    shown = _wait_reachable(page, CHAPTER_LINKS, "tapping ☰ at 390 px did not show the chapter "
+                            "list (pydata-sphinx-theme issue 2451)")
+    links = page.locator(CHAPTER_LINKS)
+    others = [i for i in shown if urldefrag(links.nth(i).evaluate("a => a.href"))[0] != here]
+    assert others, "the chapter list shows no link to another page"
+    link = links.nth(others[0])
+    target = urldefrag(link.evaluate("a => a.href"))[0]
+    link.tap()
+    page.wait_for_url(target, timeout=10000)
+    assert page.locator("main h1:visible").count(), f"{target} opened without a heading"
+
+    # the page-contents button ("Contents"): this chapter's sections, and a tap follows one
+    page.goto(urljoin(base, NAV_PAGE), wait_until="load")
+    _visible_toggle(page, "secondary-toggle").tap()
+    shown = _wait_reachable(page, PAGE_TOC_LINKS, "tapping the page-contents button at 390 px "
+                            "did not show the page's contents")
+    link = page.locator(PAGE_TOC_LINKS).nth(shown[0])
+    fragment = urldefrag(link.evaluate("a => a.href"))[1]
+    assert fragment, "the page's contents link to no section"
+    link.tap()
+    page.wait_for_function(f"() => location.hash === {'#' + fragment!r}", timeout=10000)
+    ctx.close()
+    assert not problems, "\n".join(problems)
+
+
+def test_desktop_menu_does_what_its_tooltip_says(browser, served_book):
+    """At 1,400 pixels ☰ ("Toggle primary sidebar") hides the shown sidebar, in place (no
+    dialog), and a second click shows it again."""
+    base, _ = served_book
+    problems: list[str] = []
+    ctx, page = _nav_page(browser, base, {"width": 1400, "height": 900}, problems)
+    toggle = _visible_toggle(page, "primary-toggle")
+    label = _label(toggle).lower()
+    assert "toggle" in label and ("sidebar" in label or "navigation" in label), (
+        f"☰ is labelled {label!r}: this test expects a sidebar toggle")
+    assert page.evaluate(SIDEBAR_SHOWN), "the sidebar is hidden before ☰ is clicked"
+    assert _reachable(page, CHAPTER_LINKS), "no chapter link in the shown sidebar can be clicked"
+    for step, shown in (("first", False), ("second", True)):
+        toggle.click()
+        try:
+            page.wait_for_function(SIDEBAR_SHOWN if shown else f"() => !({SIDEBAR_SHOWN})()",
+                                   timeout=5000)
+        except Exception:
+            raise AssertionError(f"the {step} click on ☰ ({label!r}) did not "
+                                 f"{'show' if shown else 'hide'} the sidebar") from None
+        page.wait_for_timeout(400)  # the theme animates the sidebar in or out
+        assert bool(_reachable(page, CHAPTER_LINKS)) == shown, (
+            f"after the {step} click the chapter links are "
+            f"{'not ' if shown else ''}clickable")
+        assert not page.evaluate("() => Array.from(document.querySelectorAll('dialog'))"
+                                 ".some(d => d.open)"), f"the {step} click opened a dialog"
+    ctx.close()
+    assert not problems, "\n".join(problems)
