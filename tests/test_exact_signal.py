@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_gpt2_and_tokenizer
 
 from vgh_lib.common import stats
-from vgh_lib.common.exact_signal import adamw_signal, advantage_gap, exact_signal
+from vgh_lib.common.exact_signal import adamw_signal, advantage_gap, exact_signal, expected_update
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.sampling import answer_logprob, completion_logprobs
 
@@ -139,3 +139,14 @@ def test_adamw_signal_is_the_l1_norm_without_noise_and_shrinks_with_it():
     assert adamw_signal(g, noisy) == pytest.approx(np.abs(g).sum() / np.sqrt(2))
     with pytest.raises(ValueError, match="coordinates"):
         adamw_signal(g, np.ones((3, 2)))
+
+
+def test_one_batched_backward_pass_gives_the_same_expected_update(tiny):
+    """expected_update (one pass over all prompts) against exact_signal (one pass a prompt);
+    a dropped 1/N or a weight on log p instead of p would fail it."""
+    model, _, prompts, answers = tiny
+    params = [p for p in model.parameters() if p.requires_grad]
+    sig, g = _signal(model, prompts, answers, 4)
+    S, flat = expected_update(answer_logprob(model, prompts, answers, 1.0), params, 4)
+    assert float((flat - g).norm() / g.norm()) < 1e-6
+    assert S == pytest.approx(sig.S, rel=1e-6)

@@ -114,6 +114,24 @@ def exact_signal(logp_fn, params, n_prompts: int, group_size: int, eps: float = 
                        time.perf_counter() - start), flat
 
 
+def expected_update(logp, params, group_size: int, eps: float = ADVANTAGE_EPS,
+                    normalise: bool = True):
+    """The expected update ``g = (1/N) Σ_x a_G(p_x) ∇p_x`` from ``logp``, the (N,) tensor of the
+    prompts' log success probabilities with their graph, by **one** backward pass of
+    ``(1/N) Σ_x a_x p_x`` with the weights held fixed: ``(‖g‖, g)``, ``g`` flattened (float64).
+    :func:`exact_signal` gives the same ``g`` with its self and alignment terms, at one backward
+    pass a prompt."""
+    import torch
+
+    params = list(params)
+    p = logp.detach().exp().double().cpu().numpy()
+    a = torch.as_tensor(advantage_gap(p, group_size, eps, normalise), dtype=logp.dtype, device=logp.device)
+    grads = torch.autograd.grad((a * logp.exp()).sum() / logp.numel(), params, allow_unused=True)
+    flat = torch.cat([(g if g is not None else torch.zeros_like(w)).reshape(-1).double()
+                      for g, w in zip(grads, params)])
+    return float(flat.norm()), flat
+
+
 def adamw_signal(mean_update, sampled_updates) -> float:
     """``Σ_j (E g_j)² / sqrt(E g_j²)``: the size of the expected first AdamW step along the
     expected update (early AdamW steps are close to ``lr · sign(g)`` coordinate by coordinate,

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from vgh_lib.common import panel, prediction
-from vgh_lib.common.exact_signal import adamw_signal, exact_signal
+from vgh_lib.common.exact_signal import adamw_signal, exact_signal, expected_update
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import predictors as design09
@@ -207,6 +207,11 @@ def run_point(job: PointJob) -> Point:
                             job.group_size, job.temperature, job.seed)
     t_signal = time.perf_counter() - t0
     sig, g = gradient_terms(model, tok, factor, job.group_size, job.temperature)
+    t0 = time.perf_counter()   # S alone needs one batched backward pass, not one a prompt
+    prompts, answers = encode_prompts(tok, factor, next(model.parameters()).device)
+    expected_update(answer_logprob(model, prompts, answers, job.temperature),
+                    [p for p in model.parameters() if p.requires_grad], job.group_size)
+    t_one_pass = time.perf_counter() - t0
     t0 = time.perf_counter()
     samples = sampled_updates(model, tok, train, job.adamw_batches, job.adamw_prompts,
                               job.group_size, job.temperature, job.seed + 1)
@@ -218,9 +223,9 @@ def run_point(job: PointJob) -> Point:
     values["log step"], seconds["log step"] = float(np.log(job.step)), 0.0
     values.update({"S exact": sig.S, "self term": sig.self_term, "alignment": sig.alignment,
                    "AdamW signal": adamw, "I exact": sig.S * values["H"]})
-    for name in ("S exact", "self term", "alignment"):
+    for name in ("self term", "alignment"):
         seconds[name] = t_eval + sig.seconds
-    seconds["I exact"] = t_eval + sig.seconds
+    seconds["S exact"] = seconds["I exact"] = t_eval + t_one_pass
     seconds["AdamW signal"] = t_eval + t_adamw
     return Point(job.recipe, job.pretrain.seed, job.step, values, seconds)
 
