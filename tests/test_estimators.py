@@ -1,4 +1,4 @@
-"""Estimators of THEORY.md §2 against naive loops, closed forms and finite differences."""
+"""Estimators of book/theory.md §2 against naive loops, closed forms and finite differences."""
 
 import math
 

@@ -1,5 +1,5 @@
 """The exact signal ``S``: the norm of the expected GRPO update, without sampling, for a binary
-exact-match reward (THEORY.md §4, "What the two panel studies could not tell").
+exact-match reward (book/theory.md §4, "The exact expected GRPO update for a binary reward").
 
 For one prompt x with success probability ``p`` (the probability of its correct answer), a GRPO
 group of G samples and group-normalised advantages ``A_i``, the expected update is

@@ -1,5 +1,5 @@
 """Value impact: predicting where along a pretraining trajectory RL pays off
-(THEORY.md §4, the paper's Section 5, reconstructed).
+(book/theory.md §4, the paper's Section 5, reconstructed).
 
 For a checkpoint and a prompt distribution:
 

@@ -1,5 +1,5 @@
 """The predictor panel: every cheap pre-RL measurement that people use to decide where RL will
-pay off, from one evaluation (issue 19; THEORY.md §4 for ``S``, ``H`` and ``I``).
+pay off, from one evaluation (issue 19; book/theory.md §4 for ``S``, ``H`` and ``I``).
 
 One implementation serves the toy study (``09_what_predicts_rl_gain``), ``vgh probe`` and the
 TRL callback. With an exact-match reward, a prompt's success probability ``p`` under sampling

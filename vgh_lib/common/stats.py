@@ -221,7 +221,7 @@ def permutation_pvalue(xs, ys, n_perm: int = 10_000, seed: int = 0) -> tuple[flo
     return t, float((1 + np.sum(t_null >= t - 1e-12)) / (1 + n_perm))
 
 
-# ------------------------------------------------- noise-corrected statistics (THEORY.md §4b)
+# ------------------------------------------------- noise-corrected statistics (book/theory.md §4b)
 def _fold_matrix(folds) -> np.ndarray:
     x = _np(folds)
     return x.reshape(x.shape[0], -1)
@@ -288,7 +288,7 @@ def crossfit_sq_distance(folds_a, folds_b) -> float:
 
 def crossfit_relative_error(folds_a, folds_b) -> tuple[float, float]:
     """Noise-corrected relative error ``r = ‖μ_A − μ_B‖ / ‖μ_A‖`` of two expectations from
-    K ≥ 2 independent folds of each (THEORY.md §3: Theorem 2 bounds the numerator).
+    K ≥ 2 independent folds of each (book/theory.md §3: Theorem 2 bounds the numerator).
 
     ``r² = (U_aa + U_bb − 2 U_ab) / U_aa``: numerator and denominator are unbiased
     (:func:`crossfit_sq_distance`); a negative numerator (the processes agree within noise) gives

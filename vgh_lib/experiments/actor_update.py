@@ -1,4 +1,4 @@
-"""The actor-update experiment (THEORY.md §2, the Proposition, reconstructed).
+"""The actor-update experiment (book/theory.md §2, the Proposition, reconstructed).
 
 On an LQR system with a linear Gaussian shift policy, where ``∇J`` is exact, and on a
 nonlinear system with a small MLP policy, where the reference is a finite difference.
@@ -42,7 +42,7 @@ from vgh_lib.rollout import estimators as es
 
 @dataclass(frozen=True)
 class ActorUpdateParams(RolloutParams):
-    """Parameters of ``02_actor_update_estimators`` (THEORY.md §2)."""
+    """Parameters of ``02_actor_update_estimators`` (book/theory.md §2)."""
 
     n_rollouts: int = spec(100_000, lo=1_024, hi=2_000_000, help="largest number of rollouts N")
     group_size: int = spec(16, lo=2, hi=256, help="GRPO group size G")

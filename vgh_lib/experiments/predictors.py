@@ -1,7 +1,7 @@
 """Notebook ``09_what_predicts_rl_gain``: which pre-RL measurement predicts which checkpoint
 gains most from RL, across pretraining recipes, and does the paper's value impact ``I`` add
 anything to training stage? (issue 19; the paper's Section 5 criterion, reconstructed in
-THEORY.md §4; the design is pre-registered in ``book/09_preregistration.md``).
+book/theory.md §4; the design is pre-registered in ``book/09_preregistration.md``).
 
 Design points are checkpoints of several pretraining *recipes* (model size, corpus noise,
 learning rate, task). At each checkpoint the whole panel of :mod:`vgh_lib.common.panel` is

@@ -1,5 +1,5 @@
 """Notebook ``06_real_lm``: Theorem 2 in a real pretrained language model, SmolLM2-135M-Instruct
-(THEORY.md §3 and §4b): its parameters, the pre-registered thresholds of its claims, and the
+(book/theory.md §3 and §4b): its parameters, the pre-registered thresholds of its claims, and the
 values its claims and glued numbers are computed from.
 
 The measurements are :mod:`vgh_lib.lm.costates`; the notebook reaches them (and
@@ -31,7 +31,7 @@ from vgh_lib.lm.tasks import LM_TASKS
 
 @dataclass(frozen=True)
 class RealLMParams(NotebookParams):
-    """Parameters of ``06_real_lm`` (THEORY.md §3 and §4b on SmolLM2-135M)."""
+    """Parameters of ``06_real_lm`` (book/theory.md §3 and §4b on SmolLM2-135M)."""
 
     seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds every rollout")
     profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")

@@ -1,4 +1,4 @@
-"""Value impact across *tasks* in a real pretrained language model (THEORY.md §4 on SmolLM2-135M;
+"""Value impact across *tasks* in a real pretrained language model (book/theory.md §4 on SmolLM2-135M;
 notebook ``08_real_lm_impact``).
 
 A real LM has no pretraining trajectory, so the design points are the tasks of
@@ -43,7 +43,7 @@ from vgh_lib.lm.tasks import LM_TASKS
 
 @dataclass(frozen=True)
 class RealLMImpactParams(NotebookParams):
-    """Parameters of ``08_real_lm_impact`` (THEORY.md §4 across tasks in SmolLM2-135M; the
+    """Parameters of ``08_real_lm_impact`` (book/theory.md §4 across tasks in SmolLM2-135M; the
     design is pre-registered in book/08_preregistration.md)."""
 
     seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches and the bootstrap")

@@ -1,4 +1,4 @@
-"""The Theorem 1 experiment (THEORY.md §1, reconstructed): BPTT costates are value
+"""The Theorem 1 experiment (book/theory.md §1, reconstructed): BPTT costates are value
 gradients in expectation.
 
 Each sub-experiment is a function with a typed result; :func:`run` composes them in a
@@ -47,7 +47,7 @@ class RolloutParams(NotebookParams):
 
 @dataclass(frozen=True)
 class Theorem1Params(RolloutParams):
-    """Parameters of ``01_costates_are_value_gradients`` (THEORY.md §1)."""
+    """Parameters of ``01_costates_are_value_gradients`` (book/theory.md §1)."""
 
     n_rollouts: int = spec(500_000, lo=1_000, hi=5_000_000, help="largest number of rollouts N")
 

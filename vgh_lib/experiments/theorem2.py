@@ -1,4 +1,4 @@
-"""The Theorem 2 experiment (THEORY.md §3, reconstructed): empirical costates through
+"""The Theorem 2 experiment (book/theory.md §3, reconstructed): empirical costates through
 attention against relaxed-rollout costates, across a grid of checkpoints × policy
 temperature τ × relaxation temperature τ_r; what one GRPO batch carries; and how much of the
 value gradient at the prompt only attention can reach.
@@ -31,7 +31,7 @@ from vgh_lib.tiny.models import load_local
 
 @dataclass(frozen=True)
 class TransformerCostateParams(TrajectoryParams):
-    """Parameters of ``04_transformer_costates`` (THEORY.md §3, Theorem 2)."""
+    """Parameters of ``04_transformer_costates`` (book/theory.md §3, Theorem 2)."""
 
     n_prompts: int = spec(4, lo=1, hi=64, help="held-out prompts per cell")
     n_rollouts: int = spec(2000, lo=4, hi=100_000, help="rollouts per prompt and cell")

@@ -1,5 +1,5 @@
 """Notebook ``03_pretraining_trajectory``: a tiny GPT-2 pretraining trajectory on a verifiable
-task, and GRPO from its mid checkpoint (THEORY.md §3–§4 groundwork). Its trajectory
+task, and GRPO from its mid checkpoint (book/theory.md §3–§4 groundwork). Its trajectory
 parameters (:class:`TrajectoryParams`) are shared by notebooks 03–05 and 07, so that they
 reuse one cached trajectory.
 """
@@ -67,7 +67,7 @@ class TrajectoryParams(NotebookParams):
 
 @dataclass(frozen=True)
 class PretrainGRPOParams(TrajectoryParams):
-    """Parameters of ``03_pretraining_trajectory`` (THEORY.md §3–§4 groundwork)."""
+    """Parameters of ``03_pretraining_trajectory`` (book/theory.md §3–§4 groundwork)."""
 
     grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
     grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")

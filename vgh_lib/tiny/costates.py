@@ -1,4 +1,4 @@
-"""Costates inside a transformer policy (THEORY.md §3, Theorem 2, reconstructed).
+"""Costates inside a transformer policy (book/theory.md §3, Theorem 2, reconstructed).
 
 * **Empirical costates** λ^D: the gradient of the GRPO surrogate ``Σ_i A_i Σ_s log π(a_s^i)``
   with respect to the input embeddings and every layer's residual stream, at every position.
@@ -311,7 +311,7 @@ def teacher_forced_value_gradient(model, prompts: torch.Tensor, answers: torch.T
                                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact ``V^D = Π_s π(c_s | x, c_<s)`` of an exact-match reward for every prompt, and
     ``∇_z V^D`` at the prompt embeddings, by one teacher-forced forward and one backward
-    (THEORY.md §4b): values (P,), gradients (P, Lp, d). Rows do not interact, so one
+    (book/theory.md §4b): values (P,), gradients (P, Lp, d). Rows do not interact, so one
     backward of ``Σ_p V_p`` gives every prompt's gradient.
 
     With ``cut`` the attention ablation is active: the gradient then holds only the paths

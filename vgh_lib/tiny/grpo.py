@@ -1,6 +1,6 @@
 """GRPO for transformer policies: group advantages, the clipped loss, training.
 
-Serves THEORY.md §2–§4: GRPO's actor update on a causal LM. Sampling and evaluation live in
+Serves book/theory.md §2–§4: GRPO's actor update on a causal LM. Sampling and evaluation live in
 :mod:`vgh_lib.tiny.sampling`.
 
 Shapes: prompts (B, Lp), completions (B, La), logits (B, L, V).
@@ -248,7 +248,7 @@ def rl_from_checkpoint(path, train_examples: list[Example], held_out: list[Examp
     return RLRun(before, after, history)
 
 
-# ------------------------------------------------------- the signal S (THEORY.md §4)
+# ------------------------------------------------------- the signal S (book/theory.md §4)
 def grpo_update(model, tokenizer, examples, group_size: int, temperature: float,
                 generator: torch.Generator) -> torch.Tensor:
     """One batch's expected-update estimate at θ: ``mean_i A_i Σ_s ∇_θ log π(a_s^i)``,

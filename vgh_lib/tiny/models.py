@@ -1,6 +1,6 @@
 """Tiny GPT-2 policies, and loading of local Hugging Face causal-LM directories.
 
-Serves THEORY.md §3–§4 (transformer policies). Models are ``GPT2LMHeadModel`` built from a
+Serves book/theory.md §3–§4 (transformer policies). Models are ``GPT2LMHeadModel`` built from a
 ``GPT2Config``, saved with ``save_pretrained`` (safetensors) beside their tokenizer, so a
 checkpoint loads with plain ``AutoModelForCausalLM.from_pretrained``. Loading is local only:
 ``local_files_only=True``, safetensors only, never ``trust_remote_code``.

@@ -1,6 +1,6 @@
 """A pretraining trajectory of tiny GPT-2 checkpoints, cached on disk by configuration.
 
-Serves THEORY.md §3–§4: the transformer-costate and value-impact notebooks need checkpoints
+Serves book/theory.md §3–§4: the transformer-costate and value-impact notebooks need checkpoints
 along a pretraining trajectory, from an untrained model (pass@K ≈ 0) to one with little
 headroom left. Training is from scratch with AdamW, linear warm-up then cosine decay (no
 late loss spikes), and checkpoints at log-spaced steps. Each checkpoint directory holds

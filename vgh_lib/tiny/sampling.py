@@ -1,7 +1,7 @@
 """Sampling from a causal-LM policy and evaluating it: Gumbel-max generation, log-probabilities
 of completions, the exact value of exact-match rewards, and pass@k.
 
-Serves THEORY.md §3–§4. Sampling uses the Gumbel-max trick, ``a = argmax(ℓ/τ + g)`` with
+Serves book/theory.md §3–§4. Sampling uses the Gumbel-max trick, ``a = argmax(ℓ/τ + g)`` with
 Gumbel noise ``g`` drawn up front from a seeded generator: the same distribution as softmax
 sampling at temperature τ, reproducible, and the noise is what the relaxed rollout of
 Theorem 2 reuses. The pretraining trajectory's cache key depends on this module (its

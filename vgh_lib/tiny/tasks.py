@@ -1,6 +1,6 @@
 """Verifiable tasks with an exact-match reward, and their tokenizer.
 
-Serves THEORY.md §3 and §4 (issue: tiny transformer policies): a small transformer is
+Serves book/theory.md §3 and §4 (issue: tiny transformer policies): a small transformer is
 pretrained on a corpus of solved prompts and then trained with GRPO against an exact-match
 reward. Two tasks of different shape:
 

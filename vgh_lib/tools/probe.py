@@ -1,4 +1,4 @@
-"""``vgh probe``: the value-impact factors of any local checkpoint (THEORY.md §4, §4b).
+"""``vgh probe``: the value-impact factors of any local checkpoint (book/theory.md §4, §4b).
 
 For each checkpoint (a local Hugging Face causal-LM directory, or a ``.gguf`` file) and a task
 (a built-in task or a JSONL file of ``{"prompt": ..., "answer": ...}`` lines, exact-match

@@ -1,4 +1,4 @@
-"""The value-impact factors inside a TRL ``GRPOTrainer`` run (THEORY.md §4).
+"""The value-impact factors inside a TRL ``GRPOTrainer`` run (book/theory.md §4).
 
 :class:`ValueImpactCallback` is a ``transformers.TrainerCallback``. Every ``every`` optimizer
 steps (and before the first one) it measures, on a fixed held-out prompt set and from the
