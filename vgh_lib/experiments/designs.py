@@ -58,3 +58,12 @@ GRADIENT_REGISTRATION_SHA256 = "7965f5f2d8b39959d51cc2e355f93792c5bed10cdf4c41d6
 # a failure of the primary claim is uninformative.
 GRADIENT_CHOSEN = {"n_grpo_seeds": 6, "pilot_sha256": "cca0ce96b5236fb36089d9b6e4336e5e6bdf001c82ac7fafa562b447001200e1",
                    "power": 0.0075, "size": 0.07}
+
+
+# The SHA-256 of the registered text of book/12_preregistration.md (everything above its end
+# marker), committed with it before the pilot ran; tests/test_lm_gradient_factor.py checks it.
+LM_GRADIENT_REGISTRATION_SHA256 = "669a85f15c0adc8fa98fc12cddcd805fd3b1fcee07e202a5acede33add3e6378"
+
+# The design that the pre-registered rules of book/12_preregistration.md choose on the pilot
+# (book/data/12_pilot.json, whose SHA-256 it will name); empty until the pilot is committed.
+LM_GRADIENT_CHOSEN: dict = {}

@@ -143,15 +143,31 @@ def signal_gram(model, pairs, n_batches: int, n_prompts: int, group_size: int, t
         raise ValueError(f"a batch of {n_prompts} distinct prompts needs at least that many "
                          f"prompts, got {len(pairs)}")
     gen = torch.Generator().manual_seed(seed)
-    batches = [[pairs[i] for i in torch.randperm(len(pairs), generator=gen)[:n_prompts].tolist()]
-               for _ in range(n_batches)]
-    return gram_of_updates(model, batches, group_size, tau, train_layers, gen, prefix, batched)
+    return gram_of_updates(model, draw_batches(pairs, n_batches, n_prompts, gen), group_size, tau,
+                           train_layers, gen, prefix, batched)
+
+
+def draw_batches(pairs, n_batches: int, n_prompts: int, generator: torch.Generator) -> list[list]:
+    """``n_batches`` batches of ``n_prompts`` distinct prompts of ``pairs``, each drawn afresh."""
+    return [[pairs[i] for i in torch.randperm(len(pairs), generator=generator)[:n_prompts].tolist()]
+            for _ in range(n_batches)]
 
 
 def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: int,
                     generator: torch.Generator, prefix=None, batched: bool = True) -> np.ndarray:
     """The Gram matrix of the updates of ``batches`` (each a list of (prompt, answer) id
     pairs), drawn in order from ``generator``; the caller's requires-grad flags are restored."""
+    return stats.gram_matrix(update_estimates(model, batches, group_size, tau, train_layers,
+                                              generator, prefix, batched))
+
+
+def update_estimates(model, batches, group_size: int, tau: float, train_layers: int,
+                     generator: torch.Generator, prefix=None, batched: bool = True) -> list[torch.Tensor]:
+    """One sampled GRPO update of the top ``train_layers`` blocks per batch (each a list of
+    (prompt, answer) id pairs; the mean over its prompts of ``(1/G) Σ_i A_i ∇ log P(a_i)``),
+    flattened, float64, drawn in order from ``generator``; the caller's requires-grad flags are
+    restored. Their Gram matrix is :func:`gram_of_updates`; their mean square, the second moment
+    of the AdamW signal (:func:`vgh_lib.common.exact_signal.adamw_signal`)."""
     flags = grad_flags(model)
     params = train_top_layers(model, train_layers)
     estimates = []
@@ -165,7 +181,7 @@ def gram_of_updates(model, batches, group_size: int, tau: float, train_layers: i
     restore_grad_flags(model, flags)
     for p in params:
         p.grad = None
-    return stats.gram_matrix(estimates)
+    return estimates
 
 
 def exact_signal(model, pairs, group_size: int, train_layers: int, tau: float = 1.0, prefix=None):
