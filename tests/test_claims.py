@@ -45,7 +45,7 @@ def test_record_schema():
     s.add("x.y", "stmt", 0.5, "in", [0, 1], ci=[0.4, 0.6])
     rec = s.record()
     assert set(rec) == {"notebook", "profile", "parameters", "git_commit", "created", "claims",
-                        "finding", "figures"}
+                        "finding", "replications", "figures"}
     assert rec["finding"] == ""  # a notebook that chooses no one-line finding
     c = rec["claims"][0]
     assert {"id", "statement", "kind", "value", "op", "threshold", "passed", "ci"} <= set(c)

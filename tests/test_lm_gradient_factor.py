@@ -129,3 +129,59 @@ def test_the_committed_design_must_be_the_pilots(tmp_path):
 def test_load_record_refuses_unknown_stages():
     with pytest.raises(ValueError, match="pilot"):
         L.load_record("final")
+
+
+def test_pooling_puts_every_records_seeds_side_by_side_per_task():
+    rng = np.random.default_rng(4)
+    a, b = _record(rng, 0.02, seeds=4), _record(rng, 0.02, seeds=6)
+    b["rows"] = b["rows"][::-1]                     # another task order
+    pooled = L.pooled_table({"pilot": a, "confirmation": b})
+    assert pooled.gains.shape == (22, 10)
+    i = list(pooled.task).index("t3")
+    row_b = next(r for r in b["rows"] if r["task"] == "t3")
+    np.testing.assert_allclose(pooled.gains[i, 4:], row_b["gains"]["grpo"]["unseen"])
+    t = L.Table.from_record(b)
+    gain = L.pooled_gain(t, {"pilot": a, "confirmation": b})
+    assert gain[list(t.task).index("t3")] == pytest.approx(pooled.gain[i])
+    other = _record(rng, 0.0, n=8)               # another study's tasks: nothing to pool with
+    for r in other["rows"]:
+        r["task"] = "other " + r["task"]
+    assert L.pooled_gain(t, {"other": other}) is None
+    tiny = _record(rng, 0.0, seeds=2)             # the same task names on another model
+    tiny["params"] = {**tiny["params"], "model_path": "tiny"}
+    with pytest.raises(ValueError, match="different designs"):
+        L.pooled_table({"pilot": a, "smoke": tiny})
+    assert L.pooled_gain(t, {"pilot": a, "smoke": tiny}) is None
+
+
+def test_agreement_names_the_verdicts_that_differ():
+    rng = np.random.default_rng(5)
+    yes = L.analyse(L.Table.from_record(_record(rng, 0.02, n=40)), 99, 0)
+    no = L.analyse(L.Table.from_record(_record(rng, 0.0, n=40)), 99, 0)
+    assert "every verdict was the same" in L.agreement_text({"confirmation": yes, "replication": yes}, True)
+    text = L.agreement_text({"confirmation": yes, "replication": no}, True)
+    assert "differed" in text and L.PRIMARY in text
+    assert "not committed" in L.agreement_text({"confirmation": yes}, True)
+    assert L.seed_text([5, 6, 7, 8]) == "5–8" and L.seed_text([1, 3]) == "1, 3"
+
+
+def test_interval_text_never_prints_nan():
+    t = L.Test("x", 0.5, float("nan"), float("nan"), 0.1)
+    assert "nan" not in L.interval_text(t) and "n/a" in L.interval_text(t)
+
+
+def test_every_figure_draws_and_passes_the_readability_check():
+    from vgh_lib.common import plots
+
+    rng = np.random.default_rng(6)
+    table = L.Table.from_record(_record(rng, 0.02, n=24))
+    res = L.analyse(table, 19, 0)
+    for fig in (L.figure_partial(table, res, "test"), L.figure_predictors(res, "test")):
+        assert plots.figure_problems(fig) == []
+
+
+def test_costs_take_the_evaluation_of_p_out_of_the_exact_terms():
+    table = L.Table.from_record(_record(np.random.default_rng(7), 0.0))
+    table.seconds.update({"S exact": 5.0, "AdamW signal": 7.0, "H": 3.0, "S": 4.0})
+    c = L.costs(table)      # a GRPO run: 2 s
+    assert c == {"S exact": 1.0, "AdamW signal": 2.0, "S": 2.0, "evaluation of p": 1.5}

@@ -128,8 +128,8 @@ def render_reproducibility(executed: Path, root: Path) -> str:
         status = report.chapter_status(r["claims"])
         paper = registry.NOTEBOOKS[name].paper_claim
         line = f"- **{registry.NOTEBOOKS[name].title}** ({report.WORDING[paper][status]})"
-        if r.get("finding"):
-            line += f": {report._escape(r['finding'])}"
+        if report.one_line(r):
+            line += f": {report._escape(report.one_line(r))}"
         (held if status == report.REPRODUCED else failed).append(line)
     paper_rows = ["| notebook | what `paper` changes |", "|---|---|",
                   *(f"| {n} | {paper_profile_changes(n)} |" for n in registry.NOTEBOOKS)]

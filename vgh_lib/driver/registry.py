@@ -15,6 +15,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.actor_update import ActorUpdateParams
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.experiments.gradient_factor import GradientParams
+from vgh_lib.experiments.lm_gradient_factor import LMGradientParams
 from vgh_lib.experiments.predictors import PredictorParams
 from vgh_lib.experiments.probe_book import ProbeBookParams
 from vgh_lib.experiments.real_lm import RealLMParams
@@ -198,6 +199,26 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
                       # the default design with more GRPO seeds and checkpoints per recipe
                       "paper": {"grpo_seeds": tuple(range(12)), "max_checkpoints": 10,
                                 "device": "auto"}},
+        ),
+        NotebookSpec(
+            name="12_lm_gradient_factor",
+            title="Does the gradient factor add to reward-std in SmolLM2?",
+            params=LMGradientParams,
+            # the smoke profile: notebook 10's tiny model, five tasks (the analysis needs four)
+            profiles={"smoke": {"model_path": "tiny", "target": "greedy",
+                                "tasks": ("add two-digit", "first letter", "capitals", "successor",
+                                          "predecessor"),
+                                "screen_prompts": 3, "screen_lo": 0.0, "screen_hi": 1.0,
+                                "min_tasks": 3, "train_limit": 4, "unseen_limit": 3,
+                                "seen_limit": 1, "min_unseen": 1, "probe_prompts": 2,
+                                "grpo_steps": 2, "grpo_prompts": 2, "group_size": 4,
+                                "train_layers": 1, "probe_every": 1, "short_steps": 1,
+                                "signal_batches": 3, "signal_prompts": 2, "coverage_k": 16,
+                                "n_boot": 200, "coverage_sims": 10, "seeds": (5, 6),
+                                "control": True, "adamw_batches": 3, "n_perm": 99, "jobs": 1},
+                      "default": {},
+                      # more GRPO seeds per task
+                      "paper": {"seeds": tuple(range(5, 21)), "device": "auto"}},
         ),
     ]
 }

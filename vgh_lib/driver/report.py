@@ -38,13 +38,14 @@ reconstructions, so a result that holds says that our reconstruction of the clai
 build. "What failed" names each failed claim, its measured value and what its failure means."""
 
 # How the landing page words a status, for the paper's results and for the book's own checks
+NOT_SHOWN_TEXT = "not shown (the design could not show it)"
 WORDING = {True: {"reproduced": "holds for our reconstruction", "not reproduced": "does not hold",
-                  "inconclusive": "inconclusive", "not run": "not run"},
+                  "inconclusive": "inconclusive", "not run": "not run", "not shown": NOT_SHOWN_TEXT},
            False: {"reproduced": "passes", "not reproduced": "fails",
-                   "inconclusive": "inconclusive", "not run": "not run"}}
+                   "inconclusive": "inconclusive", "not run": "not run", "not shown": NOT_SHOWN_TEXT}}
 
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN = (
-    "reproduced", "not reproduced", "inconclusive", "not run")
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_RUN, NOT_SHOWN = (
+    "reproduced", "not reproduced", "inconclusive", "not run", "not shown")
 
 
 def _escape(text: str) -> str:
@@ -65,9 +66,12 @@ def chapter_status(claims: list[dict]) -> str:
            for c in claims):
         return NOT_REPRODUCED
     empirical = [c for c in claims if c["kind"] == "empirical"]
-    if empirical and not any(c["passed"] for c in empirical) \
-            and not any(_missing(c["value"]) for c in empirical):
-        return NOT_REPRODUCED
+    if empirical and not any(c["passed"] for c in empirical):
+        # a failure the registration declared uninformative never reads "does not hold"
+        if any(c.get("not_shown") for c in empirical):
+            return NOT_SHOWN
+        if not any(_missing(c["value"]) for c in empirical):
+            return NOT_REPRODUCED
     return INCONCLUSIVE
 
 
@@ -137,10 +141,20 @@ def what_failed(claims: list[dict]) -> str:
         value = format_value(c["value"])
         if c.get("ci"):
             value += f" [{format_value(c['ci'][0])}, {format_value(c['ci'][1])}]"
-        reason = c.get("fails_if", "").strip()
+        reason = NOT_SHOWN_TEXT if c.get("not_shown") else c.get("fails_if", "").strip()
         out.append(f"`{c['id']}` = {value} (required {format_threshold(c['op'], c['threshold'])})"
                    + (f": {reason}" if reason else ""))
     return "; ".join(out)
+
+
+def one_line(record: dict) -> str:
+    """A notebook's finding, followed by each registered replication's own verdict."""
+    reps = record.get("replications") or []
+    text = record.get("finding", "")
+    if reps:
+        text += (" " if text else "") + "Registered replications: " + \
+            "; ".join(f"{r['run']}: {r['verdict']}" for r in reps) + "."
+    return text
 
 
 def render_summary(executed: Path, root: Path | None = None) -> str:
@@ -162,7 +176,7 @@ def render_summary(executed: Path, root: Path | None = None) -> str:
             claims = record["claims"] if record else []
             status = WORDING[paper][chapter_status(claims)]
             text = _count(claims) if claims else "not run"
-            finding = _escape(record.get("finding", "")) if record else ""
+            finding = _escape(one_line(record)) if record else ""
             rows.append(f"| {_title_link(name, chapters, record)} | {_status_text(status)} | "
                         f"{text} | {_escape(what_failed(claims))} | {finding} |")
         parts += [*rows, ""]

@@ -34,6 +34,8 @@ STUDIES = (
           "book/data/10_pilot.json"),
     Study("11", "book/11_preregistration.md", "GRADIENT_CHOSEN = {", "11_gradient_factor",
           "book/data/11_pilot.json"),
+    Study("12", "book/12_preregistration.md", "LM_GRADIENT_CHOSEN = {", "12_lm_gradient_factor",
+          "book/data/12_pilot.json"),
 )
 
 

@@ -106,6 +106,9 @@ class LMGradientParams(design10.TaskSuiteParams):
 
     def check(self) -> None:
         super().check()
+        if self.pilot:
+            raise ParameterError("parameter 'pilot' (notebook 10's screen) is not rerun here; this "
+                                 "study's pilot runs with `python -m vgh_lib.experiments.lm_gradient_factor pilot`")
         if self.grpo_prompts > self.train_limit:
             raise ParameterError(f"parameter 'grpo_prompts' = {self.grpo_prompts} must be at most "
                                  f"'train_limit' = {self.train_limit}")
@@ -170,7 +173,10 @@ def run_gradient_task(job: GradientTaskJob) -> TaskRow:
                                                           else panel.panel.cost[name])
     values["I exact"] = values["S exact"] * values["H"]
     seconds["I exact"] = seconds["S exact"] + panel.panel.cost["H"]
-    for name in GRADIENT_TERMS:        # the exact terms need the success probabilities first
+    # The records' convention since the pilot: an exact term's seconds include the panel's
+    # evaluation of p, although exact_signal's own forward pass gives p; costs() and
+    # own_seconds() subtract it again when a cost is reported.
+    for name in GRADIENT_TERMS:
         if name != "I exact":
             seconds[name] += panel.panel.cost["H"]
     seeds = sorted({r.seed for r in runs})
@@ -327,7 +333,273 @@ def verdict(test: Test, informative: bool) -> str:
 
 
 def interval_text(test: Test) -> str:
+    """``+0.12 [-0.30, +0.50]``; an undefined interval (too few tasks) reads "n/a" as every
+    missing value in the book does."""
+    if not (np.isfinite(test.lo) and np.isfinite(test.hi)):
+        return f"{test.stat:+.2f} [interval n/a]"
     return f"{test.stat:+.2f} [{test.lo:+.2f}, {test.hi:+.2f}]"
+
+
+def answer_sentence(analysis: Analysis, is_informative: bool, label: str) -> str:
+    """The chapter's one-sentence answer for one registered run."""
+    t = analysis.primary
+    core = (f"the partial rank correlation of exact S with the unseen-answer gain, given reward-std, "
+            f"was {interval_text(t)} over {analysis.n} tasks (95 % interval; permutation p = {t.p:.3g}; "
+            f"the gains' reliability {analysis.reliability:.2f})")
+    if t.holds:
+        return f"Yes on the {label}: {core}, so the gradient factor added to reward-std."
+    if is_informative:
+        return f"No on the {label}: {core}, although the design had the registered power."
+    return (f"Not shown on the {label}: {core}; the design had less than the registered power to "
+            f"show a partial correlation of {RULES['power_effect']}, so this is no evidence that the "
+            f"factor adds nothing.")
+
+
+def pooled_gain(table: Table, records: dict[str, dict]) -> np.ndarray | None:
+    """Each of ``table``'s tasks' gain averaged over every seed of ``records`` (the secondary
+    test of exact I), in ``table``'s task order; None when a record lacks one of its tasks (the
+    smoke profile's tasks have no pilot)."""
+    try:
+        pooled = pooled_table(records)
+    except ValueError:
+        return None
+    index = {t: i for i, t in enumerate(pooled.task)}
+    if not all(t in index for t in table.task):
+        return None
+    return pooled.gain[[index[t] for t in table.task]]
+
+
+def registered_analyses(n_perm: int, seed: int, extra: dict[str, dict] | None = None) -> tuple[dict, dict]:
+    """Every committed registered run analysed from its raw record with the same code (the
+    confirmation's and the replication's exact-I test pooled over every seed run up to them),
+    then all of them pooled, descriptively: ``({name: Analysis}, {name: seeds})``. ``extra``
+    adds this build's own run."""
+    records = {n: r for n in RECORDS if (r := load_record(n)) is not None}
+    records.update(extra or {})
+    analyses, seeds, so_far = {}, {}, {}
+    for name, rec in records.items():
+        so_far[name] = rec
+        table = Table.from_record(rec)
+        gain = pooled_gain(table, so_far) if name != "pilot" else None
+        analyses[name] = analyse(table, n_perm, seed, pooled_gain=gain)
+        seeds[name] = rec["seeds"]
+        if name == "this build's run":
+            so_far.pop(name)
+    stages = {n: r for n, r in records.items() if n in RECORDS}
+    if len(stages) > 1:
+        try:
+            analyses[POOLED] = analyse(pooled_table(stages), n_perm, seed)
+            seeds[POOLED] = [s for r in stages.values() for s in r["seeds"]]
+        except ValueError:
+            pass
+    return analyses, seeds
+
+
+SECONDARY_KEYS = {**{f"{n} beyond {BASELINE}": key for n, key in zip(SECONDARY, ("alignment", "adamw"))},
+                  I_POOLED: "i_pooled", EXCESS: "excess"}
+
+
+def secondary_keys(analysis: Analysis) -> list[str]:
+    """The claim key of each secondary test, in the analysis's order."""
+    return [SECONDARY_KEYS[t.name] for t in analysis.secondary]
+
+
+def secondary_text(analysis: Analysis) -> str:
+    """The Holm-corrected secondary family in one sentence, each test with its verdict."""
+    return "; ".join(f"{t.name}: {interval_text(t)}, adjusted p = {t.p_holm:.3g}, {verdict(t, True)}"
+                     for t in analysis.secondary) + "."
+
+
+def best_text(analysis: Analysis) -> str:
+    """Which predictor ranked the gains best by |ρ|, and where exact S and reward-std stand."""
+    rho = analysis.spearman
+    best = max(PREDICTORS, key=lambda p: abs(np.nan_to_num(rho[p])))
+    return (f"best by |ρ|: {best} (ρ = {rho[best]:+.2f}); reward-std {rho[BASELINE]:+.2f}, exact S "
+            f"{rho[PRIMARY]:+.2f}, exact I {rho['I exact']:+.2f}, noisy I {rho['I']:+.2f}")
+
+
+def pooled_text(analysis: Analysis, seeds) -> str:
+    """The descriptive pooling of every registered run in one sentence."""
+    return (f"Pooled over GRPO seeds {seed_text(seeds)} ({len(seeds)} per task, descriptive), the gains' "
+            f"reliability is {analysis.reliability:.2f} and the partial rank correlation of exact S "
+            f"given reward-std is {interval_text(analysis.primary)}; {best_text(analysis)}.")
+
+
+def simulation_rows(sim: dict, pilot: dict) -> list[list[str]]:
+    """The registered simulation and the pilot's power, as table rows."""
+    rate = lambda d: f"{d['rate']:.3f} ± {d['se']:.3f}"
+    rows = [[f"size, reliability {d['reliability']:.1f}", rate(d)] for d in sim["size"]]
+    rows.append(["size, t₃ noise, reliability 0.6", rate(sim["size_heavy_noise"])])
+    rows += [[f"power, partial r {d['rho']:.1f}, reliability {d['reliability']:.1f}", rate(d)]
+             for d in sim["power"]]
+    pw = pilot["power"]
+    rows.append([f"pilot: power at partial r {pw['rho']:.1f} and the chosen design's projected "
+                 f"reliability {pw['reliability']:.2f}", rate(pw)])
+    return rows
+
+
+def agreement_text(analyses: dict[str, Analysis], is_informative: bool) -> str:
+    """Whether the run on seeds nobody tuned on reached the confirmation's verdicts (a sentence)."""
+    if "confirmation" not in analyses or "replication" not in analyses:
+        return "The run on GRPO seeds nobody tuned on is not committed yet, so no verdict can be compared."
+    a, b = analyses["confirmation"], analyses["replication"]
+    first = [verdict(a.primary, is_informative), *(verdict(t, True) for t in a.secondary)]
+    second = [verdict(b.primary, is_informative), *(verdict(t, True) for t in b.secondary)]
+    names = [a.primary.name, *(t.name for t in a.secondary)]
+    differ = [n for n, x, y in zip(names, first, second) if x != y]
+    if not differ:
+        return "On GRPO seeds nobody tuned on, every verdict was the same as the confirmation's."
+    return ("On GRPO seeds nobody tuned on, these verdicts differed from the confirmation's: "
+            + "; ".join(differ) + ".")
+
+
+def costs(table: Table) -> dict[str, float]:
+    """Each gradient quantity's own cost as a fraction of one GRPO run. A record's seconds for
+    the exact terms include the panel's evaluation of the success probabilities
+    (:func:`run_gradient_task`), which :func:`vgh_lib.lm.grpo.exact_signal` does not need: its
+    own forward pass gives them. The evaluation is subtracted here, so exact S is compared with
+    noisy S on equal terms."""
+    own = {n: own_seconds(table, n) for n in ("S exact", "AdamW signal", "S")}
+    own["evaluation of p"] = table.seconds["H"]
+    return {n: v / table.grpo_seconds for n, v in own.items()}
+
+
+def own_seconds(table: Table, name: str) -> float:
+    """A predictor's seconds per task, without the evaluation of p for the exact terms that do
+    not need it (see :func:`costs`)."""
+    seconds = table.seconds.get(name, float("nan"))
+    return seconds - table.seconds["H"] if name in GRADIENT_TERMS and name != "I exact" else seconds
+
+
+RUN_COLUMNS = ["run", "GRPO seeds", "tasks", "reliability", "S exact beyond reward-std [95 % CI]", "p",
+               "verdict", "secondary (Holm)"]
+
+
+def run_rows(analyses: dict[str, Analysis], seeds: dict[str, list[int]], is_informative: bool
+             ) -> list[list[str]]:
+    """One row per registered run: its seeds, tasks, the gains' reliability, the primary test
+    with its verdict, and each secondary test with its own."""
+    rows = []
+    for name, a in analyses.items():
+        second = "; ".join(f"{t.name}: {t.stat:+.2f}, p_Holm {t.p_holm:.3g}, {verdict(t, True)}"
+                           for t in a.secondary)
+        rows.append([name, seed_text(seeds[name]), str(a.n), f"{a.reliability:.2f}",
+                     interval_text(a.primary), f"{a.primary.p:.3g}",
+                     verdict(a.primary, is_informative) if name != POOLED else "descriptive", second])
+    return rows
+
+
+def seed_text(seeds) -> str:
+    """``5–10`` for consecutive seeds, else a list."""
+    seeds = sorted(seeds)
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}–{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
+POOLED = "all seeds pooled (descriptive)"
+# parameters that differ between the registered runs of one design
+RUN_ONLY = ("seeds", "control", "profile", "jobs", "n_perm", "device")
+
+
+def pooled_table(records: dict[str, dict]) -> Table:
+    """The tasks every record has, with each task's gains over all the records' seeds side by
+    side (the pilot's notebook-10 seeds 1–4 with the new ones): a descriptive pooling."""
+    designs = {json.dumps({k: v for k, v in r["params"].items() if k not in RUN_ONLY}, sort_keys=True)
+               for r in records.values()}
+    if len(designs) > 1:
+        raise ValueError("the records ran different designs (another model or budget); they do not pool")
+    tables = [Table.from_record(r) for r in records.values()]
+    common = [t for t in tables[0].task if all(t in set(o.task) for o in tables[1:])]
+    if len(common) < 4:
+        raise ValueError(f"the records share {len(common)} tasks; pooling needs 4")
+
+    def pick(t: Table, arr):
+        index = {name: i for i, name in enumerate(t.task)}
+        return np.asarray(arr)[[index[c] for c in common]]
+
+    base = tables[-1]
+    controls = [t.control for t in tables]
+    return dataclasses.replace(
+        base, task=np.array(common), x={k: pick(base, v) for k, v in base.x.items()},
+        gains=np.concatenate([pick(t, t.gains) for t in tables], axis=1),
+        control=(np.concatenate([pick(t, c) for t, c in zip(tables, controls)], axis=1)
+                 if all(c is not None for c in controls) else None))
+
+
+PREDICTOR_COLUMNS = ["predictor", "Spearman with the gain [95 % CI]", "disattenuated", "cost / GRPO run"]
+
+
+def predictor_rows(analysis: Analysis, table: Table) -> list[list[str]]:
+    """Every predictor's Spearman with the task gains (Fisher-z interval), disattenuated by the
+    gains' reliability, and its cost as a fraction of one GRPO run; best by |ρ| first."""
+    out = []
+    for n in sorted(PREDICTORS, key=lambda p: -abs(np.nan_to_num(analysis.spearman[p]))):
+        rho = analysis.spearman[n]
+        lo, hi = prediction.fisher_interval(rho, analysis.n)
+        cost = own_seconds(table, n) / table.grpo_seconds
+        out.append([n, interval_text(Test(n, rho, lo, hi, float("nan"))),
+                    f"{analysis.disattenuated[n]:+.2f}", f"{cost:.3g}"])
+    return out
+
+
+def same_run(record: dict, committed: dict | None) -> str:
+    """Whether this build's run is the committed confirmation's design and, if so, how far its
+    gains are from it (a phrase for the chapter)."""
+    if committed is None:
+        return "no committed confirmation to compare with"
+    if record["params"] != committed["params"]:
+        return "this run's parameters differ from the committed confirmation's, so it is not a rerun of it"
+    a = np.array([g for r in record["rows"] for g in r["gains"]["grpo"]["unseen"]])
+    b = np.array([g for r in committed["rows"] for g in r["gains"]["grpo"]["unseen"]])
+    if a.shape != b.shape:
+        return "this rerun has other tasks than the committed confirmation"
+    return (f"this rerun of the committed confirmation differs from it by at most {np.nanmax(np.abs(a - b)):.2g} "
+            f"in a task's gain (floating point differs between machines)")
+
+
+# ---------------------------------------------------------------------------- figures
+def figure_partial(table: Table, analysis: Analysis, title: str):
+    """The primary test drawn: each task's gain rank against its exact-S rank, both after
+    removing a cubic in reward-std's rank, with task labels."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    one = np.zeros(table.gain.size, int)
+    rx, ry = prediction.partial_residuals(stats.ranks(table.x[PRIMARY]), stats.ranks(table.gain),
+                                          stats.ranks(table.x[BASELINE]), one, RULES["degree"])
+    fig, ax = plt.subplots(figsize=plots.figsize(6.4, 4.6))
+    ax.scatter(rx, ry, color=plots.palette(1)[0], s=28)
+    plots.label_points(ax, rx, ry, list(table.task), fontsize=9)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("rank of exact S, given reward-std")
+    ax.set_ylabel("rank of the gain, given reward-std")
+    ax.set_title(f"{title}: partial r = {interval_text(analysis.primary)}", fontsize=9)
+    return fig
+
+
+def figure_predictors(analysis: Analysis, title: str):
+    """Every predictor's Spearman with the task gains, raw (circles, 95 % interval) and
+    disattenuated (squares), against ± the ceiling the gains' reliability allows."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    names = sorted(PREDICTORS, key=lambda p: -abs(np.nan_to_num(analysis.spearman[p])))
+    rho = [analysis.spearman[n] for n in names]
+    iv = [prediction.fisher_interval(r, analysis.n) for r in rho]
+    fig, ax = plt.subplots(figsize=plots.figsize(6.8, 5.2))
+    plots.intervals(ax, names, rho, [i[0] for i in iv], [i[1] for i in iv], reference=0.0)
+    ax.scatter([analysis.disattenuated[n] for n in names], np.arange(len(names)), marker="s",
+               facecolors="none", edgecolors=plots.palette(2)[1], label="disattenuated")
+    for c in (-analysis.ceiling, analysis.ceiling):
+        ax.axvline(c, color="0.4", ls="--", lw=1)
+    ax.set_xlabel("Spearman with the task gain (95 % CI); best by |ρ| at the top")
+    ax.legend(fontsize=9, loc="lower right")
+    ax.set_title(f"{title}; dashed: ± √reliability = {analysis.ceiling:.2f}", fontsize=9)
+    return fig
 
 
 # ------------------------------------------------------------------ size and power

@@ -51,6 +51,9 @@ class Claim:
     ci: list[float] | None = None
     exact: bool = False
     fails_if: str = ""
+    # the registration declared a failure of this claim uninformative (the design lacked the
+    # registered power): a failure reads "not shown (the design could not show it)"
+    not_shown: bool = False
 
     def gates(self, profile: str) -> bool:
         """Does a failure of this claim fail the run in ``profile``?"""
@@ -59,7 +62,9 @@ class Claim:
         return self.exact or profile != "smoke"
 
     def verdict(self) -> str:
-        return "pass" if self.passed else "FAIL"
+        if self.passed:
+            return "pass"
+        return "not shown" if self.not_shown else "FAIL"
 
 
 def evaluate(value: float | None, op: str, threshold) -> bool:
@@ -102,10 +107,17 @@ class ClaimSet:
         self.parameters = parameters
         self.claims: list[Claim] = []
         self.finding = ""  # one line for the landing page's table, chosen by the measured values
+        self.replications: list[dict[str, str]] = []   # registered replication runs, each with its verdict
+
+    def add_replication(self, run: str, verdict: str) -> None:
+        """A registered replication run (from its committed record) and its own verdict, shown
+        on the landing page next to this run's."""
+        self.replications.append({"run": run, "verdict": verdict})
 
     def add(self, id: str, statement: str, value: float | None, op: str, threshold,
             kind: str = "identity", ci: Sequence[float] | None = None,
-            exact: bool = False, require_ci: bool = False, fails_if: str = "") -> Claim:
+            exact: bool = False, require_ci: bool = False, fails_if: str = "",
+            not_shown: bool = False) -> Claim:
         """Record a claim. ``threshold`` is a number, or ``[lo, hi]`` for ``op="in"``.
 
         ``fails_if`` says in a few words what result would have failed the claim (shown in
@@ -113,8 +125,11 @@ class ClaimSet:
         ``tests/``, not here.
 
         With ``require_ci`` the claim passes only when the whole interval ``ci`` satisfies
-        the comparison (e.g. ``> 0`` with a 95 % interval that excludes 0).
+        the comparison (e.g. ``> 0`` with a 95 % interval that excludes 0). ``not_shown``
+        marks an empirical claim whose failure the registration declared uninformative.
         """
+        if not_shown and kind != "empirical":
+            raise ValueError("only an empirical claim can be declared uninformative (not_shown)")
         if require_ci and (ci is None or op == "in"):
             raise ValueError("require_ci needs an interval and a one-sided comparison")
         if kind not in KINDS:
@@ -131,7 +146,7 @@ class ClaimSet:
         claim = Claim(id=id, statement=statement, kind=kind, value=value, op=op,
                       threshold=threshold, passed=passed,
                       ci=None if ci is None else [float(c) for c in ci], exact=exact,
-                      fails_if=fails_if)
+                      fails_if=fails_if, not_shown=not_shown)
         self.claims.append(claim)
         return claim
 
@@ -145,6 +160,7 @@ class ClaimSet:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "claims": [asdict(c) for c in self.claims],
             "finding": self.finding,
+            "replications": list(self.replications),
             # the readability check of every figure the notebook drew (common.plots.finish)
             "figures": {key: list(problems) for key, problems in plots.CHECKED.items()},
         }
