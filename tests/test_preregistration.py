@@ -38,3 +38,24 @@ def test_pilot_and_design_must_name_what_they_follow(study):
     study.page.write_text(study.page.read_text().replace("0.05", "0.01"))
     with pytest.raises(ValueError, match="registered text of prereg.md"):
         study.load_pilot()
+
+
+def test_stage_records_and_the_simulation_are_checked(tmp_path):
+    from vgh_lib.harness.preregistration import REGISTERED_END, Registration, write_json
+
+    page = tmp_path / "prereg.md"
+    page.write_text(f"rules\n{REGISTERED_END}\n")
+    reg = Registration(page, tmp_path / "pilot.json", tmp_path / "sim.json",
+                       {"pilot": tmp_path / "pilot.json", "confirmation": tmp_path / "conf.json"})
+    with pytest.raises(ValueError, match="confirmation"):
+        reg.load_record("final")
+    assert reg.load_record("confirmation") is None
+    write_json(tmp_path / "conf.json", {"rows": [1]})
+    assert reg.load_record("confirmation") == {"rows": [1]}
+    write_json(tmp_path / "sim.json", {"preregistration_sha256": reg.text_sha256(), "size": 0.05})
+    assert reg.load_simulation()["size"] == 0.05
+    page.write_text(f"other rules\n{REGISTERED_END}\n")
+    with pytest.raises(ValueError, match="hash differs"):
+        reg.load_simulation()
+    with pytest.raises(SystemExit, match="usage"):
+        reg.main(["final"], "m", lambda s: tmp_path, lambda progress: {})

@@ -28,6 +28,19 @@ from vgh_lib.experiments.value_impact import ValueImpactParams
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams
 
 
+# Notebook 10's smoke profile: the tiny model on three tasks, a few prompts and steps. Notebook 12
+# runs the same design with two more tasks (its analysis needs four) and its own seeds.
+SUITE_SMOKE = {"model_path": "tiny", "target": "greedy",
+               "tasks": ("add two-digit", "first letter", "capitals"),
+               "screen_prompts": 3, "screen_lo": 0.0, "screen_hi": 1.0,
+               "min_tasks": 3, "train_limit": 4, "unseen_limit": 3,
+               "seen_limit": 1, "min_unseen": 2, "probe_prompts": 2,
+               "grpo_steps": 2, "grpo_prompts": 2, "group_size": 4,
+               "train_layers": 1, "probe_every": 1, "short_steps": 1,
+               "signal_batches": 3, "signal_prompts": 2, "coverage_k": 16,
+               "n_boot": 200, "n_perm": 200, "coverage_sims": 10, "jobs": 1}
+
+
 @dataclass(frozen=True)
 class NotebookSpec:
     name: str
@@ -169,15 +182,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             name="10_real_lm_task_suite",
             title="Value impact over a task suite in SmolLM2-135M, against an answer-prior control",
             params=TaskSuiteParams,
-            profiles={"smoke": {"model_path": "tiny", "target": "greedy",
-                                "tasks": ("add two-digit", "first letter", "capitals"),
-                                "screen_prompts": 3, "screen_lo": 0.0, "screen_hi": 1.0,
-                                "min_tasks": 3, "train_limit": 4, "unseen_limit": 3,
-                                "seen_limit": 1, "min_unseen": 2, "probe_prompts": 2,
-                                "grpo_steps": 2, "grpo_prompts": 2, "group_size": 4,
-                                "train_layers": 1, "probe_every": 1, "short_steps": 1,
-                                "signal_batches": 3, "signal_prompts": 2, "coverage_k": 16,
-                                "n_boot": 200, "n_perm": 200, "coverage_sims": 10, "jobs": 1},
+            profiles={"smoke": SUITE_SMOKE,
                       "default": {},
                       # more seeds and prompts; LoRA or all blocks would need a GPU
                       "paper": {"seeds": (1, 2, 3, 4, 5, 6, 7, 8), "train_limit": 256,
@@ -205,17 +210,9 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
             title="Does the gradient factor add to reward-std in SmolLM2?",
             params=LMGradientParams,
             # the smoke profile: notebook 10's tiny model, five tasks (the analysis needs four)
-            profiles={"smoke": {"model_path": "tiny", "target": "greedy",
-                                "tasks": ("add two-digit", "first letter", "capitals", "successor",
-                                          "predecessor"),
-                                "screen_prompts": 3, "screen_lo": 0.0, "screen_hi": 1.0,
-                                "min_tasks": 3, "train_limit": 4, "unseen_limit": 3,
-                                "seen_limit": 1, "min_unseen": 1, "probe_prompts": 2,
-                                "grpo_steps": 2, "grpo_prompts": 2, "group_size": 4,
-                                "train_layers": 1, "probe_every": 1, "short_steps": 1,
-                                "signal_batches": 3, "signal_prompts": 2, "coverage_k": 16,
-                                "n_boot": 200, "coverage_sims": 10, "seeds": (5, 6),
-                                "control": True, "adamw_batches": 3, "n_perm": 99, "jobs": 1},
+            profiles={"smoke": {**SUITE_SMOKE, "tasks": SUITE_SMOKE["tasks"] + ("successor", "predecessor"),
+                                "min_unseen": 1, "seeds": (5, 6), "control": True,
+                                "adamw_batches": 3, "n_perm": 99},
                       "default": {},
                       # more GRPO seeds per task
                       "paper": {"seeds": tuple(range(5, 21)), "device": "auto"}},

@@ -25,8 +25,6 @@ trajectories and the GRPO design are 09's, re-measured here, not a second copy o
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +40,7 @@ from vgh_lib.experiments import predictors as design09
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
 from vgh_lib.experiments.value_impact import run_gain
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
-from vgh_lib.harness.preregistration import Registration
+from vgh_lib.harness.preregistration import Registration, write_json
 from vgh_lib.paths import REPO_ROOT
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.models import load_local
@@ -81,7 +79,7 @@ SIMULATION_FILE = REPO_ROOT / "book" / "data" / "11_simulation.json"
 RECORDS = {"pilot": PILOT_FILE,
            "confirmation": REPO_ROOT / "book" / "data" / "11_confirmation.json",
            "replication": REPO_ROOT / "book" / "data" / "11_replication.json"}
-REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE)
+REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE, SIMULATION_FILE, RECORDS)
 
 
 # ------------------------------------------------------------------------ parameters
@@ -268,13 +266,6 @@ def make_record(params: GradientParams, points: list[Point], runs: list, wall_se
     return {"params": params.as_dict(), "grpo_seeds": list(params.grpo_seeds),
             "recipe_seeds": list(params.recipe_seeds), "rows": rows, "wall_seconds": wall_seconds}
 
-
-def write_json(path: Path | str, data: dict) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so a failed run leaves the old file."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -743,14 +734,10 @@ def check_design(pilot: dict, chosen: dict = GRADIENT_CHOSEN) -> None:
         raise ValueError("the committed number of GRPO seeds is not the one the pilot's rule chose")
 
 
-def load_simulation(path: Path = SIMULATION_FILE) -> dict:
+def load_simulation(path: Path | None = None) -> dict:
     """The size and power simulation committed with the registration, checked against the
     registered text it names."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data.get("preregistration_sha256") != REGISTRATION.text_sha256():
-        raise ValueError(f"{Path(path).name} names a registered text whose hash differs from "
-                         f"{PREREGISTRATION.name}'s")
-    return data
+    return REGISTRATION.load_simulation(path)
 
 
 def same_run(record: dict, committed: dict | None) -> str:
@@ -773,18 +760,14 @@ def same_run(record: dict, committed: dict | None) -> str:
 def load_record(stage: str) -> dict | None:
     """A committed registered run (``pilot``, ``confirmation`` or ``replication``), or None
     when it has not been run yet."""
-    if stage not in RECORDS:
-        raise ValueError(f"stage must be one of {tuple(RECORDS)}, got {stage!r}")
-    path = RECORDS[stage]
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    return REGISTRATION.load_record(stage)
 
 
 def record_stage(stage: str, params: GradientParams | None = None, progress: bool = True) -> Path:
     """Run one registered stage with the committed design and write its raw record under
     ``book/data`` (atomically): ``pilot`` (:func:`run_pilot`), ``confirmation`` (recipe seeds
     :data:`CONFIRMATION_SEEDS`) or ``replication`` (:data:`REPLICATION_SEEDS`)."""
-    if stage not in RECORDS:
-        raise ValueError(f"stage must be one of {tuple(RECORDS)}, got {stage!r}")
+    REGISTRATION.check_stage(stage)
     params = params or GradientParams()
     if stage == "pilot":
         data = run_pilot(params, progress)
@@ -802,12 +785,4 @@ def record_stage(stage: str, params: GradientParams | None = None, progress: boo
 if __name__ == "__main__":   # python -m vgh_lib.experiments.gradient_factor STAGE
     import sys
 
-    if len(sys.argv) != 2 or sys.argv[1] not in (*RECORDS, "simulation"):
-        raise SystemExit(f"usage: python -m vgh_lib.experiments.gradient_factor "
-                         f"{{{'|'.join((*RECORDS, 'simulation'))}}}")
-    if sys.argv[1] == "simulation":
-        write_json(SIMULATION_FILE, {"preregistration_sha256": REGISTRATION.text_sha256(),
-                                     **registration_simulation(progress=True)})
-        print(SIMULATION_FILE)
-    else:
-        print(record_stage(sys.argv[1]))
+    REGISTRATION.main(sys.argv[1:], "vgh_lib.experiments.gradient_factor", record_stage, registration_simulation)

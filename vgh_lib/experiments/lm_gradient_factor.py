@@ -39,10 +39,10 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import task_suite as design10
 from vgh_lib.experiments.designs import LM_GRADIENT_CHOSEN
-from vgh_lib.experiments.gradient_factor import NOT_SHOWN, Test, write_json
+from vgh_lib.experiments.gradient_factor import NOT_SHOWN, Test
 from vgh_lib.experiments.real_lm_impact import model_for, prefix_for
 from vgh_lib.harness.params import spec
-from vgh_lib.harness.preregistration import Registration
+from vgh_lib.harness.preregistration import Registration, write_json
 from vgh_lib.lm import grpo as lm_grpo
 from vgh_lib.paths import REPO_ROOT
 
@@ -81,7 +81,7 @@ SIMULATION_FILE = REPO_ROOT / "book" / "data" / "12_simulation.json"
 RECORDS = {"pilot": PILOT_FILE,
            "confirmation": REPO_ROOT / "book" / "data" / "12_confirmation.json",
            "replication": REPO_ROOT / "book" / "data" / "12_replication.json"}
-REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE)
+REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE, SIMULATION_FILE, RECORDS)
 
 
 def study_seeds(first: int, n: int) -> tuple[int, ...]:
@@ -721,22 +721,16 @@ def check_design(pilot: dict, chosen: dict = LM_GRADIENT_CHOSEN) -> None:
         raise ValueError("the committed design is not the one the pilot's rule chose")
 
 
-def load_simulation(path: Path = SIMULATION_FILE) -> dict:
+def load_simulation(path: Path | None = None) -> dict:
     """The size and power simulation committed with the registration, checked against the
     registered text it names."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if data.get("preregistration_sha256") != REGISTRATION.text_sha256():
-        raise ValueError(f"{Path(path).name} names a registered text whose hash differs from "
-                         f"{PREREGISTRATION.name}'s")
-    return data
+    return REGISTRATION.load_simulation(path)
 
 
 def load_record(stage: str) -> dict | None:
-    """A committed registered run (``pilot``, ``confirmation`` or ``replication``), or None."""
-    if stage not in RECORDS:
-        raise ValueError(f"stage must be one of {tuple(RECORDS)}, got {stage!r}")
-    path = RECORDS[stage]
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+    """A committed registered run (``pilot``, ``confirmation`` or ``replication``), or None
+    when it has not been run yet."""
+    return REGISTRATION.load_record(stage)
 
 
 def stage_params(stage: str, params: LMGradientParams | None = None) -> LMGradientParams:
@@ -749,8 +743,7 @@ def stage_params(stage: str, params: LMGradientParams | None = None) -> LMGradie
 
 def record_stage(stage: str, params: LMGradientParams | None = None, progress: bool = True) -> Path:
     """Run one registered stage and write its raw record under ``book/data`` (atomically)."""
-    if stage not in RECORDS:
-        raise ValueError(f"stage must be one of {tuple(RECORDS)}, got {stage!r}")
+    REGISTRATION.check_stage(stage)
     if stage == "pilot":
         data = run_pilot(params or LMGradientParams(), progress)
     else:
@@ -763,12 +756,4 @@ def record_stage(stage: str, params: LMGradientParams | None = None, progress: b
 if __name__ == "__main__":   # python -m vgh_lib.experiments.lm_gradient_factor STAGE
     import sys
 
-    if len(sys.argv) != 2 or sys.argv[1] not in (*RECORDS, "simulation"):
-        raise SystemExit(f"usage: python -m vgh_lib.experiments.lm_gradient_factor "
-                         f"{{{'|'.join((*RECORDS, 'simulation'))}}}")
-    if sys.argv[1] == "simulation":
-        write_json(SIMULATION_FILE, {"preregistration_sha256": REGISTRATION.text_sha256(),
-                                     **registration_simulation(progress=True)})
-        print(SIMULATION_FILE)
-    else:
-        print(record_stage(sys.argv[1]))
+    REGISTRATION.main(sys.argv[1:], "vgh_lib.experiments.lm_gradient_factor", record_stage, registration_simulation)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 REGISTERED_END = "<!-- end of the registered text -->"
 
@@ -33,12 +35,24 @@ def file_sha256(path: Path | str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def write_json(path: Path | str, data: dict) -> None:
+    """Write ``data`` to ``path`` through a temporary file, so a failed run leaves the old file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 @dataclass(frozen=True)
 class Registration:
-    """One study's registration page and pilot file."""
+    """One study's registration page and pilot file; for the studies that commit them, the
+    size-and-power simulation committed with the registration and the raw record of each
+    registered stage (``pilot``, ``confirmation``, ``replication``)."""
 
     page: Path
     pilot_file: Path
+    simulation_file: Path | None = None
+    records: dict[str, Path] = field(default_factory=dict)
 
     def text_sha256(self) -> str:
         """SHA-256 of the registered text of :attr:`page`."""
@@ -64,3 +78,39 @@ class Registration:
         path = Path(pilot_file or self.pilot_file)
         if chosen.get("pilot_sha256") != file_sha256(path):
             raise ValueError(f"the committed design does not name {path.name}'s SHA-256")
+
+    def load_simulation(self, path: Path | str | None = None) -> dict:
+        """The simulation committed with the registration, checked against the registered
+        text it names."""
+        path = Path(path or self.simulation_file)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("preregistration_sha256") != self.text_sha256():
+            raise ValueError(f"{path.name} names a registered text whose hash differs from "
+                             f"{self.page.name}'s")
+        return data
+
+    def check_stage(self, stage: str) -> Path:
+        """The record file of ``stage``; a ``ValueError`` naming the stages for any other."""
+        if stage not in self.records:
+            raise ValueError(f"stage must be one of {tuple(self.records)}, got {stage!r}")
+        return self.records[stage]
+
+    def load_record(self, stage: str) -> dict | None:
+        """A committed registered run, or None when it has not been run yet."""
+        path = self.check_stage(stage)
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def main(self, argv: list[str], module: str, record_stage: Callable[[str], Path],
+             simulation: Callable[..., dict]) -> None:
+        """``python -m MODULE STAGE``: run one registered stage (``record_stage``) and print
+        the file it wrote, or, for ``simulation``, write the size and power simulation
+        (``simulation(progress=True)``) named by the registered text's hash."""
+        stages = (*self.records, "simulation")
+        if len(argv) != 1 or argv[0] not in stages:
+            raise SystemExit(f"usage: python -m {module} {{{'|'.join(stages)}}}")
+        if argv[0] == "simulation":
+            write_json(self.simulation_file, {"preregistration_sha256": self.text_sha256(),
+                                              **simulation(progress=True)})
+            print(self.simulation_file)
+        else:
+            print(record_stage(argv[0]))
