@@ -15,8 +15,11 @@ def test_glossary_lists_the_chapters_that_use_each_entry(tmp_path):
     (tmp_path / "book" / "intro.md").write_text("$H$ here is not a chapter.\n")
     text = glossary.render_glossary(tmp_path)
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| $")}
-    assert "{doc}`/book/01_a`" in rows["$H$"] and "02_b" not in rows["$H$"]
-    assert rows["$G$"].endswith("{doc}`/book/02_b` |")
+    assert "{doc}`01 </book/01_a>`" in rows["$H$"] and "02_b" not in rows["$H$"]
+    assert rows["$G$"].endswith("{doc}`02 </book/02_b>` |")
+    (tmp_path / "book" / "02_preregistration.md").write_text("Its group size.\n")
+    assert glossary._short("book/02_preregistration") == "02 registration"
+    assert "{doc}`02 registration </book/02_preregistration>`" in glossary.render_glossary(tmp_path)
     assert rows["$\\lambda$, $\\lambda^D$, $\\lambda^C$"].endswith("| — |")
     assert "intro" not in text
 
