@@ -45,3 +45,9 @@ def test_replications_follow_the_finding_with_their_own_verdicts():
     assert line == ("exact S beyond reward-std: not shown Registered replications: GRPO seeds 21–26: "
                     "holds; recipe seeds 51–56: not shown (the design could not show it).")
     assert report.one_line({"finding": "f"}) == "f"
+
+
+def test_a_build_that_is_not_default_says_so():
+    assert report.profile_banner({"a": {"profile": "default"}, "b": None}) == []
+    banner = "\n".join(report.profile_banner({"a": {"profile": "smoke"}, "b": {"profile": "default"}}))
+    assert "`default`, `smoke`" in banner and "not its results" in banner

@@ -157,6 +157,18 @@ def one_line(record: dict) -> str:
     return text
 
 
+def profile_banner(records: dict[str, dict | None]) -> list[str]:
+    """An admonition naming the profiles this build ran when any is not ``default`` (the
+    published book's), so that nobody reads a smoke build's numbers as the book's."""
+    profiles = sorted({r["profile"] for r in records.values() if r is not None})
+    if not profiles or profiles == ["default"]:
+        return []
+    return ["```{admonition} Not the default profile", ":class: warning",
+            f"This build ran profile {', '.join(f'`{p}`' for p in profiles)}: its numbers come from "
+            "smaller runs than the published book's `default` profile and are not its results.",
+            "```", ""]
+
+
 def render_summary(executed: Path, root: Path | None = None) -> str:
     """The landing page's tables: the paper's results, then the book's own checks; per chapter
     its reading, its claims, what failed and why, and the one-line finding its notebook chose
@@ -165,7 +177,7 @@ def render_summary(executed: Path, root: Path | None = None) -> str:
     root = Path(root) if root is not None else executed.parent.parent
     chapters = _chapters(root)
     records = _records(executed)
-    parts = []
+    parts = [*profile_banner(records)]
     for paper, heading in ((True, "The paper's results"), (False, "The book's own checks")):
         rows = [f"**{heading}**", "",
                 "| result | reading | claims | what failed, and why | in one line |",
