@@ -51,3 +51,31 @@ def test_a_build_that_is_not_default_says_so():
     assert report.profile_banner({"a": {"profile": "default"}, "b": None}) == []
     banner = "\n".join(report.profile_banner({"a": {"profile": "smoke"}, "b": {"profile": "default"}}))
     assert "`default`, `smoke`" in banner and "not its results" in banner
+
+
+def test_the_findings_box_has_one_line_per_paper_result(tmp_path):
+    import json
+
+    from vgh_lib.driver import registry
+
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    names = [n for r in registry.RESULTS for n, nb in registry.NOTEBOOKS.items() if nb.result == r]
+    assert set(names) == {n for n, nb in registry.NOTEBOOKS.items() if nb.paper_claim}
+    c = ClaimSet(names[0], "smoke", {})
+    c.add("a.z", "mean costate against the closed form (z)", 1.25, "<=", 3.0)
+    (executed / f"{names[0]}.claims.json").write_text(json.dumps(c.record()))
+    c = ClaimSet(names[1], "default", {})
+    c.add("b.p", "primary", 0.4, "<=", 0.05, kind="empirical", not_shown=True)
+    c.finding = "S beyond reward-std: +0.10"
+    c.add_replication("seeds 21–26", "holds")
+    (executed / f"{names[1]}.claims.json").write_text(json.dumps(c.record()))
+    box = report.render_findings(executed, tmp_path)
+    assert [l for l in box.splitlines() if l.startswith("- ")] == [f"- **{r}.**" for r in registry.RESULTS]
+    lines = [l for l in box.splitlines() if l.startswith("  - ")]
+    assert len(lines) == len(names)
+    assert "**holds for our reconstruction**. mean costate against the closed form (z): 1.25 (required <= 3)" in lines[0]
+    assert "**not shown (the design could not show it)**. S beyond reward-std: +0.10 Registered " \
+           "replications: seeds 21–26: holds." in lines[1]
+    assert all("not run in this build" in l for l in lines[2:])
+    assert "Not the default profile" in box      # one of them ran smoke

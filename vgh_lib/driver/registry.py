@@ -41,6 +41,16 @@ SUITE_SMOKE = {"model_path": "tiny", "target": "greedy",
                "n_boot": 200, "n_perm": 200, "coverage_sims": 10, "jobs": 1}
 
 
+# The results of the paper, in the order the landing page's box reads them (our wording)
+THEOREM_1 = "Theorem 1: BPTT costates are value gradients"
+PROPOSITION = "The Proposition: PPO/GRPO actor updates are value-gradient-like in expectation"
+THEOREM_2 = "Theorem 2: costates through attention approximate the value signal"
+IMPACT_TOYS = "Value impact I = S·H ranks the gains of RL (tiny transformers)"
+IMPACT_LM = "Value impact in a real pretrained LM (SmolLM2-135M)"
+AGAINST_CHEAP = "Against the cheap predictors: does I, or its gradient factor, add to success rates?"
+RESULTS = (THEOREM_1, PROPOSITION, THEOREM_2, IMPACT_TOYS, IMPACT_LM, AGAINST_CHEAP)
+
+
 @dataclass(frozen=True)
 class NotebookSpec:
     name: str
@@ -48,6 +58,7 @@ class NotebookSpec:
     params: type[NotebookParams]
     profiles: dict[str, dict[str, Any]]
     paper_claim: bool = True   # one of the paper's results; False: a check of the book's own
+    result: str = ""           # which result of the paper it reproduces (the landing page's box)
 
 
 # The trajectory parameters of each profile, shared by notebooks 03-05 so that they reuse
@@ -61,6 +72,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
     spec_.name: spec_ for spec_ in [
         NotebookSpec(
             name="01_costates_are_value_gradients",
+            result=THEOREM_1,
             title="Theorem 1: BPTT costates are value gradients",
             params=Theorem1Params,
             profiles={"smoke": {"n_rollouts": 4_000, "horizon": 10},
@@ -70,6 +82,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="02_actor_update_estimators",
+            result=PROPOSITION,
             title="The actor update is value-gradient-like: SF, pathwise, PPO and GRPO",
             params=ActorUpdateParams,
             profiles={"smoke": {"n_rollouts": 4_096, "horizon": 8, "n_fd_rollouts": 2_000},
@@ -89,6 +102,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="04_transformer_costates",
+            result=THEOREM_2,
             title="Theorem 2: costates inside a transformer",
             params=TransformerCostateParams,
             profiles={"smoke": {**SMOKE_TRAJECTORY, "n_prompts": 2, "n_rollouts": 16,
@@ -102,6 +116,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="05_value_impact",
+            result=IMPACT_TOYS,
             title="Value impact: where along the trajectory RL pays off",
             params=ValueImpactParams,
             profiles={"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 3, "grpo_prompts": 4,
@@ -118,6 +133,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="06_real_lm",
+            result=THEOREM_2,
             title="A real pretrained language model: Theorem 2 in SmolLM2-135M",
             params=RealLMParams,
             profiles={"smoke": {"model_path": "tiny", "target": "greedy", "per_task": 2,
@@ -147,6 +163,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="08_real_lm_impact",
+            result=IMPACT_LM,
             title="Value impact across tasks in SmolLM2-135M",
             params=RealLMImpactParams,
             profiles={"smoke": {"model_path": "tiny", "target": "greedy",
@@ -163,6 +180,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="09_what_predicts_rl_gain",
+            result=AGAINST_CHEAP,
             title="What predicts the gain of RL: value impact against the cheap predictors",
             params=PredictorParams,
             profiles={"smoke": {"recipes": ("base", "noisy corpus", "one layer"),
@@ -180,6 +198,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="10_real_lm_task_suite",
+            result=IMPACT_LM,
             title="Value impact over a task suite in SmolLM2-135M, against an answer-prior control",
             params=TaskSuiteParams,
             profiles={"smoke": SUITE_SMOKE,
@@ -191,6 +210,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="11_gradient_factor",
+            result=AGAINST_CHEAP,
             title="Does the gradient factor add to success rates? Exact S on the toys",
             params=GradientParams,
             profiles={"smoke": {"recipes": ("base", "noisy corpus", "one layer"),
@@ -207,6 +227,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="12_lm_gradient_factor",
+            result=AGAINST_CHEAP,
             title="Does the gradient factor add to reward-std in SmolLM2?",
             params=LMGradientParams,
             # the smoke profile: notebook 10's tiny model, five tasks (the analysis needs four)

@@ -1,7 +1,8 @@
 """The "Reproduction report" page and the landing page's summary, built from the claims files.
 
 ``write_report`` writes ``book/reproduction_report.md`` (every claim, grouped by chapter),
-``book/executed/summary.md`` (one row per chapter, included by ``book/intro.md``) and
+``book/executed/summary.md`` (one row per chapter, included by ``book/intro.md``), the box
+``book/executed/findings.md`` at the top of the landing page, and
 ``book/executed/build_status.md`` (how each notebook's run behind this build went, and the
 versions it ran with). Nothing on
 either is typed by hand: both come from the ``*.claims.json`` files of the executed notebooks.
@@ -17,6 +18,7 @@ from vgh_lib.driver import registry
 from vgh_lib.harness.glue import format_threshold, format_value
 
 SUMMARY_NAME = "summary.md"
+FINDINGS_NAME = "findings.md"
 STATUS_NAME = "build_status.md"
 PACKAGES = ("torch", "transformers", "numpy", "scipy", "matplotlib", "papermill", "myst-nb",
             "jupyter-book", "vgh-companion")
@@ -157,6 +159,45 @@ def one_line(record: dict) -> str:
     return text
 
 
+def key_result(record: dict) -> str:
+    """A notebook's key result in words: its one-line finding (with its registered
+    replications), or else its first claim (the primary one) with the measured value."""
+    text = one_line(record)
+    if text:
+        return text
+    if not record.get("claims"):
+        return "no claims recorded"
+    c = record["claims"][0]
+    return (f"{c['statement'].rstrip('.')}: {format_value(c['value'])} "
+            f"(required {format_threshold(c['op'], c['threshold'])})")
+
+
+def render_findings(executed: Path, root: Path | None = None) -> str:
+    """The "What the book found" box at the top of the landing page: one item per result of the
+    paper (:data:`vgh_lib.driver.registry.RESULTS`), and under it each chapter that reproduces
+    it, with its reading in this build, its key number and a link; registered replications
+    carry their own verdicts."""
+    executed = Path(executed)
+    root = Path(root) if root is not None else executed.parent.parent
+    chapters = _chapters(root)
+    records = _records(executed)
+    lines = [*profile_banner(records), "```{admonition} What the book found", ":class: tip", ""]
+    for result in registry.RESULTS:
+        lines.append(f"- **{result}.**")
+        for name, record in records.items():
+            if registry.NOTEBOOKS[name].result != result:
+                continue
+            link = _title_link(name, chapters, record)
+            if record is None:
+                lines.append(f"  - {link}: not run in this build.")
+                continue
+            status = WORDING[True][chapter_status(record["claims"])]
+            lines.append(f"  - {link}: **{status}**. {_escape(key_result(record))}")
+    lines += ["", "Each line is generated from the chapter's claims file in this build; the "
+              "[Reproduction report](reproduction_report.md) lists every claim.", "```", ""]
+    return "\n".join(lines)
+
+
 def profile_banner(records: dict[str, dict | None]) -> list[str]:
     """An admonition naming the profiles this build ran when any is not ``default`` (the
     published book's), so that nobody reads a smoke build's numbers as the book's."""
@@ -177,7 +218,7 @@ def render_summary(executed: Path, root: Path | None = None) -> str:
     root = Path(root) if root is not None else executed.parent.parent
     chapters = _chapters(root)
     records = _records(executed)
-    parts = [*profile_banner(records)]
+    parts = []
     for paper, heading in ((True, "The paper's results"), (False, "The book's own checks")):
         rows = [f"**{heading}**", "",
                 "| result | reading | claims | what failed, and why | in one line |",
@@ -316,6 +357,7 @@ def write_report(executed: Path, dest: Path) -> None:
     dest.write_text(render_report(executed, root))
     executed.mkdir(parents=True, exist_ok=True)
     (executed / SUMMARY_NAME).write_text(render_summary(executed, root))
+    (executed / FINDINGS_NAME).write_text(render_findings(executed, root))
     from vgh_lib.harness.claims import git_commit
 
     commit = git_commit(root)

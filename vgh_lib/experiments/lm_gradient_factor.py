@@ -429,7 +429,8 @@ def simulation_rows(sim: dict, pilot: dict) -> list[list[str]]:
     """The registered simulation and the pilot's power, as table rows."""
     rate = lambda d: f"{d['rate']:.3f} ± {d['se']:.3f}"
     rows = [[f"size, reliability {d['reliability']:.1f}", rate(d)] for d in sim["size"]]
-    rows.append(["size, t₃ noise, reliability 0.6", rate(sim["size_heavy_noise"])])
+    heavy = sim["size_heavy_noise"]
+    rows.append([f"size, t₃ noise, reliability {heavy['reliability']:.1f}", rate(heavy)])
     rows += [[f"power, partial r {d['rho']:.1f}, reliability {d['reliability']:.1f}", rate(d)]
              for d in sim["power"]]
     pw = pilot["power"]
