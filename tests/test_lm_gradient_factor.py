@@ -163,6 +163,7 @@ def test_agreement_names_the_verdicts_that_differ():
     assert "differed" in text and L.PRIMARY in text
     assert "not committed" in L.agreement_text({"confirmation": yes}, True)
     assert L.seed_text([5, 6, 7, 8]) == "5–8" and L.seed_text([1, 3]) == "1, 3"
+    assert L.seed_text([*range(1, 11), *range(21, 27), 30, 31]) == "1–10, 21–26, 30, 31"
 
 
 def test_interval_text_never_prints_nan():

@@ -491,11 +491,15 @@ def run_rows(analyses: dict[str, Analysis], seeds: dict[str, list[int]], is_info
 
 
 def seed_text(seeds) -> str:
-    """``5–10`` for consecutive seeds, else a list."""
-    seeds = sorted(seeds)
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"{seeds[0]}–{seeds[-1]}"
-    return ", ".join(map(str, seeds))
+    """Seeds with each run of three or more consecutive ones as a range: ``1–10, 21–26``."""
+    seeds = sorted(set(seeds))
+    runs, start = [], 0
+    for i in range(1, len(seeds) + 1):
+        if i == len(seeds) or seeds[i] != seeds[i - 1] + 1:
+            run = seeds[start:i]
+            runs += [f"{run[0]}–{run[-1]}"] if len(run) > 2 else [str(s) for s in run]
+            start = i
+    return ", ".join(runs)
 
 
 POOLED = "all seeds pooled (descriptive)"
