@@ -220,7 +220,9 @@ def test_batched_engine_on_cuda_equals_the_cpu(tiny):
 def test_batched_engine_equals_the_reference_on_smollm2():
     """Few-shot prompts of notebook 10's suite (different lengths, answers of 1 to 3 tokens) in
     float32: the same tokens, log-probabilities within 1e-4 and an update within 1e-3
-    relative; exact values within 1e-5."""
+    relative; exact values within 1e-4 relative (a value is exp of a sum of log-probabilities,
+    so it inherits their tolerance: padded and unpadded matmuls round differently in float32,
+    by up to 3e-5 here; a wrong mask or position moves a value by far more)."""
     from vgh_lib.lm import suite
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -233,7 +235,7 @@ def test_batched_engine_equals_the_reference_on_smollm2():
     try:
         np.testing.assert_allclose(lm_grpo.exact_values(model, pairs, prefix=prefix),
                                    lm_grpo.exact_values(model, pairs, prefix=prefix, batched=False),
-                                   rtol=1e-5)
+                                   rtol=1e-4)
         gen = torch.Generator().manual_seed(1)
         ref = [prefix.sampled_logprobs(p, a.shape[0], 8, 1.0, gen) for p, a in pairs]
         tokens, logp = batched.sampled_logprobs(prefix, pairs, 8, 1.0, torch.Generator().manual_seed(1))
