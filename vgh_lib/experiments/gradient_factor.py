@@ -551,7 +551,7 @@ def figure_partial(table: Table, analysis: Analysis, title: str):
     ax.set_xlabel("log exact S, given reward-std and recipe")
     ax.set_ylabel("gain, given reward-std and recipe")
     ax.set_title(f"{title}: partial r = {interval_text(analysis.primary)}", fontsize=9)
-    ax.legend(fontsize=8, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.legend(fontsize=9, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -578,7 +578,7 @@ def figure_scores(analysis: Analysis, title: str):
         axes[1].axvline(c, color="0.4", ls="--", lw=1)
     axes[1].axvline(0, color="0.7", lw=0.8)
     axes[1].set_xlabel("within-recipe Spearman with the gain")
-    axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].legend(fontsize=9, loc="lower right")
     fig.suptitle(f"{title}; dashed: ± the ceiling √reliability = {analysis.ceiling:.2f}", fontsize=9)
     return fig
 
