@@ -369,13 +369,11 @@ def pooled_gain(table: Table, records: dict[str, dict]) -> np.ndarray | None:
     return pooled.gain[[index[t] for t in table.task]]
 
 
-def registered_analyses(n_perm: int, seed: int, extra: dict[str, dict] | None = None) -> tuple[dict, dict]:
+def registered_analyses(n_perm: int, seed: int) -> tuple[dict, dict]:
     """Every committed registered run analysed from its raw record with the same code (the
     confirmation's and the replication's exact-I test pooled over every seed run up to them),
-    then all of them pooled, descriptively: ``({name: Analysis}, {name: seeds})``. ``extra``
-    adds this build's own run."""
+    then all of them pooled, descriptively: ``({name: Analysis}, {name: seeds})``."""
     records = {n: r for n in RECORDS if (r := load_record(n)) is not None}
-    records.update(extra or {})
     analyses, seeds, so_far = {}, {}, {}
     for name, rec in records.items():
         so_far[name] = rec
@@ -383,15 +381,9 @@ def registered_analyses(n_perm: int, seed: int, extra: dict[str, dict] | None = 
         gain = pooled_gain(table, so_far) if name != "pilot" else None
         analyses[name] = analyse(table, n_perm, seed, pooled_gain=gain)
         seeds[name] = rec["seeds"]
-        if name == "this build's run":
-            so_far.pop(name)
-    stages = {n: r for n, r in records.items() if n in RECORDS}
-    if len(stages) > 1:
-        try:
-            analyses[POOLED] = analyse(pooled_table(stages), n_perm, seed)
-            seeds[POOLED] = [s for r in stages.values() for s in r["seeds"]]
-        except ValueError:
-            pass
+    if len(records) > 1:
+        analyses[POOLED] = analyse(pooled_table(records), n_perm, seed)
+        seeds[POOLED] = [s for r in records.values() for s in r["seeds"]]
     return analyses, seeds
 
 
