@@ -38,7 +38,7 @@ def test_notebook_has_one_title_and_a_glued_keys_table(name):
     nb = nbformat.read(runner.notebooks_dir() / f"{name}.ipynb", as_version=4)
     lines = [line for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
     titles = [line for line in lines if line.startswith("# ")]
-    assert len(titles) == 1 and titles[0].startswith("# Notebook:"), titles
+    assert len(titles) == 1 and titles[0].startswith(f"# {registry.number(name)} · The notebook:"), titles
     assert "## Glued keys" in lines
 
 
@@ -220,3 +220,23 @@ def test_provenance_footer_text():
 
     assert "<code>abcdef0</code>" in provenance_footer("abcdef0123", "2026-12-01 10:00")
     assert "not a git checkout" in provenance_footer("unknown", "2026-12-01 10:00")
+
+
+def test_each_chapter_page_and_notebook_page_carries_the_notebooks_number_and_title():
+    """One numbering: the sidebar shows these titles, the landing table the registry's."""
+    import yaml
+
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    assert not any(part.get("numbered") for part in toc["parts"])  # Sphinx would renumber 1, 2, ...
+    chapters = {}
+    for part in toc["parts"]:
+        for ch in part["chapters"]:
+            for sec in ch.get("sections") or []:
+                if sec["file"].startswith("book/executed/"):
+                    chapters[sec["file"].rsplit("/", 1)[1]] = ch["file"]
+    for name, nb in registry.NOTEBOOKS.items():
+        first = (REPO / f"{chapters[name]}.md").read_text().splitlines()[0]
+        assert first == f"# {registry.number(name)} · {nb.title}", name
+        cell = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())["cells"][0]
+        src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        assert src.startswith(f"# {registry.number(name)} · The notebook: "), name

@@ -71,7 +71,7 @@ def test_the_findings_box_has_one_line_per_paper_result(tmp_path):
     c.add_replication("seeds 21–26", "holds")
     (executed / f"{names[1]}.claims.json").write_text(json.dumps(c.record()))
     box = report.render_findings(executed, tmp_path)
-    assert [l for l in box.splitlines() if l.startswith("- ")] == [f"- **{r}.**" for r in registry.RESULTS]
+    assert [l for l in box.splitlines() if l.startswith("- ")] == [f"- **{r}**" for r in registry.RESULTS]
     lines = [l for l in box.splitlines() if l.startswith("  - ")]
     assert len(lines) == len(names)
     assert "**holds for our reconstruction**. mean costate against the closed form (z): 1.25 (required <= 3)" in lines[0]

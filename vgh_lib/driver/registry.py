@@ -149,7 +149,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
         NotebookSpec(
             name="07_probe",
-            title="vgh probe on the book's trajectory: the cheap factors against notebook 05's",
+            title="Use it on your model: vgh probe on the book's trajectory",
             params=ProbeBookParams,
             paper_claim=False,   # a check of the book's own tool, vgh probe
             profiles={"smoke": {**SMOKE_TRAJECTORY, "confirmation_seeds": (1,),
@@ -164,7 +164,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         NotebookSpec(
             name="08_real_lm_impact",
             result=IMPACT_LM,
-            title="Value impact across tasks in SmolLM2-135M",
+            title="Value impact in a real language model: tasks in SmolLM2-135M",
             params=RealLMImpactParams,
             profiles={"smoke": {"model_path": "tiny", "target": "greedy",
                                 "tasks": ("products", "sums", "differences"), "train_limit": 6,
@@ -181,7 +181,7 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         NotebookSpec(
             name="09_what_predicts_rl_gain",
             result=AGAINST_CHEAP,
-            title="What predicts the gain of RL: value impact against the cheap predictors",
+            title="What predicts the gain of RL? Value impact against the cheap predictors",
             params=PredictorParams,
             profiles={"smoke": {"recipes": ("base", "noisy corpus", "one layer"),
                                 "recipe_seeds": (11, 12, 13), "pretrain_steps": 150,
@@ -240,6 +240,11 @@ NOTEBOOKS: dict[str, NotebookSpec] = {
         ),
     ]
 }
+
+
+def number(name: str) -> str:
+    """A notebook's number ("09"), which its chapter's title, the sidebar and the text use."""
+    return name.split("_", 1)[0]
 
 
 def get(name: str) -> NotebookSpec:

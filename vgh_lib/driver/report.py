@@ -125,7 +125,8 @@ def _status_text(status: str) -> str:
 
 
 def _title_link(name: str, chapters: dict[str, str], record: dict | None) -> str:
-    title = _escape(registry.NOTEBOOKS[name].title).replace("`", "")
+    """The chapter's number and title as its page shows them, linked to the chapter."""
+    title = f"{registry.number(name)} · " + _escape(registry.NOTEBOOKS[name].title).replace("`", "")
     chapter = chapters.get(name)
     if chapter:
         return f"{{doc}}`{title} </{chapter}>`"
@@ -183,7 +184,7 @@ def render_findings(executed: Path, root: Path | None = None) -> str:
     records = _records(executed)
     lines = [*profile_banner(records), "```{admonition} What the book found", ":class: tip", ""]
     for result in registry.RESULTS:
-        lines.append(f"- **{result}.**")
+        lines.append(f"- **{result}**")
         for name, record in records.items():
             if registry.NOTEBOOKS[name].result != result:
                 continue
