@@ -240,3 +240,19 @@ def test_each_chapter_page_and_notebook_page_carries_the_notebooks_number_and_ti
         cell = json.loads((REPO / "notebooks" / f"{name}.ipynb").read_text())["cells"][0]
         src = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
         assert src.startswith(f"# {registry.number(name)} · The notebook: "), name
+
+
+def test_glue_params_shows_the_values_this_run_used(monkeypatch):
+    """The parameters cell shows the defaults; the page must show what ran (its profile too)."""
+    import IPython.display
+    import myst_nb
+
+    shown, glued = [], {}
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    monkeypatch.setattr(myst_nb, "glue", lambda key, obj, display=True: glued.update({key: obj}))
+    from vgh_lib.harness.glue import glue_params
+
+    glue_params("x.params", {"profile": "smoke", "seed": 3})
+    assert "x.params" in glued and len(shown) == 1
+    html = shown[0].data
+    assert "Parameters this run used (profile smoke)" in html and "<code>3</code>" in html

@@ -86,8 +86,11 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def glue_params(key: str, params: dict) -> None:
-    """Glue :func:`params_html` under ``key``; a chapter pastes it with ``{glue:any}``."""
-    from IPython.display import HTML
+    """Glue :func:`params_html` under ``key`` (a chapter pastes it with ``{glue:any}``) and show
+    it on the notebook's page, titled with the profile: the parameters cell above it shows the
+    defaults, whatever profile or overrides ran."""
+    from IPython.display import HTML, display
     from myst_nb import glue
 
     glue(key, HTML(params_html(params)), display=False)
+    display(HTML(params_html(params, f"Parameters this run used (profile {params.get('profile', '?')})")))
