@@ -256,3 +256,10 @@ def test_glue_params_shows_the_values_this_run_used(monkeypatch):
     assert "x.params" in glued and len(shown) == 1
     html = shown[0].data
     assert "Parameters this run used (profile smoke)" in html and "<code>3</code>" in html
+
+
+def test_shares_read_as_percentages_and_missing_values_as_na():
+    from vgh_lib.harness.glue import share_text
+
+    assert share_text(0.07) == "7.0 %" and share_text(1.0) == "100.0 %"
+    assert share_text(float("nan")) == share_text(None) == "n/a"

@@ -85,6 +85,18 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def share_text(value: float | None) -> str:
+    """A share as a percentage ("7.0 %"); a missing one as every missing value ("n/a")."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{100 * float(value):.1f} %"
+
+
+def glue_share(key: str, value: float | None) -> None:
+    """Glue a share (a rate in [0, 1]) as a percentage, for text that reads "in 7.0 % of them"."""
+    glue_text(key, share_text(value))
+
+
 def glue_params(key: str, params: dict) -> None:
     """Glue :func:`params_html` under ``key`` (a chapter pastes it with ``{glue:any}``) and show
     it on the notebook's page, titled with the profile: the parameters cell above it shows the
