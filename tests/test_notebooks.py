@@ -263,3 +263,14 @@ def test_shares_read_as_percentages_and_missing_values_as_na():
 
     assert share_text(0.07) == "7.0 %" and share_text(1.0) == "100.0 %"
     assert share_text(float("nan")) == share_text(None) == "n/a"
+
+
+def test_glued_text_shows_exactly_as_written():
+    """myst-nb literal_evals a glued plain text: "4,000" must not become (4, 0)."""
+    from myst_nb.core.variables import format_plain_text
+
+    from vgh_lib.harness.glue import Raw, Shown, shown_text
+
+    for text in ("4,000", "5, 6", "1.0, 0.8 and 0.6", "n/a", "'quoted'", "0.25", "-0.01, -0.007"):
+        assert format_plain_text(repr(Shown(text)), "s") == text == shown_text(repr(Shown(text)))
+    assert repr(Raw('{"a": 1}')) == '{"a": 1}'

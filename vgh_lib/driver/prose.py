@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vgh_lib.harness.glue import shown_text
+
 #: Words that mark a clause as stating a rule (a threshold, a definition, a counterfactual), not a
 #: measured outcome. Rules are typed in the chapters and fixed before any run.
 RULE_CUES = ("must", "required", "requires", "require", "would", "should", "when", "whenever",
@@ -183,8 +185,8 @@ def glued_texts(notebook: Path) -> dict[str, str]:
             if not scrap:
                 continue
             text = output.get("data", {}).get(scrap.get("mime_prefix", "") + "text/plain")
-            if text is not None:
-                values[scrap["name"]] = "".join(text) if isinstance(text, list) else text
+            if text is not None:   # what the chapter shows (see vgh_lib.harness.glue.Shown)
+                values[scrap["name"]] = shown_text("".join(text) if isinstance(text, list) else text)
     return values
 
 

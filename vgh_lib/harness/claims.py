@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from vgh_lib.common import plots
-from vgh_lib.harness.glue import Shown, format_threshold, format_value
+from vgh_lib.harness.glue import Raw, Shown, format_threshold, format_value
 from vgh_lib.paths import REPO_ROOT
 
 CLAIMS_GLUE_KEY = "vgh.claims"
@@ -190,7 +190,7 @@ class ClaimSet:
             glue(c.id + ".verdict", Shown(c.verdict()), display=False)
             glue(c.id + ".threshold", Shown(format_threshold(c.op, c.threshold)), display=False)
         display(Markdown(self.table_markdown()))
-        glue(CLAIMS_GLUE_KEY, Shown(json.dumps(self.record())), display=False)
+        glue(CLAIMS_GLUE_KEY, Raw(json.dumps(self.record())), display=False)
         failed = self.failures()
         if failed:
             lines = [f"{c.id}: value {format_value(c.value)}, required "

@@ -10,13 +10,40 @@ from typing import Sequence
 
 
 class Shown:
-    """A value whose plain-text display is exactly ``text`` (no quotes), for glue."""
+    """A glued text that a chapter's ``{glue:text}`` shows exactly as ``text``.
+
+    myst-nb passes a glued value's plain text through ``ast.literal_eval`` before it formats
+    it, so an unquoted "4,000" would become the tuple ``(4, 0)`` and "5, 6" the tuple
+    ``(5, 6)``. The plain text is therefore the string's Python literal, which evaluates back to
+    exactly ``text``."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+
+class Raw:
+    """A glued value whose plain text is ``text`` itself, for machine readers (the claims
+    record, read back with ``json.loads``); never shown in a chapter."""
 
     def __init__(self, text: str):
         self.text = text
 
     def __repr__(self) -> str:
         return self.text
+
+
+def shown_text(plain: str) -> str:
+    """What a chapter shows for a glued plain text, as myst-nb derives it (``literal_eval``,
+    then ``str``; the text itself when it is no literal)."""
+    import ast
+
+    try:
+        return str(ast.literal_eval(plain))
+    except (SyntaxError, ValueError):
+        return plain
 
 
 def format_value(value: float | None) -> str:
