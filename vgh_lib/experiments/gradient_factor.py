@@ -483,6 +483,10 @@ def informative(pilot: dict) -> bool:
 
 
 def interval_text(test: Test) -> str:
+    """``+0.12 [-0.30, +0.50]``; an undefined interval (too few tasks) reads "n/a" as every
+    missing value in the book does."""
+    if not (np.isfinite(test.lo) and np.isfinite(test.hi)):
+        return f"{test.stat:+.2f} [interval n/a]"
     return f"{test.stat:+.2f} [{test.lo:+.2f}, {test.hi:+.2f}]"
 
 
@@ -497,6 +501,23 @@ def answer_sentence(analysis: Analysis, is_informative: bool, label: str) -> str
         return f"No on the {label}: {core}, although the design had the registered power."
     return (f"Not shown on the {label}: {core}; the design had less than the registered power "
             f"to show an effect of the pilot's size, so this is no evidence that the factor adds nothing.")
+
+
+def agreement_text(analyses: dict, is_informative: bool, seeds: str = "GRPO seeds") -> str:
+    """Whether the run on ``seeds`` nobody tuned on reached the confirmation's verdicts (a
+    sentence naming the tests whose verdicts differ). ``analyses`` maps run names to analyses
+    with a ``primary`` test and a ``secondary`` family (this study's or notebook 12's)."""
+    if "confirmation" not in analyses or "replication" not in analyses:
+        return f"The run on {seeds} nobody tuned on is not committed yet, so no verdict can be compared."
+    a, b = analyses["confirmation"], analyses["replication"]
+    first = [verdict(a.primary, is_informative), *(verdict(t, True) for t in a.secondary)]
+    second = [verdict(b.primary, is_informative), *(verdict(t, True) for t in b.secondary)]
+    names = [a.primary.name, *(t.name for t in a.secondary)]
+    differ = [n for n, x, y in zip(names, first, second) if x != y]
+    if not differ:
+        return f"On {seeds} nobody tuned on, every verdict was the same as the confirmation's."
+    return (f"On {seeds} nobody tuned on, these verdicts differed from the confirmation's: "
+            + "; ".join(differ) + ".")
 
 
 def run_rows(analyses: dict[str, Analysis], is_informative: bool) -> list[list[str]]:

@@ -39,7 +39,8 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import task_suite as design10
 from vgh_lib.experiments.designs import LM_GRADIENT_CHOSEN
-from vgh_lib.experiments.gradient_factor import NOT_SHOWN, Test
+# the same tests, verdicts and wording as notebook 11's study
+from vgh_lib.experiments.gradient_factor import NOT_SHOWN, Test, agreement_text, interval_text, verdict
 from vgh_lib.experiments.real_lm_impact import model_for, prefix_for
 from vgh_lib.harness.params import spec
 from vgh_lib.harness.preregistration import Registration, write_json
@@ -324,22 +325,6 @@ def analyse(table: Table, n_perm: int, seed: int, pooled_gain=None, alpha: float
                     primary, secondary, rho, {p: prediction.disattenuate(r, rel) for p, r in rho.items()})
 
 
-def verdict(test: Test, informative: bool) -> str:
-    """``holds``; else ``does not hold`` when the design had the registered power, and
-    :data:`NOT_SHOWN` when the registration declared a failure uninformative."""
-    if test.holds:
-        return "holds"
-    return "does not hold" if informative else NOT_SHOWN
-
-
-def interval_text(test: Test) -> str:
-    """``+0.12 [-0.30, +0.50]``; an undefined interval (too few tasks) reads "n/a" as every
-    missing value in the book does."""
-    if not (np.isfinite(test.lo) and np.isfinite(test.hi)):
-        return f"{test.stat:+.2f} [interval n/a]"
-    return f"{test.stat:+.2f} [{test.lo:+.2f}, {test.hi:+.2f}]"
-
-
 def answer_sentence(analysis: Analysis, is_informative: bool, label: str) -> str:
     """The chapter's one-sentence answer for one registered run."""
     t = analysis.primary
@@ -429,21 +414,6 @@ def simulation_rows(sim: dict, pilot: dict) -> list[list[str]]:
     rows.append([f"pilot: power at partial r {pw['rho']:.1f} and the chosen design's projected "
                  f"reliability {pw['reliability']:.2f}", rate(pw)])
     return rows
-
-
-def agreement_text(analyses: dict[str, Analysis], is_informative: bool) -> str:
-    """Whether the run on seeds nobody tuned on reached the confirmation's verdicts (a sentence)."""
-    if "confirmation" not in analyses or "replication" not in analyses:
-        return "The run on GRPO seeds nobody tuned on is not committed yet, so no verdict can be compared."
-    a, b = analyses["confirmation"], analyses["replication"]
-    first = [verdict(a.primary, is_informative), *(verdict(t, True) for t in a.secondary)]
-    second = [verdict(b.primary, is_informative), *(verdict(t, True) for t in b.secondary)]
-    names = [a.primary.name, *(t.name for t in a.secondary)]
-    differ = [n for n, x, y in zip(names, first, second) if x != y]
-    if not differ:
-        return "On GRPO seeds nobody tuned on, every verdict was the same as the confirmation's."
-    return ("On GRPO seeds nobody tuned on, these verdicts differed from the confirmation's: "
-            + "; ".join(differ) + ".")
 
 
 def costs(table: Table) -> dict[str, float]:
