@@ -34,10 +34,12 @@ Every threshold was fixed before the notebook was run.
 
 READING = """A result **holds for our reconstruction** (a check **passes**) when every claim of its
 notebook holds; it **does not hold** (a check **fails**) when an identity claim fails or no
-empirical claim holds; it is **inconclusive** otherwise (its identities hold but its empirical
-claims split, or a value could not be measured). The paper's theorems and formulas are our
-reconstructions, so a result that holds says that our reconstruction of the claim holds in this
-build. "What failed" names each failed claim, its measured value and what its failure means."""
+empirical claim holds, unless the registration declared such a failure uninformative (the
+design lacked the registered power): then it is **not shown (the design could not show it)**; it
+is **inconclusive** otherwise (its identities hold but its empirical claims split, or a value
+could not be measured). The paper's theorems and formulas are our reconstructions, so a result
+that holds says that our reconstruction of the claim holds in this build. In the Reproduction
+report, "what failed" names each failed claim, its measured value and what its failure means."""
 
 # How the landing page words a status, for the paper's results and for the book's own checks
 NOT_SHOWN_TEXT = "not shown (the design could not show it)"
@@ -211,28 +213,29 @@ def profile_banner(records: dict[str, dict | None]) -> list[str]:
             "```", ""]
 
 
-def render_summary(executed: Path, root: Path | None = None) -> str:
-    """The landing page's tables: the paper's results, then the book's own checks; per chapter
-    its reading, its claims, what failed and why, and the one-line finding its notebook chose
-    from its measured values (empty where it gives none)."""
+def render_summary(executed: Path, root: Path | None = None, detail: bool = False) -> str:
+    """The summary tables: the paper's results, then the book's own checks; per chapter its
+    reading, its claims and the one-line finding its notebook chose from its measured values
+    (empty where it gives none). The landing page shows one line per chapter; with ``detail``
+    (the Reproduction report) a column also names each failed claim and why."""
     executed = Path(executed)
     root = Path(root) if root is not None else executed.parent.parent
     chapters = _chapters(root)
     records = _records(executed)
     parts = []
     for paper, heading in ((True, "The paper's results"), (False, "The book's own checks")):
-        rows = [f"**{heading}**", "",
-                "| result | reading | claims | what failed, and why | in one line |",
-                "|---|---|---|---|---|"]
+        columns = ["result", "reading", "claims", *(["what failed, and why"] if detail else []), "in one line"]
+        rows = [f"**{heading}**", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for name, record in records.items():
             if registry.NOTEBOOKS[name].paper_claim != paper:
                 continue
             claims = record["claims"] if record else []
             status = WORDING[paper][chapter_status(claims)]
-            text = _count(claims) if claims else "not run"
-            finding = _escape(one_line(record)) if record else ""
-            rows.append(f"| {_title_link(name, chapters, record)} | {_status_text(status)} | "
-                        f"{text} | {_escape(what_failed(claims))} | {finding} |")
+            cells = [_title_link(name, chapters, record), _status_text(status),
+                     _count(claims) if claims else "not run",
+                     *([_escape(what_failed(claims))] if detail else []),
+                     _escape(one_line(record)) if record else ""]
+            rows.append("| " + " | ".join(cells) + " |")
         parts += [*rows, ""]
     return "\n".join([*parts, READING, ""])
 
@@ -273,7 +276,7 @@ def render_report(executed: Path, root: Path | None = None) -> str:
         lines += ["## Failed runs", "",
                   "The latest run of these notebooks failed; the book shows their last good run.",
                   "", *failed_runs, ""]
-    lines += ["## Summary", "", render_summary(executed, root), "",
+    lines += ["## Summary", "", render_summary(executed, root, detail=True), "",
               "## Claims by chapter", "", *sections, "## Runs", "", *runs, ""]
     return "\n".join(lines)
 
