@@ -186,3 +186,12 @@ def test_costs_take_the_evaluation_of_p_out_of_the_exact_terms():
     table.seconds.update({"S exact": 5.0, "AdamW signal": 7.0, "H": 3.0, "S": 4.0})
     c = L.costs(table)      # a GRPO run: 2 s
     assert c == {"S exact": 1.0, "AdamW signal": 2.0, "S": 2.0, "evaluation of p": 1.5}
+
+
+def test_the_pooled_spearman_test_is_one_sided_and_bounded():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=24)
+    up = L.spearman_test(x, x + rng.normal(0, 0.5, 24), "up", 999, 0)
+    down = L.spearman_test(x, -x + rng.normal(0, 0.5, 24), "down", 999, 0)
+    assert up.p < 0.01 < 0.5 < down.p
+    assert -1 < up.lo < up.stat < up.hi < 1

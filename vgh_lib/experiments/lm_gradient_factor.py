@@ -253,9 +253,6 @@ class Table:
                     if p in rows[0]["seconds"]},
                    float(np.mean([s for r in rows for s in r["grpo_seconds"]])))
 
-    def with_gains(self, gains: np.ndarray) -> "Table":
-        return dataclasses.replace(self, gains=np.asarray(gains, float))
-
 
 def partial_rank_test(x, y, z, n_perm: int, seed: int, degree: int = RULES["degree"]) -> tuple[float, float]:
     """The partial rank association of ``x`` with ``y`` given ``z`` over exchangeable units: the
@@ -276,12 +273,9 @@ def beyond_baseline(x, y, z, name: str, n_perm: int, seed: int) -> Test:
 
 def spearman_test(x, y, name: str, n_perm: int, seed: int) -> Test:
     """One-sided permutation Spearman test over exchangeable units, with a Fisher-z interval."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    rho = stats.spearman(x, y)
-    rng = np.random.default_rng(seed)
-    count = sum(stats.spearman(x, y[rng.permutation(y.size)]) >= rho - 1e-12 for _ in range(n_perm))
-    lo, hi = prediction.fisher_interval(rho, y.size)
-    return Test(name, rho, lo, hi, (1 + count) / (1 + n_perm))
+    rho, p = stats.permutation_pvalue([x], [y], n_perm, seed)     # one group: all units
+    lo, hi = prediction.fisher_interval(rho, len(y))
+    return Test(name, rho, lo, hi, p)
 
 
 @dataclass
