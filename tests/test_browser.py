@@ -87,6 +87,9 @@ def _favicon(message) -> bool:
 PAGE_STATE = """() => ({
   imgs: Array.from(document.images).map(i => [i.currentSrc || i.src, i.complete, i.naturalWidth,
                                               i.getAttribute('alt') || '']),
+  // every figure in the article is a link to its full-size file (tap to enlarge on a phone)
+  unlinked: Array.from(document.querySelectorAll('article img'))
+            .filter(i => !(i.closest('a') && i.closest('a').href === i.src)).map(i => i.src),
   // a figure of a chapter: numbered, and its caption links the notebook that drew it
   figures: Array.from(document.querySelectorAll('figure')).filter(f => f.querySelector('img'))
            .map(f => [f.id, (f.querySelector('.caption-number') || {}).innerText || '',
@@ -138,6 +141,7 @@ def test_every_page_in_a_real_browser(browser, served_book, tmp_path):
             # alt text that says something: not empty, not the image's own file name
             if not alt.strip() or alt.strip().endswith((".png", ".svg", ".jpg")):
                 problems.append(f"image without a real alt text: {src} (alt {alt!r})")
+        problems += [f"image is not a link to its full-size file: {src}" for src in state["unlinked"]]
         for fig_id, number, caption_links in state["figures"]:
             if not number.strip().startswith("Fig."):
                 problems.append(f"figure {fig_id or '(no id)'} is not numbered")
@@ -175,7 +179,7 @@ def test_every_page_in_a_real_browser(browser, served_book, tmp_path):
         elif frag and target in seen_ids and frag not in seen_ids[target]:
             errors.append(f"{rel}: link to a missing anchor {href}")
     assert proof_pages, "no page rendered a sphinx-proof box"
-    errors += _overflows_on_a_phone(browser, base, pages)
+    errors += _overflows(browser, base, pages, 390) + _overflows(browser, base, pages, 1400)
     # the Reproduction report fits its column at 1,400 pixels and on a phone
     for name, viewport in (("1400", {"width": 1400, "height": 900}),
                            ("phone", {"width": 390, "height": 844})):
@@ -217,10 +221,11 @@ OVERFLOW = """() => {
 }"""
 
 
-def _overflows_on_a_phone(browser, base: str, pages: list[str]) -> list[str]:
-    """At 390 pixels (a phone), every table and display equation either fits the content column
-    or scrolls inside it; nothing sticks out of the column or is cut off (issue 23)."""
-    ctx = browser.new_context(viewport={"width": 390, "height": 844})
+def _overflows(browser, base: str, pages: list[str], width: int) -> list[str]:
+    """At ``width`` pixels (390: a phone; 1,400: a desktop), every table and display equation
+    either fits the content column or scrolls inside it; nothing sticks out of the column or is
+    cut off (issues 23 and 32: the build-status table was cut off at the right on a desktop)."""
+    ctx = browser.new_context(viewport={"width": width, "height": 844 if width < 800 else 900})
     errors = []
     for rel in pages:
         page = ctx.new_page()
@@ -229,7 +234,7 @@ def _overflows_on_a_phone(browser, base: str, pages: list[str]) -> list[str]:
             page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
                                    timeout=15000)
             page.evaluate("() => MathJax.startup.promise")
-        errors += [f"{rel} at 390 px: {p}" for p in page.evaluate(OVERFLOW)]
+        errors += [f"{rel} at {width} px: {p}" for p in page.evaluate(OVERFLOW)]
         page.close()
     ctx.close()
     return errors

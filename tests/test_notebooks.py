@@ -175,9 +175,9 @@ def test_build_status_page_lists_each_run_and_the_versions(tmp_path):
              "seconds": seconds, "claims": [{"passed": True}, {"passed": False}],
              "figures": {"a.fig": [], "b.fig": ["texts 'x' and 'y' overlap"]}}))
     text = report.render_status(executed, "abcdef0123456")
-    assert (f"| [{names[0]}]({names[0]}.ipynb) | smoke | 1.2 min | `abcdef0` | then | 1 of 2 hold "
+    assert (f"| [{names[0]}]({names[0]}.ipynb) | smoke | 1.2 min | `abcdef0`, then | 1 of 2 hold "
             "| 2 checked; hard to read: b.fig |") in text
-    assert "`1234567` (reused from an earlier build)" in text and "| 9 s |" in text
+    assert "`1234567`, then (reused from an earlier build)" in text and "| 9 s |" in text
     assert f"| {names[2]} | not run |" in text
     assert "add up to 1.4 min" in text and "| torch |" in text and "| python |" in text
 

@@ -226,3 +226,18 @@ def test_jackknife_bounded_stays_inside_minus_one_one():
     plain, bounded = prediction.jackknife(f, groups), prediction.jackknife_bounded(f, groups)
     assert bounded.value == plain.value
     assert -1 <= bounded.lo <= bounded.value <= bounded.hi <= 1
+
+
+def test_jackknife_r2_stays_below_one_and_matches_the_log_scale_jackknife():
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(4), 5)
+    x = rng.normal(size=20)
+    y = x + np.where(groups == 0, 0.3, 0.05) * rng.normal(size=20)  # R² near 1, one noisy group
+    f = lambda m: prediction.r2_oos(y[m], x[m])                    # noqa: E731
+    plain, bounded = prediction.jackknife(f, groups), prediction.jackknife_r2(f, groups)
+    assert plain.hi > 1                                            # the case the transform is for
+    assert bounded.value == plain.value
+    assert bounded.lo <= bounded.value <= bounded.hi < 1
+    on_log = prediction.jackknife(lambda m: np.log(1 - f(m)), groups)
+    assert bounded.lo == pytest.approx(1 - np.exp(on_log.hi))     # the ends swap under 1 − exp
+    assert bounded.hi == pytest.approx(1 - np.exp(on_log.lo))

@@ -351,3 +351,14 @@ def jackknife_bounded(statistic, groups, level: float = 0.95) -> Interval:
     iv = jackknife(z, groups, level)
     return Interval(float(statistic(np.ones(np.asarray(groups).size, bool))), iv.se,
                     float(np.tanh(iv.lo)), float(np.tanh(iv.hi)), iv.df)
+
+
+def jackknife_r2(statistic, groups, level: float = 0.95) -> Interval:
+    """:func:`jackknife` of an R² (at most 1, unbounded below) on the scale ``log(1 − R²)``,
+    mapped back: the interval cannot exceed 1. ``se`` is on the log scale."""
+    def u(mask):
+        return float(np.log(max(1.0 - statistic(mask), 1e-12)))
+
+    iv = jackknife(u, groups, level)
+    return Interval(float(statistic(np.ones(np.asarray(groups).size, bool))), iv.se,
+                    float(1 - np.exp(iv.hi)), float(1 - np.exp(iv.lo)), iv.df)

@@ -302,12 +302,12 @@ def render_status(executed: Path, build_commit: str = "") -> str:
     import datetime
 
     executed = Path(executed)
-    rows = ["| notebook | profile | run time | ran at commit | ran at (UTC) | claims | figures |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| notebook | profile | run time | ran at (commit, UTC) | claims | figures |",
+            "|---|---|---|---|---|---|"]
     total = 0.0
     for name, record in _records(executed).items():
         if record is None:
-            rows.append(f"| {name} | not run | | | | | |")
+            rows.append(f"| {name} | not run | | | | |")
             continue
         seconds = record.get("seconds")
         total += seconds or 0.0
@@ -326,7 +326,7 @@ def render_status(executed: Path, build_commit: str = "") -> str:
                            f"{len(figures)} checked; hard to read: " + ", ".join(unreadable))
         # the page lives in book/executed/, beside the executed notebooks it links
         rows.append(f"| [{name}]({name}.ipynb) | {record['profile']} | {run_time} | "
-                    f"`{commit}`{reused} | {record.get('created', '')} | "
+                    f"`{commit}`, {record.get('created', '')}{reused} | "
                     f"{held} of {len(record['claims'])} hold | {figure_text} |")
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     versions = ["| package | version |", "|---|---|", *(f"| {p} | {v} |" for p, v in _versions())]

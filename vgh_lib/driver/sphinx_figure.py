@@ -18,6 +18,9 @@ every figure in the book says what it shows.
 Images elsewhere (the figures a notebook page shows itself) get an alt text that names their
 notebook, instead of their hashed file name.
 
+Every image in a page's article is a link to its full-size file (``_static/vgh-images.js``), so
+that on a phone a tap opens a three-panel figure at full size, to zoom into.
+
 Registered in ``_config.yml`` (``sphinx.extra_extensions``).
 """
 
@@ -110,7 +113,37 @@ def _set_alt(app, doctree, docname: str) -> None:
             image["alt"] = f"Figure {n} drawn by notebook {name}; the chapter's caption describes it"
 
 
+JS_NAME = "vgh-images.js"
+JS = """/* vgh_lib.driver.sphinx_figure: every image in the article links to its full-size file,
+ * so a reader on a phone can tap a figure and zoom into it. */
+document.addEventListener("DOMContentLoaded", function () {
+  "use strict";
+  document.querySelectorAll("article img").forEach(function (img) {
+    if (img.closest("a")) return;                 // already a link
+    var link = document.createElement("a");
+    link.href = img.getAttribute("src");
+    link.className = "vgh-full-size";
+    link.title = "Open the figure at full size";
+    img.parentNode.insertBefore(link, img);
+    link.appendChild(img);
+  });
+});
+"""
+
+
+def _write_js(app) -> None:
+    from pathlib import Path
+
+    if app.builder.format != "html":
+        return
+    static = Path(app.outdir) / "_static"
+    static.mkdir(parents=True, exist_ok=True)
+    (static / JS_NAME).write_text(JS)
+
+
 def setup(app):
     app.add_directive("vgh-figure", _directive())
     app.connect("doctree-resolved", _set_alt)
+    app.connect("builder-inited", _write_js)
+    app.add_js_file(JS_NAME)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}

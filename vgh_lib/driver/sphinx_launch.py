@@ -149,9 +149,11 @@ details.vgh-params table { width: auto; font-size: 0.9em; margin-top: 0.4em; }
 /* display equations too wide for the column scroll inside it instead of being clipped */
 .bd-article div.math, .bd-article mjx-container[display="true"] {
   display: block; max-width: 100%; overflow-x: auto; overflow-y: hidden; }
-/* on a phone a wide table scrolls sideways inside the column: every column stays readable */
+/* a table wider than the column scrolls sideways inside it, at every width: every column
+   stays readable and nothing is cut off at the right */
+.bd-article table { display: block; max-width: 100%; overflow-x: auto; }
 @media (max-width: 720px) {
-  .bd-article table { display: block; max-width: 100%; overflow-x: auto; font-size: 0.85em; }
+  .bd-article table { font-size: 0.85em; }
 }
 """
 

@@ -39,6 +39,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import predictors as design09
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
 from vgh_lib.experiments.value_impact import run_gain
+from vgh_lib.harness import glue
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.harness.preregistration import Registration, write_json
 from vgh_lib.paths import REPO_ROOT
@@ -483,11 +484,8 @@ def informative(pilot: dict) -> bool:
 
 
 def interval_text(test: Test) -> str:
-    """``+0.12 [-0.30, +0.50]``; an undefined interval (too few tasks) reads "n/a" as every
-    missing value in the book does."""
-    if not (np.isfinite(test.lo) and np.isfinite(test.hi)):
-        return f"{test.stat:+.2f} [interval n/a]"
-    return f"{test.stat:+.2f} [{test.lo:+.2f}, {test.hi:+.2f}]"
+    """``+0.12 [-0.30, +0.50]`` (:func:`vgh_lib.harness.glue.interval_text`)."""
+    return glue.interval_text(test.stat, test.lo, test.hi)
 
 
 def answer_sentence(analysis: Analysis, is_informative: bool, label: str) -> str:

@@ -31,6 +31,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
 from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.value_impact import GainJob, GainRun, run_gain
+from vgh_lib.harness import glue
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 09)
 from vgh_lib.paths import REPO_ROOT
@@ -360,7 +361,8 @@ class Score:
 
 
 def score_predictor(table: Table, predictor: str) -> Score:
-    """Out-of-recipe R² and ρ of one predictor, each with its delete-one-recipe jackknife."""
+    """Out-of-recipe R² and ρ of one predictor, each with its delete-one-recipe jackknife on a
+    scale that respects its range (R² ≤ 1 on log(1 − R²), ρ in [−1, 1] on Fisher z)."""
     y, g = table.gain, table.recipe
 
     def stat(key):
@@ -369,7 +371,7 @@ def score_predictor(table: Table, predictor: str) -> Score:
             return prediction.scores(X, y[m], g[m])[key]
         return f
 
-    return Score(prediction.jackknife(stat("r2"), g), prediction.jackknife(stat("rho"), g))
+    return Score(prediction.jackknife_r2(stat("r2"), g), prediction.jackknife_bounded(stat("rho"), g))
 
 
 def _subset(table: Table, mask) -> Table:
@@ -446,6 +448,97 @@ def analyse(table: Table, params: PredictorParams) -> Analysis:
     return Analysis({p: score_predictor(table, p) for p in PREDICTORS},
                     incremental_value(table, params.n_perm, params.seed),
                     matched(table, params.caliper))
+
+
+# ------------------------------------------------------------------------ the figures
+CHECKPOINT_STYLES = ("-", "--", ":")   # a pilot recipe's earliest, middle and latest checkpoint
+
+
+def pilot_figure(pilot_data: dict):
+    """The pilot's learning-rate runs: one panel per recipe, the probe value's change over GRPO
+    steps, colour = learning rate, line style = checkpoint (earliest solid); one key in a panel
+    of its own instead of a legend over each panel's data; the dashed line is the collapse rule."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from vgh_lib.common import plots
+
+    recipes = list(pilot_data["recipes"])
+    lrs = list(PILOT["lrs"])
+    colours = plots.palette(len(lrs))
+    fig, axes = plt.subplots(1, len(recipes) + 1, figsize=plots.figsize(3.6 * len(recipes) + 2, 3.6),
+                             gridspec_kw={"width_ratios": [3] * len(recipes) + [1.7]})
+    for ax, name in zip(axes, recipes):
+        runs = [r for r in pilot_data["lr_runs"] if r["recipe"] == name]
+        steps = sorted({r["step"] for r in runs})
+        for run in runs:
+            v = np.array(run["probe_value"])
+            ax.plot(run["probe_steps"], v - v[0], marker="o", ms=3, lw=1.2,
+                    color=colours[lrs.index(run["lr"])],
+                    ls=CHECKPOINT_STYLES[min(steps.index(run["step"]), len(CHECKPOINT_STYLES) - 1)])
+        ax.axhline(-PILOT["collapse_tolerance"], color="k", ls="--", lw=0.8)
+        ax.set_title(f"{name.removeprefix('pilot: ')}\ncheckpoints {', '.join(map(str, steps))}",
+                     fontsize=9)
+        ax.set_xlabel("GRPO step")
+    for ax in axes[1:len(recipes)]:
+        ax.sharey(axes[0])
+    axes[0].set_ylabel("probe value − start")
+    key = axes[-1]
+    key.axis("off")
+    handles = ([Line2D([], [], color=c, lw=2, label=f"lr {lr:g}") for c, lr in zip(colours, lrs)]
+               + [Line2D([], [], color="0.3", ls=ls, label=which)
+                  for ls, which in zip(CHECKPOINT_STYLES, ("earliest", "middle", "latest"))]
+               + [Line2D([], [], color="k", ls="--", lw=0.8, label="collapse limit")])
+    key.legend(handles=handles, loc="center left", fontsize=9, frameon=False, borderaxespad=0)
+    fig.suptitle(f"09 pilot: the rule chose lr {pilot_data['chosen_lr']:g}", fontsize=9)
+    return fig
+
+
+# ------------------------------------------------------------------------ the panel
+R2_FLOOR = -1.0   # the panel's R² axis and table stop here; lower interval ends read "< −1"
+SCORE_LABELS = {"r2": "R² out of recipe", "rho": "ρ out of recipe"}
+
+
+def panel_order(analysis: Analysis) -> list[str]:
+    """The predictors, best out-of-recipe R² first."""
+    return sorted(analysis.scores, key=lambda p: -analysis.scores[p].r2.value)
+
+
+def panel_rows(analysis: Analysis, cost: dict[str, float]) -> list[list[str]]:
+    """One table row per predictor: name, R² and ρ out of recipe with intervals, cost."""
+    rows = []
+    for n in panel_order(analysis):
+        r2, rho = analysis.scores[n].r2, analysis.scores[n].rho
+        rows.append([n, glue.interval_text(r2.value, r2.lo, r2.hi, floor=R2_FLOOR),
+                     glue.interval_text(rho.value, rho.lo, rho.hi), f"{cost[n]:.3g}"])
+    return rows
+
+
+PANEL_HEADER = ["predictor", f"{SCORE_LABELS['r2']} [95% CI]", f"{SCORE_LABELS['rho']} [95% CI]",
+                "cost / GRPO run"]
+
+
+def panel_figure(analysis: Analysis, cost: dict[str, float], title: str):
+    """Out-of-recipe R² and ρ of every predictor with their intervals, and each one's cost."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    names = panel_order(analysis)
+    fig, axes = plt.subplots(1, 3, figsize=plots.figsize(13, 4.2), sharey=True,
+                             gridspec_kw={"width_ratios": [3, 3, 2]})
+    for ax, key in zip(axes[:2], ("r2", "rho")):
+        iv = [getattr(analysis.scores[n], key) for n in names]
+        # an R² interval is drawn from the floor up (or from the estimate, when that is lower)
+        lo = [min(i.value, max(i.lo, R2_FLOOR)) if key == "r2" else i.lo for i in iv]
+        plots.intervals(ax, names, [i.value for i in iv], lo, [i.hi for i in iv], reference=0.0)
+        ax.set_xlabel(SCORE_LABELS[key] + " (95 % CI)")
+    axes[0].set_xlim(left=min(R2_FLOOR, min(analysis.scores[n].r2.value for n in names)) - 0.05)
+    axes[2].barh(range(len(names)), [cost[n] for n in names], color="0.5")
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("cost (GRPO runs)")
+    fig.suptitle(title, fontsize=9)
+    return fig
 
 
 def check_design(pilot: dict, chosen: dict, pilot_file: Path = PILOT_FILE) -> None:

@@ -780,3 +780,59 @@ def coverage_at_design(runs: list[ArmRun], tasks: list[str], n_seeds: int, n_sim
 def collapsed(runs: list[ArmRun], tolerance: float = PILOT["collapse_tolerance"]) -> list[ArmRun]:
     """The runs whose probe value fell more than ``tolerance`` below its start."""
     return [r for r in runs if r.largest_drop > tolerance]
+
+
+IMPACT_PANELS = (("unseen", "GRPO gain, unseen answers"), ("excess", "GRPO − control, unseen answers"))
+
+
+def impact_figure(res: dict[str, OutcomeAnalysis], panels: list[TaskPanel]):
+    """Each task's gain (with its pooled interval) against its value impact before RL, one
+    panel per outcome of :data:`IMPACT_PANELS` that was analysed; every point is labelled with
+    its task."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    shown = [(o, label) for o, label in IMPACT_PANELS if o in res]
+    impact = {p.task: p.value("I") for p in panels}
+    fig, axes = plt.subplots(1, len(shown), figsize=plots.figsize(6.5 * len(shown), 5.5), squeeze=False)
+    for ax, (outcome, label) in zip(axes[0], shown):
+        a = res[outcome]
+        x = np.array([impact[t] for t in a.tasks])
+        m = np.array([g.mean for g in a.gains])
+        ax.errorbar(x, m, yerr=[m - np.array([g.lo for g in a.gains]), np.array([g.hi for g in a.gains]) - m],
+                    fmt="o", ms=4, lw=0.8, capsize=2, color="0.35")
+        ax.set_xscale("log")
+        ax.axhline(0, color="0.5", lw=0.8)
+        plots.label_points(ax, x, m, a.tasks)
+        c = a.correlations["I"]
+        ax.set_title(f"Spearman {c.value:+.2f}, p = {c.p:.3g}", fontsize=9)
+        ax.set_xlabel("value impact $I = S \\cdot H$ before RL")
+        ax.set_ylabel(label)
+    return fig
+
+
+PANEL_TABLE_HEADERS = ["predictor", "ρ with unseen gain [95 % CI]", "p (one-sided)", "ρ with all held-out gain",
+                       "ρ with GRPO − control", "ρ(I) − |ρ(P)| [95 % CI]", "cost / GRPO run"]
+
+
+def panel_order(unseen: OutcomeAnalysis) -> list[str]:
+    """The predictors, best by |ρ| with the unseen-answer gain first."""
+    return sorted(PANEL, key=lambda n: -abs(unseen.correlations[n].value))
+
+
+def panel_rows(res: dict[str, OutcomeAnalysis], panels: list[TaskPanel], runs: list[ArmRun]
+               ) -> list[list[str]]:
+    """One row of :data:`PANEL_TABLE_HEADERS` per predictor (an outcome not analysed reads —)."""
+    from vgh_lib.harness.glue import interval_text
+
+    def cell(outcome, n):
+        if outcome not in res:
+            return "—"
+        c = res[outcome].correlations[n]
+        return interval_text(c.value, c.lo, c.hi)
+
+    u = res["unseen"]
+    return [[n, cell("unseen", n), f"{u.correlations[n].p:.3g}", cell("all", n), cell("excess", n),
+             "—" if n == "I" else interval_text(*u.versus_i[n]), f"{cost_ratio(panels, runs, n):.3g}"]
+            for n in panel_order(u)]

@@ -64,6 +64,16 @@ def format_value(value: float | None) -> str:
     return f"{v:.3e}"
 
 
+def interval_text(value: float, lo: float, hi: float, floor: float | None = None) -> str:
+    """``+0.12 [-0.30, +0.50]``, the one format of an estimate with its interval in the book.
+    An undefined interval reads ``[interval n/a]``; a lower end below ``floor`` (an R² interval
+    on its log scale can reach −1,000) reads ``< floor``."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{value:+.2f} [interval n/a]"
+    low = f"< {floor:+.0f}" if floor is not None and lo < floor else f"{lo:+.2f}"
+    return f"{value:+.2f} [{low}, {hi:+.2f}]"
+
+
 def format_threshold(op: str, threshold: float | Sequence[float]) -> str:
     if op == "in":
         lo, hi = threshold

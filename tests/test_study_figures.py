@@ -1,0 +1,101 @@
+"""The study figures and tables that moved out of notebooks 09 and 10: each draws on small
+synthetic results and passes the book's readability check (plots.figure_problems)."""
+import json
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from vgh_lib.common import plots, prediction  # noqa: E402
+from vgh_lib.experiments import predictors as P  # noqa: E402
+from vgh_lib.experiments import task_suite as T  # noqa: E402
+from vgh_lib.lm import suite  # noqa: E402
+
+
+def _iv(value, lo, hi):
+    return prediction.Interval(value, 0.1, lo, hi, 5)
+
+
+def _analysis_09():
+    scores = {n: P.Score(_iv(0.5 - 0.1 * i, -40.0 if i == 0 else 0.1 - 0.1 * i, 0.9),
+                         _iv(0.3, -0.2, 0.7)) for i, n in enumerate(P.PREDICTORS)}
+    scores[P.PREDICTORS[-1]] = P.Score(_iv(-2.5, -9.0, -1.2), _iv(0.3, -0.2, 0.7))  # below the floor
+    return P.Analysis(scores, None, None)
+
+
+def _laid_out(fig):
+    plots.finish(fig, "test")
+    return plots.figure_problems(fig)
+
+
+def test_09_panel_figure_and_table():
+    res = _analysis_09()
+    cost = {n: 0.01 * (i + 1) for i, n in enumerate(P.PREDICTORS)}
+    assert _laid_out(P.panel_figure(res, cost, "test")) == []
+    rows = P.panel_rows(res, cost)
+    assert [r[0] for r in rows] == P.panel_order(res) == list(P.PREDICTORS)   # best R² first
+    assert rows[-1][1] == "-2.50 [< -1, -1.20]"
+    assert rows[0][1] == "+0.50 [< -1, +0.90]"       # an R² interval's far lower end is floored
+    assert rows[1][1] == "+0.40 [+0.00, +0.90]"
+    assert len(P.PANEL_HEADER) == len(rows[0])
+    assert "ρ out of recipe" in P.PANEL_HEADER[2]     # the table and the figure name it alike
+
+
+def test_09_pilot_figure_from_the_committed_pilot():
+    pilot = json.loads(P.PILOT_FILE.read_text())
+    fig = P.pilot_figure(pilot)
+    assert _laid_out(fig) == []
+    assert fig.axes[0].get_legend() is None           # one key, in a panel of its own
+    assert len(fig.axes[-1].get_legend().get_texts()) == len(P.PILOT["lrs"]) + 3 + 1
+
+
+class _Panel:
+    def __init__(self, task, impact):
+        self.task, self.impact = task, impact
+
+    def value(self, name):
+        assert name == "I"
+        return self.impact
+
+
+def _suite_results(n_tasks=24, outcomes=("unseen", "excess")):
+    rng = np.random.default_rng(0)
+    tasks = list(suite.SUITE_TASKS[:n_tasks])
+    panels = [_Panel(t, float(np.exp(rng.normal(-3, 1)))) for t in tasks]
+
+    def one(outcome):
+        gains = [T.TaskGain(t, m, 0.02, m - 0.04, m + 0.04) for t, m in zip(tasks, rng.normal(0.05, 0.05, n_tasks))]
+        corr = {n: T.Correlation(0.1 * (i - 3), -0.3, 0.4, 0.3, n_tasks) for i, n in enumerate(T.PANEL)}
+        return T.OutcomeAnalysis(outcome, tasks, gains, 10, corr,
+                                 {n: (0.1, -0.2, 0.3) for n in T.PANEL if n != "I"})
+
+    return {o: one(o) for o in outcomes}, panels
+
+
+@pytest.mark.parametrize("outcomes", [("unseen", "excess"), ("unseen",)])
+def test_10_impact_figure_labels_every_task(outcomes):
+    res, panels = _suite_results(outcomes=outcomes)
+    fig = T.impact_figure(res, panels)
+    assert _laid_out(fig) == []
+    assert len(fig.axes) == len(outcomes)
+    texts = {t.get_text() for t in fig.axes[0].texts}
+    assert set(res["unseen"].tasks) <= texts
+
+
+def test_10_panel_rows_rank_by_size_and_mark_missing_outcomes():
+    res, panels = _suite_results(outcomes=("unseen",))
+    order = T.panel_order(res["unseen"])
+    sizes = [abs(res["unseen"].correlations[n].value) for n in order]
+    assert sizes == sorted(sizes, reverse=True)
+
+    class _Run:
+        arm, seconds = "grpo", 2.0
+    for p in panels:
+        p.short_seconds = 1.0
+        p.panel = type("Panel", (), {"cost": {n: 1.0 for n in T.PANEL}})()
+    rows = T.panel_rows(res, panels, [_Run()])
+    assert all(r[3] == "—" and r[4] == "—" for r in rows)   # 'all' and 'excess' not analysed
+    assert [r[5] for r in rows if r[0] == "I"] == ["—"]
+    assert len(rows[0]) == len(T.PANEL_TABLE_HEADERS)
