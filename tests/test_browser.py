@@ -16,6 +16,7 @@ chromium with apt-get; ``pip install -e ".[test]"`` brings Playwright).
 from __future__ import annotations
 
 import functools
+import re
 import http.server
 import shutil
 import threading
@@ -369,3 +370,91 @@ def test_desktop_menu_does_what_its_tooltip_says(browser, served_book):
                                  ".some(d => d.open)"), f"the {step} click opened a dialog"
     ctx.close()
     assert not problems, "\n".join(problems)
+
+
+# --- what a reader learns first, and intervals that read right (issue 32) ------------------
+FINDINGS_TOP = """() => {
+  const box = Array.from(document.querySelectorAll('div.admonition'))
+    .find(d => (d.querySelector('.admonition-title') || {}).innerText === 'What the book found');
+  if (!box) return null;
+  const r = box.getBoundingClientRect(), first = box.querySelector('li');
+  return [r.top + scrollY, first ? first.getBoundingClientRect().bottom + scrollY : null];
+}"""
+
+
+@pytest.mark.parametrize("viewport", [{"width": 390, "height": 844}, {"width": 1400, "height": 900}],
+                         ids=["phone", "desktop"])
+def test_the_landing_page_states_the_findings_on_its_first_screen(browser, served_book, viewport):
+    """The "What the book found" box starts, and its first finding ends, within the first
+    screen of the landing page, on a phone and on a desktop."""
+    base, _ = served_book
+    ctx = browser.new_context(viewport=viewport)
+    page = ctx.new_page()
+    page.goto(urljoin(base, NAV_PAGE), wait_until="load")
+    found = page.evaluate(FINDINGS_TOP)
+    ctx.close()
+    assert found is not None, "the landing page has no 'What the book found' box"
+    top, first_bottom = found
+    assert first_bottom is not None, "the findings box lists no finding"
+    assert first_bottom <= viewport["height"], (
+        f"the first finding ends at {first_bottom:.0f} px, below the first screen "
+        f"({viewport['height']} px)")
+
+
+# an interval cell "+0.12 [-0.30, +0.50]" (a lower end may read "< -1": an R² floored)
+INTERVAL = re.compile(r"([+\-−]?\d+\.\d+)\s*\[\s*(<\s*[+\-−]?\d+|[+\-−]?\d+\.\d+),\s*([+\-−]?\d+\.\d+)\s*\]")
+BOUNDED = re.compile(r"ρ|Spearman|correlation|cosine|rank score", re.I)
+
+
+def _number(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def out_of_range_cells(header: str, cells: list[str]) -> list[str]:
+    """Cells of a column whose interval leaves the parameter's range: [−1, 1] for a correlation
+    (ρ, Spearman, cosine, rank score), at most 1 for an R². A difference of two (a header
+    with a minus sign, or ΔR²) has a wider range and is not checked."""
+    if "−" in header or " - " in header or "ΔR²" in header:
+        return []
+    bad = []
+    for cell in cells:
+        for m in INTERVAL.finditer(cell):
+            lo = -1.0 if m.group(2).startswith("<") else _number(m.group(2))
+            hi = _number(m.group(3))
+            if (BOUNDED.search(header) and (lo < -1 or hi > 1)) or ("R²" in header and hi > 1):
+                bad.append(cell)
+    return bad
+
+
+def test_the_interval_check_can_fail():
+    assert out_of_range_cells("ρ out of recipe [95% CI]", ["+0.50 [-1.20, +0.90]"])
+    assert out_of_range_cells("R² out of recipe [95% CI]", ["+0.50 [+0.10, +1.20]"])
+    assert not out_of_range_cells("R² out of recipe [95% CI]", ["+0.50 [< -1, +0.90]"])
+    assert not out_of_range_cells("ρ(I) − |ρ(P)| [95 % CI]", ["+0.50 [-1.20, +1.40]"])  # a difference
+
+
+TABLES = """() => Array.from(document.querySelectorAll('article table')).map(t => {
+  const heads = Array.from(t.querySelectorAll('thead th')).map(h => h.innerText);
+  const rows = Array.from(t.querySelectorAll('tbody tr')).map(r => Array.from(r.cells).map(c => c.innerText));
+  return [heads, rows];
+})"""
+
+
+def test_no_rendered_table_shows_an_interval_outside_its_range(browser, served_book):
+    """Every table of every page: correlation intervals inside [−1, 1], R² intervals at most 1
+    (issue 32: 09's jackknife intervals had left both)."""
+    base, html = served_book
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    bad, checked = [], 0
+    for rel in _pages(html):
+        page = ctx.new_page()
+        page.goto(base + rel, wait_until="load")
+        for heads, rows in page.evaluate(TABLES):
+            for j, head in enumerate(heads):
+                cells = [r[j] for r in rows if j < len(r)]
+                checked += sum(bool(INTERVAL.search(c)) for c in cells)
+                bad += [f"{rel}: column {head!r}: {c}" for c in out_of_range_cells(head, cells)]
+        page.close()
+    ctx.close()
+    assert checked, "no interval found in any table: the check reads nothing"
+    assert not bad, "\n".join(bad)
