@@ -15,7 +15,7 @@ from vgh_lib.experiments import probe_book, real_lm_impact, trajectory, value_im
 from vgh_lib.experiments.probe_book import ProbeBookParams
 from vgh_lib.experiments.theorem1 import Theorem1Params
 from vgh_lib.experiments.value_impact import Factors, GainRun, ValueImpactParams
-from vgh_lib.tiny import grpo, sampling
+from vgh_lib.tiny import grpo, jobs, sampling
 from vgh_lib.tiny.models import load_local, save_checkpoint, tiny_gpt2
 from vgh_lib.tiny.pretrain import PretrainConfig
 from vgh_lib.tiny.tasks import build_tokenizer
@@ -97,12 +97,12 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_run_factors_is_the_signal_gram_and_an_evaluation(tiny_checkpoint):
     pre = PretrainConfig(n_digits=1, n_eval=24, pretrain_steps=10)
-    job = value_impact.FactorJob(str(tiny_checkpoint), 10, pre, signal_batches=3, signal_prompts=2,
+    job = jobs.FactorJob(str(tiny_checkpoint), 10, pre, signal_batches=3, signal_prompts=2,
                                  group_size=4, temperature=1.0, seed=7, factor_prompts=5,
                                  eval_samples=6, k=2)
     threads = torch.get_num_threads()
     try:
-        out = value_impact.run_factors(job)
+        out = jobs.run_factors(job)
     finally:
         torch.set_num_threads(threads)
     model, tok = load_local(tiny_checkpoint)

@@ -192,10 +192,11 @@ def test_analyse_finds_a_planted_relation_and_not_a_planted_null():
 # ------------------------------------------------------------------- pre-registered rules
 def test_choose_lr_takes_the_largest_safe_rate():
     drops = {1e-3: [0.0, 0.2], 3e-4: [0.01, 0.05], 1e-4: [0.0, 0.0]}
-    assert value_impact.choose_lr(drops) == 3e-4  # 0.05 is not *more* than 0.05
-    assert value_impact.choose_lr({1e-3: [0.3], 1e-4: [0.1]}) == 1e-4  # none safe: the smallest
+    assert impact.choose_lr(drops, 0.05) == 3e-4  # 0.05 is not *more* than 0.05
+    assert impact.choose_lr(drops, 0.2) == 1e-3
+    assert impact.choose_lr({1e-3: [0.3], 1e-4: [0.1]}, 0.05) == 1e-4  # none safe: the smallest
     with pytest.raises(ValueError):
-        value_impact.choose_lr({})
+        impact.choose_lr({}, 0.05)
 
 
 def test_crossing_and_grid():
@@ -211,8 +212,10 @@ def test_crossing_and_grid():
 
 
 def test_pilot_checkpoints_and_budget():
-    assert value_impact.pilot_checkpoints([0.0, 0.1, 0.3, 0.52, 0.8, 0.95]) == [2, 3, 5]
-    assert value_impact.pilot_checkpoints([0.5, 0.5, 0.5]) == [0, 1, 2]  # distinct
+    targets = value_impact.PILOT["pass1_targets"]
+    assert targets == (0.25, 0.5, 0.9)
+    assert impact.pilot_checkpoints([0.0, 0.1, 0.3, 0.52, 0.8, 0.95], targets) == [2, 3, 5]
+    assert impact.pilot_checkpoints([0.5, 0.5, 0.5], targets) == [0, 1, 2]  # distinct
     assert value_impact.steps_for_budget(0.05, 160) == 60   # 0.05·60·160/2 = 240 s ≤ 300
     assert value_impact.steps_for_budget(0.08, 160) == 40   # 384 s > 300; 256 s fits
     assert value_impact.steps_for_budget(1.0, 160) == 30    # nothing fits: the smallest

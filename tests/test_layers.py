@@ -32,6 +32,19 @@ ALLOWED = {
 }
 NOTEBOOK_LAYERS = {"experiments", "harness", "common.plots", "__init__"}
 
+# Inside ``experiments`` (one module per notebook's study) a module imports another only where
+# that one is the single home of something several studies share; each allowance says why.
+SHARED_EXPERIMENTS = {
+    "designs": "the committed designs of every pre-registered study",
+    "trajectory": "notebook 03's pretraining trajectories and notebook 05's confirmation "
+                  "trajectories: the checkpoints that notebooks 04, 05, 07 and 09 study",
+}
+PARENT_DESIGN = {  # a follow-up study that reruns its parent's design unchanged
+    "actor_update": ("theorem1", "02 differentiates 01's rollout systems (RolloutParams)"),
+    "gradient_factor": ("predictors", "11 reruns 09's recipes, pilot checkpoints and GRPO runs"),
+    "lm_gradient_factor": ("task_suite", "12 reruns 10's task suite, prompts and GRPO arm"),
+}
+
 
 def _module_of(path: Path) -> str:
     rel = path.relative_to(PACKAGE_DIR).with_suffix("")
@@ -107,6 +120,42 @@ def test_every_layer_imports_only_the_layers_below_it():
             if theirs != mine and theirs not in ALLOWED.get(mine, set()):
                 bad.append(f"{module} imports {imp} ({mine} may import {sorted(ALLOWED[mine])})")
     assert not bad, "\n".join(bad)
+
+
+def sideways_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Imports between experiment modules that :data:`SHARED_EXPERIMENTS` and
+    :data:`PARENT_DESIGN` do not allow."""
+    bad = []
+    for module, imports in graph.items():
+        if _layer(module) != "experiments" or module == "vgh_lib.experiments":
+            continue
+        mine = module.split(".")[2]
+        for imp in imports:
+            if _layer(imp) != "experiments" or imp == "vgh_lib.experiments":
+                continue
+            theirs = imp.split(".")[2]
+            if theirs != mine and theirs not in SHARED_EXPERIMENTS and \
+                    PARENT_DESIGN.get(mine, (None,))[0] != theirs:
+                bad.append(f"{module} imports {imp}")
+    return bad
+
+
+def test_experiment_modules_import_only_the_shared_ones_and_their_parent_design():
+    """One study's module does not lean on another's (issue 33): what several studies share
+    lives in a lower layer (tiny.jobs, lm.cache, common.impact, harness.verdicts) or in one of
+    the named shared modules."""
+    bad = sideways_imports(_package_imports())
+    assert not bad, "\n".join(bad)
+
+
+def test_the_sideways_rule_can_fail():
+    graph = {"vgh_lib.experiments.task_suite": {"vgh_lib.experiments.real_lm_impact",
+                                                 "vgh_lib.experiments.designs"},
+             "vgh_lib.experiments.gradient_factor": {"vgh_lib.experiments.predictors"},
+             "vgh_lib.experiments.predictors": {"vgh_lib.experiments.gradient_factor"}}
+    assert sideways_imports(graph) == [
+        "vgh_lib.experiments.task_suite imports vgh_lib.experiments.real_lm_impact",
+        "vgh_lib.experiments.predictors imports vgh_lib.experiments.gradient_factor"]
 
 
 def test_the_layer_rules_can_fail():

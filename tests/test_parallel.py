@@ -11,7 +11,7 @@ import pytest
 
 from vgh_lib.common import parallel
 from vgh_lib.common.parallel import JobFailed, run_jobs
-from vgh_lib.experiments import value_impact
+from vgh_lib.tiny.jobs import GainJob, run_gain
 
 
 @pytest.fixture(autouse=True)
@@ -79,7 +79,7 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def tiny_grid(tmp_path_factory):
-    """GRPO runs (value_impact.run_gain, as notebook 05 runs them) from two tiny checkpoints."""
+    """GRPO runs (tiny.jobs.run_gain, as notebook 05 runs them) from two tiny checkpoints."""
     from vgh_lib.tiny import grpo
     from vgh_lib.tiny.models import save_checkpoint, tiny_gpt2
     from vgh_lib.tiny.pretrain import PretrainConfig
@@ -88,14 +88,14 @@ def tiny_grid(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
     tok = build_tokenizer()
     pre = PretrainConfig(n_digits=1, n_eval=24, pretrain_steps=10)
-    jobs = []
+    grid = []
     for step in (0, 10):
         path = save_checkpoint(tiny_gpt2(tok, 1, 16, 2, 16, seed=step), tok, root / f"step{step}")
         for seed in (0, 1):
             cfg = grpo.GRPOConfig(steps=2, prompts_per_step=4, group_size=4, probe_every=1,
                                   lr=1e-2, seed=seed)
-            jobs.append(value_impact.GainJob(str(path), step, pre, cfg, "cpu"))
-    return jobs
+            grid.append(GainJob(str(path), step, pre, cfg, "cpu"))
+    return grid
 
 
 def _comparable(run) -> dict:
@@ -113,14 +113,14 @@ def test_a_grid_on_dask_equals_the_local_run(cluster, tiny_grid, monkeypatch):
 
     threads = torch.get_num_threads()
     try:
-        local = run_jobs(value_impact.run_gain, tiny_grid, 1, progress=False)
+        local = run_jobs(run_gain, tiny_grid, 1, progress=False)
     finally:
         torch.set_num_threads(threads)  # run_gain sets 1 thread in its process
     from distributed import Client, get_task_stream
 
     monkeypatch.setenv(parallel.SCHEDULER_ENV, cluster.scheduler_address)  # as `vgh --dask` does
     with Client(cluster.scheduler_address) as client, get_task_stream(client) as stream:
-        on_dask = run_jobs(value_impact.run_gain, tiny_grid, 2, progress=False)
+        on_dask = run_jobs(run_gain, tiny_grid, 2, progress=False)
     assert len(stream.data) == len(tiny_grid)  # the jobs ran on the cluster
     assert [_comparable(r) for r in on_dask] == [_comparable(r) for r in local]
     assert len({json.dumps(_comparable(r)["after"]) for r in local}) > 1  # the runs differ
@@ -134,7 +134,7 @@ def test_a_job_that_raises_on_a_worker_fails_with_its_traceback(cluster, tiny_gr
     with Client(cluster.scheduler_address) as client:
         ex = client.get_executor(pure=False)
         with pytest.raises(JobFailed) as info:
-            run_jobs(value_impact.run_gain, bad, 2, progress=False, executor=ex)
+            run_jobs(run_gain, bad, 2, progress=False, executor=ex)
         msg = str(info.value)
         assert "job 1 of 2 (run_gain)" in msg and "/no/such/checkpoint" in msg
         assert "in run_gain" in msg and "rl_from_checkpoint" in msg  # the worker's frames

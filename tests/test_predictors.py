@@ -24,11 +24,9 @@ def test_learning_region_keeps_the_range_and_spreads_the_rest():
 
 
 def test_lr_rules_are_notebook_05s():
-    """One implementation of each rule (tested in test_impact.py); fewer checkpoints than
-    targets leave the last targets without one instead of failing."""
-    from vgh_lib.experiments import value_impact
-
-    assert P.choose_lr is value_impact.choose_lr
+    """One implementation of each rule (common.impact, tested in test_impact.py); fewer
+    checkpoints than targets leave the last targets without one instead of failing."""
+    assert P.PILOT["collapse_tolerance"] == 0.05
     assert P.lr_checkpoints([0.05, 0.3, 0.45, 0.6, 0.88]) == [1, 2, 4]
     assert P.lr_checkpoints([0.5, 0.5]) == [0, 1]
 

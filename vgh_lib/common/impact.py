@@ -244,3 +244,31 @@ def analyse(trajectories: list[list[CheckpointData]], optimizer: str, n_boot: in
 def mid_checkpoint(before_values: list[float], target: float = 0.5) -> int:
     """The index of the checkpoint whose pre-RL held-out pass@1 is closest to ``target``."""
     return int(np.argmin(np.abs(np.asarray(before_values, float) - target)))
+
+
+# ------------------------------------------------ the pilots' design rules (05, 08, 09, 10)
+# Written down before each pilot ran (each study's pre-registration quotes them); neither looks
+# at a predictor or a gain.
+def pilot_checkpoints(pass1, targets) -> list[int]:
+    """Indices of the checkpoints whose pass@1 is closest to each target (distinct, in order;
+    a target finds none when every checkpoint is taken already)."""
+    pass1 = np.asarray(pass1, float)
+    chosen: list[int] = []
+    for t in targets:
+        order = np.argsort(np.abs(pass1 - t), kind="stable")
+        free = [int(j) for j in order if j not in chosen]
+        if free:
+            chosen.append(free[0])
+    return sorted(chosen)
+
+
+def choose_lr(largest_drops: dict[float, list[float]], tolerance: float) -> float:
+    """The largest learning rate whose probe value never fell more than ``tolerance`` below its
+    start at any pilot checkpoint; the smallest rate if none qualifies.
+
+    ``largest_drops[lr]`` holds, per pilot checkpoint, ``GRPOHistory.largest_drop()``.
+    """
+    if not largest_drops:
+        raise ValueError("no pilot runs to choose a learning rate from")
+    safe = [lr for lr, drops in largest_drops.items() if max(drops) <= tolerance]
+    return max(safe) if safe else min(largest_drops)

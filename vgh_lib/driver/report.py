@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from vgh_lib.driver import registry
+from vgh_lib.harness import verdicts
 from vgh_lib.harness.glue import format_threshold, format_value
 
 SUMMARY_NAME = "summary.md"
@@ -42,7 +43,7 @@ that holds says that our reconstruction of the claim holds in this build. In the
 report, "what failed" names each failed claim, its measured value and what its failure means."""
 
 # How the landing page words a status, for the paper's results and for the book's own checks
-NOT_SHOWN_TEXT = "not shown (the design could not show it)"
+NOT_SHOWN_TEXT = verdicts.NOT_SHOWN  # the chapters' wording of an uninformative failure
 WORDING = {True: {"reproduced": "holds for our reconstruction", "not reproduced": "does not hold",
                   "inconclusive": "inconclusive", "not run": "not run", "not shown": NOT_SHOWN_TEXT},
            False: {"reproduced": "passes", "not reproduced": "fails",

@@ -38,12 +38,12 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import predictors as design09
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
-from vgh_lib.experiments.value_impact import run_gain
-from vgh_lib.harness import glue
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.verdicts import NOT_SHOWN, Test, agreement_text, interval_text, verdict  # noqa: F401
 from vgh_lib.harness.preregistration import Registration, write_json
 from vgh_lib.paths import REPO_ROOT
 from vgh_lib.tiny import grpo
+from vgh_lib.tiny.jobs import run_gain
 from vgh_lib.tiny.models import load_local
 from vgh_lib.tiny.pretrain import PretrainConfig
 from vgh_lib.tiny.sampling import answer_logprob, encode_prompts
@@ -319,20 +319,6 @@ class Table:
 
 
 # ------------------------------------------------------------------------- analysis
-@dataclass
-class Test:
-    """A one-sided test: its statistic, its bounded 95 % interval and p-value (``p_holm``:
-    Holm-adjusted within its family; the raw p for the primary test)."""
-
-    name: str
-    stat: float
-    lo: float
-    hi: float
-    p: float
-    holds: bool = False
-    p_holm: float = float("nan")
-
-
 BASELINE_DEGREE = 3   # the baseline enters the reduced model as a cubic
 
 
@@ -467,25 +453,9 @@ def analyse(table: Table, n_perm: int, seed: int, alpha: float = RULES["alpha"])
 
 
 # ------------------------------------------------------------------ verdicts and words
-NOT_SHOWN = "not shown (the design could not show it)"
-
-
-def verdict(test: Test, informative: bool) -> str:
-    """``holds``; else ``does not hold`` when the design had the registered power, and
-    :data:`NOT_SHOWN` when the registration declared a failure uninformative."""
-    if test.holds:
-        return "holds"
-    return "does not hold" if informative else NOT_SHOWN
-
-
 def informative(pilot: dict) -> bool:
     """Whether the pilot's simulated power reached the registered target."""
     return pilot["power"]["rate"] >= RULES["power_target"]
-
-
-def interval_text(test: Test) -> str:
-    """``+0.12 [-0.30, +0.50]`` (:func:`vgh_lib.harness.glue.interval_text`)."""
-    return glue.interval_text(test.stat, test.lo, test.hi)
 
 
 def answer_sentence(analysis: Analysis, is_informative: bool, label: str) -> str:
@@ -499,23 +469,6 @@ def answer_sentence(analysis: Analysis, is_informative: bool, label: str) -> str
         return f"No on the {label}: {core}, although the design had the registered power."
     return (f"Not shown on the {label}: {core}; the design had less than the registered power "
             f"to show an effect of the pilot's size, so this is no evidence that the factor adds nothing.")
-
-
-def agreement_text(analyses: dict, is_informative: bool, seeds: str = "GRPO seeds") -> str:
-    """Whether the run on ``seeds`` nobody tuned on reached the confirmation's verdicts (a
-    sentence naming the tests whose verdicts differ). ``analyses`` maps run names to analyses
-    with a ``primary`` test and a ``secondary`` family (this study's or notebook 12's)."""
-    if "confirmation" not in analyses or "replication" not in analyses:
-        return f"The run on {seeds} nobody tuned on is not committed yet, so no verdict can be compared."
-    a, b = analyses["confirmation"], analyses["replication"]
-    first = [verdict(a.primary, is_informative), *(verdict(t, True) for t in a.secondary)]
-    second = [verdict(b.primary, is_informative), *(verdict(t, True) for t in b.secondary)]
-    names = [a.primary.name, *(t.name for t in a.secondary)]
-    differ = [n for n, x, y in zip(names, first, second) if x != y]
-    if not differ:
-        return f"On {seeds} nobody tuned on, every verdict was the same as the confirmation's."
-    return (f"On {seeds} nobody tuned on, these verdicts differed from the confirmation's: "
-            + "; ".join(differ) + ".")
 
 
 def run_rows(analyses: dict[str, Analysis], is_informative: bool) -> list[list[str]]:

@@ -39,12 +39,12 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import task_suite as design10
 from vgh_lib.experiments.designs import LM_GRADIENT_CHOSEN
-# the same tests, verdicts and wording as notebook 11's study
-from vgh_lib.experiments.gradient_factor import NOT_SHOWN, Test, agreement_text, interval_text, verdict
-from vgh_lib.experiments.real_lm_impact import model_for, prefix_for
 from vgh_lib.harness.params import spec
 from vgh_lib.harness.preregistration import Registration, write_json
+# the same tests, verdicts and wording as notebook 11's study (the notebook reads them here)
+from vgh_lib.harness.verdicts import NOT_SHOWN, Test, agreement_text, interval_text, verdict  # noqa: F401
 from vgh_lib.lm import grpo as lm_grpo
+from vgh_lib.lm.cache import model_for, prefix_for
 from vgh_lib.paths import REPO_ROOT
 
 # ------------------------------------------------------------------ the design (registered)

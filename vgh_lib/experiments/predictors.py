@@ -25,17 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vgh_lib.common import panel, prediction
+from vgh_lib.common import impact, panel, prediction
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
-from vgh_lib.experiments import value_impact
-from vgh_lib.experiments.value_impact import GainJob, GainRun, run_gain
 from vgh_lib.harness import glue
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 09)
 from vgh_lib.paths import REPO_ROOT
 from vgh_lib.tiny import grpo
+from vgh_lib.tiny.jobs import GainJob, GainRun, run_gain
 from vgh_lib.tiny.models import load_local
 from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
 from vgh_lib.tiny.sampling import encode_prompts, answer_logprob
@@ -100,13 +99,10 @@ def learning_region(pass1, pass1_range=PILOT["pass1_range"],
 
 def lr_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
     """Positions of the (learning-region) checkpoints whose pass@1 is closest to each target:
-    notebook 05's rule, :func:`vgh_lib.experiments.value_impact.pilot_checkpoints`."""
-    return value_impact.pilot_checkpoints(pass1, targets)
+    notebook 05's rule, :func:`vgh_lib.common.impact.pilot_checkpoints`."""
+    return impact.pilot_checkpoints(pass1, targets)
 
 
-# The largest rate whose probe value never fell more than the tolerance in any pilot run (the
-# smallest if none qualifies): notebook 05's rule, the same function.
-choose_lr = value_impact.choose_lr
 
 
 # ------------------------------------------------------------------------ parameters
@@ -682,7 +678,7 @@ def run_pilot(params: PredictorParams, progress: bool = True) -> dict:
     drops: dict[float, list[float]] = {}
     for r in lr_runs:
         drops.setdefault(r.lr, []).append(r.largest_drop)
-    lr = choose_lr(drops)
+    lr = impact.choose_lr(drops, PILOT["collapse_tolerance"])
     points, runs = run_study(params, trajs, seeds, lr=lr, grpo_seeds=(0,))
     table = build_table(points, runs)
     gen = fit_generator(table.x["pass@1"], table.x["I"], table.gain, table.recipe)

@@ -12,9 +12,9 @@ from vgh_lib.common.impact import CheckpointData
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments import value_impact
-from vgh_lib.experiments.value_impact import ConfirmationParams
+from vgh_lib.experiments.trajectory import ConfirmationParams
 from vgh_lib.harness.params import spec
+from vgh_lib.tiny.jobs import run_factors
 from vgh_lib.tools.probe import ProbeConfig, ProbeJob, ProbeResult, run_probe
 
 
@@ -67,7 +67,7 @@ FACTORS = ("I", "S", "H")
 def reference_factors(params: ProbeBookParams, trajectories: dict[int, list]
                       ) -> dict[tuple[int, int], dict[str, float]]:
     """Notebook 05's full-budget factors of every checkpoint, by (trajectory, step)."""
-    factors = run_jobs(value_impact.run_factors, params.factor_jobs(trajectories), params.jobs,
+    factors = run_jobs(run_factors, params.factor_jobs(trajectories), params.jobs,
                        desc="reference factors")
     return {(f.trajectory, f.step): CheckpointData(f.step, f.gram, f.successes, f.n_samples, f.k,
                                                    np.zeros((1, 1))).predictors()

@@ -32,9 +32,9 @@ from vgh_lib.common import impact
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman_critical
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.lm.cache import model_for, prefix_for  # noqa: F401 (notebook 08 reads them here)
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
 from vgh_lib.lm import tasks as lm_tasks
@@ -110,35 +110,6 @@ PILOT = {
     "steps": 20,
     "collapse_tolerance": 0.05,
 }
-
-_MODELS: dict = {}
-_PREFIXES: dict = {}
-
-
-def model_for(model_path: str, device: str = "cpu"):
-    """``(model, tokenizer)``, loaded once per process (each worker keeps its own copy; every
-    GRPO run puts the weights it trains back, :func:`vgh_lib.lm.grpo.restored`)."""
-    from vgh_lib.lm import loading as real_lm
-
-    key = (str(model_path), device)
-    if key not in _MODELS:
-        model, tok, _ = real_lm.load_model(model_path, device)
-        _MODELS[key] = (model.eval(), tok)
-    return _MODELS[key]
-
-
-def prefix_for(model_path: str, device: str, k: int):
-    """The process's :class:`vgh_lib.lm.prefix.FrozenPrefix` of :func:`model_for`'s model with
-    its top ``k`` blocks trainable (the bottom states of every prompt computed once per
-    process), or None where the model does not support it (the plain path is then used)."""
-    from vgh_lib.lm.prefix import FrozenPrefix
-
-    key = (str(model_path), device, k)
-    if key not in _PREFIXES:
-        model, _ = model_for(model_path, device)
-        _PREFIXES[key] = FrozenPrefix(model, k) if FrozenPrefix.supported(model) else None
-    return _PREFIXES[key]
-
 
 def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
                target: str = "task") -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -286,16 +257,16 @@ def factor_jobs(design: Design, tasks, seed: int) -> list[FactorJob]:
 def pilot_tasks(pass1: dict[str, float], targets=PILOT["pass1_targets"]) -> list[str]:
     """The tasks whose training pass@1 is closest to each target (distinct, in task order)."""
     names = list(pass1)
-    return [names[i] for i in value_impact.pilot_checkpoints([pass1[n] for n in names], targets)]
+    return [names[i] for i in impact.pilot_checkpoints([pass1[n] for n in names], targets)]
 
 
 def choose_lr(pilot_runs: list[TaskRun], tolerance: float = PILOT["collapse_tolerance"]) -> float:
     """The largest learning rate whose probe value never fell more than ``tolerance`` below
-    its start on any pilot task (:func:`vgh_lib.experiments.value_impact.choose_lr`)."""
+    its start on any pilot task (:func:`vgh_lib.common.impact.choose_lr`)."""
     drops: dict[float, list[float]] = {}
     for r in pilot_runs:
         drops.setdefault(r.lr, []).append(r.largest_drop)
-    return value_impact.choose_lr(drops, tolerance)
+    return impact.choose_lr(drops, tolerance)
 
 
 # ------------------------------------------------------------------------- inference

@@ -35,17 +35,17 @@ import torch
 
 from vgh_lib.common import panel as panel_lib
 from vgh_lib.common import stats
+from vgh_lib.common import impact
 from vgh_lib.common.impact import largest_drop
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments import value_impact
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
-from vgh_lib.experiments.real_lm_impact import model_for, prefix_for
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
 from vgh_lib.lm import suite
+from vgh_lib.lm.cache import model_for, prefix_for
 from vgh_lib.paths import REPO_ROOT
 
 ARMS = ("grpo", "control")
@@ -386,12 +386,12 @@ def screen(pass1: dict[str, float], lo: float, hi: float, min_tasks: int = PILOT
 def pilot_tasks(pass1: dict[str, float], targets=PILOT["pass1_targets"]) -> list[str]:
     """The screened tasks whose pass@1 is closest to each target (distinct, in task order)."""
     names = list(pass1)
-    return [names[i] for i in value_impact.pilot_checkpoints([pass1[n] for n in names], targets)]
+    return [names[i] for i in impact.pilot_checkpoints([pass1[n] for n in names], targets)]
 
 
 def choose_lrs(runs: list[ArmRun], tolerance: float = PILOT["collapse_tolerance"]) -> dict[str, float]:
     """Per arm, the largest learning rate whose probe value never fell more than ``tolerance``
-    below its start on any pilot task (:func:`vgh_lib.experiments.value_impact.choose_lr`)."""
+    below its start on any pilot task (:func:`vgh_lib.common.impact.choose_lr`)."""
     out = {}
     for arm in ARMS:
         drops: dict[float, list[float]] = {}
@@ -399,7 +399,7 @@ def choose_lrs(runs: list[ArmRun], tolerance: float = PILOT["collapse_tolerance"
             if r.arm == arm:
                 drops.setdefault(r.lr, []).append(r.largest_drop)
         if drops:
-            out[arm] = value_impact.choose_lr(drops, tolerance)
+            out[arm] = impact.choose_lr(drops, tolerance)
     return out
 
 

@@ -1,11 +1,14 @@
 """Notebook ``03_pretraining_trajectory``: a tiny GPT-2 pretraining trajectory on a verifiable
 task, and GRPO from its mid checkpoint (book/theory.md §3–§4 groundwork). Its trajectory
 parameters (:class:`TrajectoryParams`) are shared by notebooks 03–05 and 07, so that they
-reuse one cached trajectory.
+reuse one cached trajectory; so are notebook 05's confirmation trajectories
+(:class:`ConfirmationParams`), which notebook 07 probes. This module is one of the few that
+other experiment modules may import (tests/test_layers.py): it is the home of those shared inputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +19,7 @@ from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.harness.glue import format_value
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.tiny import grpo
+from vgh_lib.tiny.jobs import FactorJob
 from vgh_lib.tiny.models import load_local
 from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
 
@@ -144,3 +148,46 @@ def probe_drop_phrase(largest_drop: float) -> str:
     if largest_drop <= 0:
         return "never fell below its start"
     return f"fell at most {format_value(largest_drop)} below its start"
+
+
+@dataclass(frozen=True)
+class ConfirmationParams(TrajectoryParams):
+    """The confirmation trajectories of the value-impact design and how their pre-RL factors
+    are measured; shared by ``05_value_impact`` and ``07_probe`` so that both use the same
+    cached trajectories and the same full-budget factors."""
+
+    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
+                                               help="trajectory seeds of the confirmation")
+    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
+                                            help="confirmation checkpoint steps")
+    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
+    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
+    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
+    signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
+    factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the pre-RL evaluation")
+
+    def check(self) -> None:
+        super().check()
+        if max(self.checkpoint_grid) > self.pretrain_steps:
+            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
+                                 f"= {self.pretrain_steps}")
+
+    def confirmation_config(self, seed: int) -> PretrainConfig:
+        """The pretraining configuration of one confirmation trajectory."""
+        return dataclasses.replace(self.pretrain_config(), seed=seed,
+                                   checkpoint_at=tuple(self.checkpoint_grid))
+
+    def confirmation_trajectories(self, progress: bool = True) -> dict[int, list]:
+        """Each confirmation trajectory's checkpoints after step 0, by trajectory seed
+        (pretrained once, then read from the cache)."""
+        return {s: [c for c in pretrain(self.confirmation_config(s), device=self.device,
+                                        progress=progress) if c.step > 0]
+                for s in self.confirmation_seeds}
+
+    def factor_jobs(self, trajectories: dict[int, list]) -> list[FactorJob]:
+        """One :class:`FactorJob` per checkpoint of :meth:`confirmation_trajectories`; each
+        trajectory's seed draws its signal batches."""
+        return [FactorJob(str(c.path), c.step, self.confirmation_config(s), self.signal_batches,
+                          self.signal_prompts, self.group_size, self.temperature, s,
+                          self.factor_prompts, self.eval_samples, self.k, self.device)
+                for s, cps in trajectories.items() for c in cps]

@@ -10,17 +10,16 @@ cluster runs unchanged; the inference is :func:`vgh_lib.common.impact.analyse`.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from vgh_lib.common.impact import (
     Analysis,
     CheckpointData,
-    PairedGain,
     analyse,
+    choose_lr,
+    pilot_checkpoints,
     mean_passk,
     mid_checkpoint,
     nested_bootstrap,
@@ -29,54 +28,12 @@ from vgh_lib.common.impact import (
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
-from vgh_lib.experiments.trajectory import TrajectoryParams
+from vgh_lib.experiments.trajectory import ConfirmationParams
 from vgh_lib.harness.params import spec
-from vgh_lib.tiny import grpo, sampling
-from vgh_lib.tiny.models import load_local
-from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
-
-
-@dataclass(frozen=True)
-class ConfirmationParams(TrajectoryParams):
-    """The confirmation trajectories of the value-impact design and how their pre-RL factors
-    are measured; shared by ``05_value_impact`` and ``07_probe`` so that both use the same
-    cached trajectories and the same full-budget factors."""
-
-    confirmation_seeds: tuple[int, ...] = spec((1, 2), lo=0, hi=2**31 - 1,
-                                               help="trajectory seeds of the confirmation")
-    checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
-                                            help="confirmation checkpoint steps")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
-    signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
-    signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
-    factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the pre-RL evaluation")
-
-    def check(self) -> None:
-        super().check()
-        if max(self.checkpoint_grid) > self.pretrain_steps:
-            raise ParameterError(f"parameter 'checkpoint_grid' has steps beyond 'pretrain_steps' "
-                                 f"= {self.pretrain_steps}")
-
-    def confirmation_config(self, seed: int) -> PretrainConfig:
-        """The pretraining configuration of one confirmation trajectory."""
-        return dataclasses.replace(self.pretrain_config(), seed=seed,
-                                   checkpoint_at=tuple(self.checkpoint_grid))
-
-    def confirmation_trajectories(self, progress: bool = True) -> dict[int, list]:
-        """Each confirmation trajectory's checkpoints after step 0, by trajectory seed
-        (pretrained once, then read from the cache)."""
-        return {s: [c for c in pretrain(self.confirmation_config(s), device=self.device,
-                                        progress=progress) if c.step > 0]
-                for s in self.confirmation_seeds}
-
-    def factor_jobs(self, trajectories: dict[int, list]) -> list[FactorJob]:
-        """One :class:`FactorJob` per checkpoint of :meth:`confirmation_trajectories`; each
-        trajectory's seed draws its signal batches."""
-        return [FactorJob(str(c.path), c.step, self.confirmation_config(s), self.signal_batches,
-                          self.signal_prompts, self.group_size, self.temperature, s,
-                          self.factor_prompts, self.eval_samples, self.k, self.device)
-                for s, cps in trajectories.items() for c in cps]
+from vgh_lib.tiny import grpo
+# the jobs live in tiny/ (notebooks 07, 09 and 11 run them too); notebook 05 reads them here
+from vgh_lib.tiny.jobs import Factors, GainJob, GainRun, run_factors, run_gain  # noqa: F401
+from vgh_lib.tiny.pretrain import PretrainConfig
 
 
 @dataclass(frozen=True)
@@ -151,32 +108,6 @@ RULE_TEXT = {
 }
 
 
-def pilot_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
-    """Indices of the checkpoints whose pass@1 is closest to each target (distinct, in order;
-    a target finds none when every checkpoint is taken already)."""
-    pass1 = np.asarray(pass1, float)
-    chosen: list[int] = []
-    for t in targets:
-        order = np.argsort(np.abs(pass1 - t), kind="stable")
-        free = [int(j) for j in order if j not in chosen]
-        if free:
-            chosen.append(free[0])
-    return sorted(chosen)
-
-
-def choose_lr(largest_drops: dict[float, list[float]],
-              tolerance: float = PILOT["collapse_tolerance"]) -> float:
-    """The largest learning rate whose probe value never fell more than ``tolerance`` below its
-    start at any pilot checkpoint; the smallest rate if none qualifies.
-
-    ``largest_drops[lr]`` holds, per pilot checkpoint, ``GRPOHistory.largest_drop()``.
-    """
-    if not largest_drops:
-        raise ValueError("no pilot runs to choose a learning rate from")
-    safe = [lr for lr, drops in largest_drops.items() if max(drops) <= tolerance]
-    return max(safe) if safe else min(largest_drops)
-
-
 def crossing_step(steps, values, level: float) -> float:
     """The first step where ``values`` reaches ``level``, interpolated linearly in log(step + 1)."""
     x, y = np.log(np.asarray(steps, float) + 1), np.asarray(values, float)
@@ -212,7 +143,7 @@ def choose_design(pilot_runs: list["GainRun"]) -> dict:
         for r in pilot_runs:
             if r.optimizer == opt:
                 drops.setdefault(r.lr, []).append(r.largest_drop)
-        lrs[opt] = choose_lr(drops)
+        lrs[opt] = choose_lr(drops, PILOT["collapse_tolerance"])
     per_step = float(np.mean([r.seconds / PILOT["steps"] for r in pilot_runs]))
     return {"lr": lrs, "seconds_per_step": per_step}
 
@@ -230,103 +161,6 @@ def steps_for_budget(seconds_per_step: float, n_runs: int, choices=PILOT["step_c
 # ------------------------------------------------------------------- the experiment
 # Jobs are frozen dataclasses: a process pool or a Dask cluster sends them unchanged, and
 # ``paths()`` names what a worker must be able to see (vgh_lib.common.parallel checks it).
-@dataclass(frozen=True)
-class GainJob:
-    """One GRPO run (:func:`run_gain`) from one checkpoint of a trajectory."""
-
-    path: str                    # the checkpoint directory
-    step: int                    # its pretraining step
-    pretrain: PretrainConfig     # the trajectory (its seed names it)
-    grpo: grpo.GRPOConfig        # the run, with its seed
-    device: str = "cpu"
-
-    @classmethod
-    def at(cls, checkpoint, pretrain: PretrainConfig, cfg: grpo.GRPOConfig, device: str) -> "GainJob":
-        return cls(str(checkpoint.path), checkpoint.step, pretrain, cfg, device)
-
-    def paths(self) -> tuple[str, ...]:
-        return (self.path,)
-
-
-@dataclass(frozen=True)
-class FactorJob:
-    """The pre-RL factors (:func:`run_factors`) of one checkpoint of a trajectory."""
-
-    path: str
-    step: int
-    pretrain: PretrainConfig
-    signal_batches: int          # independent batches of the signal S
-    signal_prompts: int          # distinct prompts per batch
-    group_size: int
-    temperature: float
-    seed: int                    # draws the batches and the evaluation's samples
-    factor_prompts: int          # the last training prompts, evaluated for pass@1 and pass@k
-    eval_samples: int            # samples per prompt of that evaluation
-    k: int
-    device: str = "cpu"
-
-    def paths(self) -> tuple[str, ...]:
-        return (self.path,)
-
-
-@dataclass
-class GainRun(PairedGain):
-    """One GRPO run: exact per-prompt held-out values before and after, and its probe curve."""
-
-    trajectory: int
-    step: int
-    optimizer: str
-    lr: float
-    seed: int
-    before: np.ndarray          # (P,) exact value of each held-out prompt
-    after: np.ndarray
-    probe_steps: list[int]
-    probe_value: list[float]
-    seconds: float
-
-
-@dataclass
-class Factors:
-    """What :func:`run_factors` measured at one checkpoint."""
-
-    trajectory: int
-    step: int
-    gram: np.ndarray            # (M, M) the signal's batch estimates
-    successes: np.ndarray       # (factor_prompts,) out of n_samples
-    n_samples: int
-    k: int
-
-
-def run_gain(job: GainJob) -> GainRun:
-    """One GRPO run from one checkpoint with one seed, on one thread."""
-    import time
-
-    torch.set_num_threads(1)
-    train, held_out = job.pretrain.task_obj().split()
-    t0 = time.perf_counter()
-    run = grpo.rl_from_checkpoint(job.path, train, held_out, job.grpo, job.device)
-    return GainRun(job.pretrain.seed, job.step, job.grpo.optimizer, job.grpo.lr, job.grpo.seed,
-                   run.before, run.after, run.history.probe_steps, run.history.probe_value,
-                   time.perf_counter() - t0)
-
-
-def run_factors(job: FactorJob) -> Factors:
-    """Pre-RL factors of one checkpoint, on one thread: the Gram matrix of the signal's batch
-    estimates, and per-prompt success counts of an evaluation on training prompts
-    (independent of the held-out prompts that the gain uses)."""
-    torch.set_num_threads(1)
-    train, _ = job.pretrain.task_obj().split()
-    model, tok = load_local(job.path, job.device)
-    gram = grpo.signal_gram(model, tok, train, job.signal_batches, job.signal_prompts,
-                            job.group_size, job.temperature, job.seed)
-    # the last training prompts: disjoint from the GRPO probe prompts (the first 64); the
-    # signal's batches are drawn from all training prompts, so they may share some of these
-    probe = train[-job.factor_prompts:]
-    ev = sampling.evaluate(model, tok, probe, job.eval_samples, job.k, job.temperature,
-                           torch.Generator().manual_seed(job.seed + 424_242))
-    return Factors(job.pretrain.seed, job.step, gram, ev.successes, job.eval_samples, job.k)
-
-
 # ------------------------------------------------------------------------- the analysis
 def checkpoint_data(factors: list[Factors], runs: list[GainRun], optimizer: str,
                     trajectory: int) -> list[CheckpointData]:
@@ -361,7 +195,7 @@ def run_pilot(params: ValueImpactParams) -> Pilot:
     ``PILOT``) and apply the rules; the committed design is never changed by it."""
     cfg = params.pretrain_config()
     traj = params.trajectory()
-    cps = [traj[i] for i in pilot_checkpoints([c.metrics["pass1"] for c in traj])]
+    cps = [traj[i] for i in pilot_checkpoints([c.metrics["pass1"] for c in traj], PILOT["pass1_targets"])]
     runs = run_jobs(run_gain, pilot_jobs(cps, cfg, params), params.jobs, desc="pilot runs")
     design = choose_design(runs)
     grid = learning_region_grid([c.step for c in traj], [c.metrics["passk"] for c in traj],
