@@ -34,7 +34,8 @@ import torch
 
 from vgh_lib.common import stats
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments.theorem1 import FD_SEED_OFFSET, RolloutParams
+from vgh_lib.experiments.theorem1 import FD_SEED_OFFSET, Z_MAX, RolloutParams
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import spec
 from vgh_lib.rollout import dynamics as ro
 from vgh_lib.rollout import estimators as es
@@ -56,6 +57,9 @@ class ActorUpdateParams(RolloutParams):
         if self.n_rollouts < 4 * self.group_size:
             raise ParameterError(f"parameter 'n_rollouts' = {self.n_rollouts} must be at least "
                                  f"4 × group_size = {4 * self.group_size}")
+
+
+N_REPEATS = 20  # independent estimates of each gradient in the bias check
 
 
 class Estimator(enum.Enum):
@@ -331,7 +335,7 @@ def nonlinear_check(system: str, n_state: int, n_action: int, seed: int, hidden:
 def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         n_rollouts: int, group_size: int, system: str, hidden: int = 8,
         ppo_epochs: int = 10, ppo_clip: float = 0.2, ppo_step: float = 0.05,
-        n_repeats: int = 20, n_fd_rollouts: int = 20000, fd_step: float = 1e-4,
+        n_repeats: int = N_REPEATS, n_fd_rollouts: int = 20000, fd_step: float = 1e-4,
         progress: Callable[[str], None] | None = None) -> ActorUpdateResult:
     """Run the whole experiment. One noise stream, ``torch.Generator(seed)``, feeds in this
     order: the LQR rollouts, then the MLP's weights and the nonlinear rollouts."""
@@ -365,3 +369,189 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
         bias={est: bias_check(grads[est], n_repeats) for est in checked},
         variance_ratio=variance_ratio(sf, pd, n_repeats), ppo=ppo, grpo=grpo,
         nonlinear=nonlinear)
+
+
+def run_study(params: ActorUpdateParams, progress: Callable[[str], None] | None = None
+              ) -> ActorUpdateResult:
+    """:func:`run` with the notebook's parameters."""
+    kwargs = {k: v for k, v in params.as_dict().items() if k != "profile"}
+    return run(**kwargs, progress=progress)
+
+
+def labels(params: ActorUpdateParams) -> dict[Estimator, str]:
+    """How the figures and the printout name each estimator."""
+    E = Estimator
+    return {E.PD: "PD (BPTT)", E.SF_NONE: "SF (no baseline)", E.SF_MEAN: "SF (mean baseline)",
+            E.SF_LOO: "SF (leave-one-out)", E.GRPO: f"GRPO (G={params.group_size})"}
+
+
+def glued_numbers(result: ActorUpdateResult, params: ActorUpdateParams) -> dict[str, float]:
+    """The numbers the chapter's text glues, by glue key."""
+    E, est, nl = Estimator, result.estimators, result.nonlinear
+    return {"prop.n_max": params.n_rollouts, "prop.sf_pd_z": result.sf_pd.z,
+            "prop.sf_pd_rel_diff": result.sf_pd.rel_diff,
+            "prop.nonlinear.sf_pd_rel_diff": nl.sf_pd.rel_diff,
+            "prop.pd.cosine": est[E.PD].cosine, "prop.sf.cosine": est[E.SF_LOO].cosine,
+            "prop.var.pd": est[E.PD].rel_variance,
+            "prop.var.sf_none": est[E.SF_NONE].rel_variance,
+            "prop.var.sf_loo": est[E.SF_LOO].rel_variance,
+            "prop.var.grpo": est[E.GRPO].rel_variance,
+            "prop.ppo.clipfrac_last": result.ppo.clipfrac[-1],
+            "prop.ppo.grad_norm_last": result.ppo.grad_norm[-1],
+            "prop.ppo.cosine_last": result.ppo.cosine[-1],
+            "prop.grpo.scale": result.grpo.main_scale,
+            "prop.nonlinear.sf_pd_z": nl.sf_pd.z,
+            "prop.nonlinear.pd_cosine": nl.pd_cosine,
+            "prop.nonlinear.sf_cosine": nl.sf_cosine,
+            "prop.nonlinear.variance_ratio": nl.variance_ratio,
+            "prop.variance_ratio_se": result.variance_ratio.se,
+            "prop.nonlinear.n_params": nl.n_params}
+
+
+# ------------------------------------------------------------------------------ the claims
+PPO_IDENTITY_MAX_REL = 1e-10   # the clipped surrogate's gradient at θ_old against SF: float64
+GRPO_COSINE_MIN = 0.98         # about 11°: GRPO's 1/std weighting makes it an approximation
+
+CLAIMS = (
+    ClaimSpec("prop.ppo_equals_sf",
+              "PPO clipped-surrogate gradient at θ_old equals the SF gradient on the same samples "
+              "(relative difference, float64)", "<=", PPO_IDENTITY_MAX_REL, exact=True,
+              fails_if="the clipped surrogate's gradient at θ_old is not the SF gradient (wrong ratio, "
+                       "advantage or clipping)"),
+    ClaimSpec("prop.sf_pd_agree",
+              "LQR: ‖mean g_SF − mean g_PD‖ over its standard error (z; paired on the same rollouts)",
+              "<=", Z_MAX,
+              fails_if="the SF and pathwise means differ by more than 3 standard errors of the paired "
+                       "difference"),
+    ClaimSpec("prop.pd.z",
+              "LQR: ‖mean g_PD − exact ∇J‖ at the largest N over its standard error (z)", "<=", Z_MAX,
+              fails_if="the pathwise (BPTT) mean misses the closed-form gradient by more than 3 SE"),
+    ClaimSpec("prop.sf.z",
+              "LQR: ‖mean g_SF − exact ∇J‖ at the largest N over its standard error (z)", "<=", Z_MAX,
+              fails_if="the score-function mean misses the closed-form gradient by more than 3 SE "
+                       "(a baseline that depends on the sample, a wrong score)"),
+    ClaimSpec("prop.grpo.cosine",
+              "LQR: cosine of the mean GRPO update (G = {group_size}) with the exact gradient "
+              "(GRPO's 1/std weighting makes it an approximation, not an identity)",
+              ">=", GRPO_COSINE_MIN, kind="empirical",
+              fails_if="GRPO's group normalisation turns the mean update away from ∇J by more than "
+                       "about 11°"),
+    ClaimSpec("prop.variance_ratio",
+              "LQR: per-rollout variance of g_SF divided by that of g_PD (95 % interval from a "
+              "delete-one-block jackknife over 20 blocks of rollouts)", ">=", 1.0, kind="empirical",
+              require_ci=True,
+              fails_if="the score function is not noisier than the pathwise estimator per rollout, "
+                       "beyond the Monte Carlo error of the ratio"),
+    ClaimSpec("prop.nonlinear.sf_pd_agree",
+              "{system} + MLP: ‖mean g_SF − mean g_PD‖ over its standard error (z, paired)",
+              "<=", Z_MAX,
+              fails_if="on the nonlinear system SF and pathwise means differ by more than 3 SE"),
+)
+
+
+def claim_values(result: ActorUpdateResult, params: ActorUpdateParams) -> dict[str, Measured]:
+    """What this run measured for each of :data:`CLAIMS`."""
+    vr = result.variance_ratio
+    return {
+        "prop.ppo_equals_sf": Measured(result.ppo.identity_rel),
+        "prop.sf_pd_agree": Measured(result.sf_pd.z),
+        "prop.pd.z": Measured(result.z[Estimator.PD]),
+        "prop.sf.z": Measured(result.z[Estimator.SF_LOO]),
+        "prop.grpo.cosine": Measured(result.grpo.main_cosine, fields={"group_size": params.group_size}),
+        "prop.variance_ratio": Measured(vr.ratio, ci=(vr.ratio - 1.96 * vr.se, vr.ratio + 1.96 * vr.se)),
+        "prop.nonlinear.sf_pd_agree": Measured(result.nonlinear.sf_pd.z, fields={"system": params.system}),
+    }
+
+
+def finding(result: ActorUpdateResult) -> str:
+    """The landing page's one line for this run."""
+    return (f"score-function and pathwise means agree: z = {result.sf_pd.z:.2f} ({Z_MAX:g} = the limit); "
+            f"the mean GRPO update's cosine with the exact gradient: {result.grpo.main_cosine:.3f}")
+
+
+# ----------------------------------------------------------------------------- the figures
+def figure_estimators(result: ActorUpdateResult, params: ActorUpdateParams):
+    """Left: each estimator's mean cosine with the exact gradient against N; right: its
+    per-rollout relative variance."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    names = labels(params)
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 4.2))
+    for e, summary in result.estimators.items():
+        axes[0].semilogx(result.sizes, summary.cosine_curve, "o-", ms=3, label=names[e])
+    axes[0].set_xlabel("rollouts $N$ per estimate")
+    axes[0].set_ylabel("mean cosine with exact $\\nabla_K J$")
+    axes[0].set_ylim(min(0.0, min(s.cosine_curve.min() for s in result.estimators.values())), 1.02)
+    axes[0].legend(fontsize=9)
+    axes[0].grid(alpha=0.3)
+    axes[1].barh([names[e] for e in result.estimators],
+                 [s.rel_variance for s in result.estimators.values()])
+    axes[1].set_xscale("log")
+    axes[1].set_xlabel("tr Var(per-rollout gradient) / ‖mean gradient‖²")
+    axes[1].invert_yaxis()
+    return fig
+
+
+def figure_bias(result: ActorUpdateResult, params: ActorUpdateParams):
+    """The exact gradient's components and the PD and SF means of repeated estimates ± 2 SE."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    names = labels(params)
+    fig, ax = plt.subplots(figsize=plots.figsize(7, 4.2))
+    idx = np.arange(result.exact.size)
+    ax.plot(idx, result.exact, "k_", ms=18, mew=2, label="exact $\\nabla_K J$")
+    for off, e in ((-0.15, Estimator.PD), (0.15, Estimator.SF_LOO)):
+        ax.errorbar(idx + off, result.bias[e].mean, yerr=2 * result.bias[e].se, fmt="o",
+                    label=f"{names[e]}: mean of {N_REPEATS} estimates ± 2 SE")
+    ax.set_xlabel("component of $K$ (flattened)")
+    ax.set_ylabel("gradient")
+    ax.legend(fontsize=9)
+    return fig
+
+
+def figure_ppo_grpo(result: ActorUpdateResult):
+    """Left: PPO's inner epochs (clipped fraction, gradient size, cosine); right: the mean GRPO
+    update's cosine and size against the group size."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 4.2))
+    ep = np.arange(result.ppo.clipfrac.size)
+    axes[0].plot(ep, result.ppo.clipfrac, "o-", label="clipped fraction")
+    axes[0].plot(ep, result.ppo.grad_norm, "s-", label="‖surrogate gradient‖ / ‖∇J‖")
+    axes[0].plot(ep, result.ppo.cosine, "^-", label="cosine with $\\nabla J(\\theta_{old})$")
+    axes[0].set_xlabel("PPO inner epoch")
+    axes[0].legend(fontsize=9)
+    axes[0].grid(alpha=0.3)
+    axes[1].semilogx(result.grpo.group_sizes, result.grpo.cosine, "o-", base=2, label="cosine with ∇J")
+    axes[1].set_xlabel("group size $G$")
+    axes[1].set_ylabel("cosine of mean GRPO update with $\\nabla J$")
+    ax2 = axes[1].twinx()
+    ax2.semilogx(result.grpo.group_sizes, result.grpo.scale, "s--", color="C1", base=2)
+    ax2.set_ylabel("‖mean GRPO update‖ / ‖∇J‖", color="C1")
+    axes[1].grid(alpha=0.3)
+    return fig
+
+
+def figure_nonlinear(result: ActorUpdateResult, params: ActorUpdateParams):
+    """The nonlinear system: each parameter's PD and SF mean gradient against finite differences."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    names, nl = labels(params), result.nonlinear
+    fig, ax = plt.subplots(figsize=plots.figsize(7, 4.2))
+    for e, mean, marker in ((Estimator.PD, nl.pd_mean, "o"), (Estimator.SF_LOO, nl.sf_mean, "x")):
+        ax.scatter(nl.fd, mean, marker=marker, s=18, label=names[e])
+    lim = np.abs(nl.fd).max() * 1.1
+    ax.plot([-lim, lim], [-lim, lim], "k:", lw=1)
+    ax.set_xlabel("finite-difference gradient (per parameter)")
+    ax.set_ylabel("mean estimator gradient")
+    ax.set_title(f"{params.system}, MLP policy with {nl.n_params} parameters")
+    ax.legend()
+    return fig

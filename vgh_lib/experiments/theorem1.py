@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from vgh_lib.common import stats
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
 from vgh_lib.rollout import dynamics as ro
 
@@ -223,3 +224,129 @@ def run(*, seed: int, n_state: int, n_action: int, horizon: int, sigma: float,
     nonlinear = nonlinear_costate_vs_fd(system, n_state, n_action, seed, sigma, horizon,
                                         n_rollouts, gen, fd_step, fd_batches)
     return Theorem1Result(lqr=lqr, convergence=conv, steps=steps, nonlinear=nonlinear)
+
+
+def run_study(params: Theorem1Params) -> Theorem1Result:
+    """:func:`run` with the notebook's parameters."""
+    return run(seed=params.seed, n_state=params.n_state, n_action=params.n_action,
+               horizon=params.horizon, sigma=params.sigma, n_rollouts=params.n_rollouts,
+               system=params.system)
+
+
+# ------------------------------------------------------------------------------ the claims
+Z_MAX = 3.0            # a discrepancy within 3 of its own Monte Carlo standard errors (stats.norm_z)
+RATE_RANGE = (-0.65, -0.35)   # the log-log slope of the error against N: the Monte Carlo −1/2
+ADJOINT_MAX_REL = 1e-10       # autograd against the adjoint recursion: float64 rounding
+
+CLAIMS = (
+    ClaimSpec("thm1.lqr.z",
+              "LQR: ‖mean costate λ_0 − ∇V_0(x_0)‖ (closed form −2P_0x_0) at the largest N, over its "
+              "Monte Carlo standard error (z)", "<=", Z_MAX,
+              fails_if="the mean costate misses the closed-form value gradient by more than 3 "
+                       "standard errors (a wrong adjoint, a wrong P_t, a biased estimator)"),
+    ClaimSpec("thm1.lqr.rate_slope",
+              "LQR: log-log slope of that error against N (Monte Carlo rate −1/2)", "in", RATE_RANGE,
+              fails_if="the error does not fall as N^(-1/2) (a bias would flatten the slope toward 0)"),
+    ClaimSpec("thm1.nonlinear.z",
+              "{system}: ‖mean costate − finite-difference gradient of the Monte Carlo value‖ "
+              "over the standard error of the difference (z; common random numbers, independent noise)",
+              "<=", Z_MAX,
+              fails_if="on the nonlinear system the mean costate and the finite-difference value "
+                       "gradient differ by more than 3 standard errors"),
+    ClaimSpec("thm1.lqr.adjoint_autograd",
+              "LQR: autograd costates equal the hand-written adjoint recursion at every step "
+              "(max relative difference)", "<=", ADJOINT_MAX_REL, exact=True,
+              fails_if="autograd and the adjoint recursion of §1 differ beyond float64 rounding"),
+)
+
+
+def claim_values(result: Theorem1Result, params: Theorem1Params) -> dict[str, Measured]:
+    """What this run measured for each of :data:`CLAIMS`."""
+    conv = result.convergence
+    return {
+        "thm1.lqr.z": Measured(result.lqr.z),
+        "thm1.lqr.rate_slope": Measured(conv.slope, ci=(conv.slope - 1.96 * conv.slope_se,
+                                                        conv.slope + 1.96 * conv.slope_se)),
+        "thm1.nonlinear.z": Measured(result.nonlinear.z, fields={"system": params.system}),
+        "thm1.lqr.adjoint_autograd": Measured(result.steps.adjoint_max_rel),
+    }
+
+
+def finding(result: Theorem1Result, params: Theorem1Params) -> str:
+    """The landing page's one line for this run."""
+    return (f"mean costate against the closed-form value gradient: z = {result.lqr.z:.2f} (LQR); "
+            f"against finite differences on {params.system}: z = {result.nonlinear.z:.2f} "
+            f"({Z_MAX:g} = the limit)")
+
+
+# ----------------------------------------------------------------------------- the figures
+def figure_convergence(result: Theorem1Result):
+    """The RMS relative error of the mean ``λ_0`` against N, with the ``N^(-1/2)`` reference."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    conv = result.convergence
+    fig, ax = plt.subplots(figsize=plots.figsize(6, 4.2))
+    ax.loglog(conv.sizes, conv.errors, "o-", label="RMS relative error of mean $\\lambda_0$")
+    ref = conv.errors[0] * np.sqrt(conv.sizes[0] / conv.sizes)
+    ax.loglog(conv.sizes, ref, "k--", label="$N^{-1/2}$ reference")
+    ax.set_xlabel("number of rollouts $N$")
+    ax.set_ylabel("$\\|\\bar\\lambda_0 - \\nabla V_0(x_0)\\| / \\|\\nabla V_0(x_0)\\|$")
+    ax.set_title(f"LQR, slope {conv.slope:.3f} ± {conv.slope_se:.3f}")
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def figure_components(result: Theorem1Result, params: Theorem1Params):
+    """Left: mean ``λ_0`` against the closed form, per component; right: the fitted ``M_t`` in
+    ``λ_t ≈ M_t x_t`` against ``−2P_t`` at every step."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    lqr, steps = result.lqr, result.steps
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(10, 4.2))
+    ax = axes[0]
+    lim = np.abs(lqr.analytic).max() * 1.15
+    ax.plot([-lim, lim], [-lim, lim], "k:", lw=1, label="identity")
+    ax.errorbar(lqr.analytic, lqr.costate_mean, yerr=2 * lqr.costate_se, fmt="o",
+                label="mean $\\lambda_0$ ± 2 SE")
+    ax.set_xlabel("$\\nabla V_0(x_0) = -2P_0x_0$ (closed form)")
+    ax.set_ylabel("mean costate $\\bar\\lambda_0$")
+    ax.set_title(f"$t = 0$, N = {params.n_rollouts}")
+    ax.legend()
+    ax = axes[1]
+    T = steps.exact.shape[0]
+    colors = plt.cm.viridis(np.linspace(0, 1, T))
+    for t in range(T):
+        ax.scatter(steps.exact[t].ravel(), steps.fit[t].ravel(), s=10, color=colors[t])
+    lo, hi = steps.exact.min(), steps.exact.max()
+    ax.plot([lo, hi], [lo, hi], "k:", lw=1)
+    sm = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, T - 1))
+    fig.colorbar(sm, ax=ax, label="step $t$")
+    ax.set_xlabel("entries of $-2P_t$ (closed form)")
+    ax.set_ylabel("entries of fitted $M_t$ in $\\lambda_t \\approx M_t x_t$")
+    ax.set_title("every step $t = 0, \\dots, T$")
+    return fig
+
+
+def figure_nonlinear(result: Theorem1Result, params: Theorem1Params):
+    """The nonlinear system: finite-difference value gradient and mean costate, per component."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    nonlinear = result.nonlinear
+    fig, ax = plt.subplots(figsize=plots.figsize(6, 4.2))
+    idx = np.arange(nonlinear.fd.size)
+    ax.bar(idx - 0.2, nonlinear.fd, width=0.4, label="finite difference of MC value")
+    ax.bar(idx + 0.2, nonlinear.costate_mean, width=0.4, yerr=2 * nonlinear.costate_se,
+           label="mean costate $\\bar\\lambda_0$ ± 2 SE")
+    ax.set_xticks(idx, [f"$x_{{{i}}}$" for i in idx])
+    ax.set_ylabel("$\\partial V_0 / \\partial x_{0,i}$")
+    ax.set_title(f"{params.system}: cosine {nonlinear.cosine:.6f}")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.legend()
+    return fig

@@ -94,6 +94,49 @@ def git_commit(path: Path | None = None) -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
+@dataclass(frozen=True)
+class ClaimSpec:
+    """A claim as its study declares it in its experiment module, before any run: what is
+    compared with which threshold, of which kind, and what result would fail it. ``statement``
+    may name this run's parameters as ``{name}`` fields (:class:`Measured` fills them)."""
+
+    id: str
+    statement: str
+    op: str
+    threshold: float | tuple[float, float]
+    kind: str = "identity"
+    fails_if: str = ""
+    exact: bool = False
+    require_ci: bool = False
+
+    def __post_init__(self):
+        if self.op not in OPS:
+            raise ValueError(f"claim {self.id!r}: op must be one of {OPS}, got {self.op!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id!r}: kind must be one of {KINDS}, got {self.kind!r}")
+        if not self.fails_if:
+            raise ValueError(f"claim {self.id!r}: say what result would fail it (fails_if)")
+
+    def passes(self, value: float | None, ci: Sequence[float] | None = None) -> bool:
+        """Whether ``value`` (and, with ``require_ci``, the whole interval) satisfies the claim."""
+        threshold = list(self.threshold) if self.op == "in" else self.threshold
+        ok = evaluate(None if value is None else float(value), self.op, threshold)
+        if self.require_ci:
+            ok = ok and ci is not None and all(evaluate(float(e), self.op, threshold) for e in ci)
+        return ok
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one run measured for a declared claim: the value, its interval, the parameters its
+    statement names, and whether the registration declared a failure uninformative."""
+
+    value: float | None
+    ci: tuple[float, float] | None = None
+    fields: dict[str, Any] | None = None
+    not_shown: bool = False
+
+
 class ClaimSet:
     """The claims of one notebook run.
 
@@ -149,6 +192,22 @@ class ClaimSet:
                       fails_if=fails_if, not_shown=not_shown)
         self.claims.append(claim)
         return claim
+
+    def add_declared(self, specs: Sequence[ClaimSpec], measured: dict[str, Measured]) -> None:
+        """Record a study's declared claims (its module's ``CLAIMS``) with what this run measured
+        (its ``claim_values``), in the declared order. Every declared claim needs a value and
+        every value a declared claim: a claim cannot be left out, nor one be added on the side."""
+        ids = [c.id for c in specs]
+        missing, extra = set(ids) - set(measured), set(measured) - set(ids)
+        if missing or extra:
+            raise ValueError(f"declared claims and measured values differ: missing "
+                             f"{sorted(missing)}, not declared {sorted(extra)}")
+        for spec in specs:
+            m = measured[spec.id]
+            threshold = list(spec.threshold) if spec.op == "in" else spec.threshold
+            self.add(spec.id, spec.statement.format(**(m.fields or {})), m.value, spec.op, threshold,
+                     kind=spec.kind, ci=m.ci, exact=spec.exact, require_ci=spec.require_ci,
+                     fails_if=spec.fails_if, not_shown=m.not_shown)
 
     def record(self) -> dict[str, Any]:
         """The ``NAME.claims.json`` document."""

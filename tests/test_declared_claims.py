@@ -1,0 +1,123 @@
+"""Claims declared in the experiment modules (issue 33): the declaration's checks, how a
+notebook records them, and each declared threshold against planted results on both sides of it;
+the study figures drawn on small real runs pass the book's readability check."""
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from vgh_lib.common import plots  # noqa: E402
+from vgh_lib.experiments import actor_update, theorem1  # noqa: E402
+from vgh_lib.harness.claims import ClaimSet, ClaimSpec, Measured  # noqa: E402
+
+SPEC = ClaimSpec("x.z", "{system}: a z-score", "<=", 3.0, fails_if="the z-score exceeds 3")
+
+
+def test_a_declaration_must_say_what_would_fail_it_and_use_known_comparisons():
+    with pytest.raises(ValueError, match="fails_if"):
+        ClaimSpec("x", "s", "<=", 1.0)
+    with pytest.raises(ValueError, match="op must be one of"):
+        ClaimSpec("x", "s", "<", 1.0, fails_if="f")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ClaimSpec("x", "s", "<=", 1.0, kind="hope", fails_if="f")
+
+
+def test_add_declared_records_every_declared_claim_and_nothing_else():
+    claims = ClaimSet("nb", "default", {})
+    with pytest.raises(ValueError, match="missing \\['x.z'\\]"):
+        claims.add_declared([SPEC], {})
+    with pytest.raises(ValueError, match="not declared \\['y'\\]"):
+        claims.add_declared([SPEC], {"x.z": Measured(1.0), "y": Measured(2.0)})
+    claims.add_declared([SPEC], {"x.z": Measured(3.5, fields={"system": "tanh"})})
+    (c,) = claims.claims
+    assert (c.id, c.statement, c.value, c.passed, c.fails_if) == (
+        "x.z", "tanh: a z-score", 3.5, False, "the z-score exceeds 3")
+
+
+def test_require_ci_needs_the_whole_interval():
+    spec = ClaimSpec("r", "ratio", ">=", 1.0, kind="empirical", require_ci=True, fails_if="f")
+    assert spec.passes(1.5, (1.1, 1.9)) and not spec.passes(1.5, (0.9, 2.1))
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared([spec], {"r": Measured(1.5, ci=(0.9, 2.1))})
+    assert not claims.claims[0].passed
+
+
+# ------------------------------------------------- each declared threshold, on both sides
+def _thm1_result(lqr_z=1.0, slope=-0.5, slope_se=0.02, nonlinear_z=1.0, adjoint=1e-14):
+    return SimpleNamespace(lqr=SimpleNamespace(z=lqr_z),
+                           convergence=SimpleNamespace(slope=slope, slope_se=slope_se),
+                           nonlinear=SimpleNamespace(z=nonlinear_z),
+                           steps=SimpleNamespace(adjoint_max_rel=adjoint))
+
+
+def _passed(module, result, params):
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(module.CLAIMS, module.claim_values(result, params))
+    return {c.id: c.passed for c in claims.claims}
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, set()),
+    ({"lqr_z": 3.1}, {"thm1.lqr.z"}),
+    ({"slope": -0.2}, {"thm1.lqr.rate_slope"}),       # a bias flattens the rate
+    ({"slope": -0.8}, {"thm1.lqr.rate_slope"}),
+    ({"nonlinear_z": 3.01}, {"thm1.nonlinear.z"}),
+    ({"adjoint": 1e-8}, {"thm1.lqr.adjoint_autograd"}),
+])
+def test_theorem1_claims_fail_exactly_where_declared(change, failed):
+    params = theorem1.Theorem1Params()
+    passed = _passed(theorem1, _thm1_result(**change), params)
+    assert {k for k, ok in passed.items() if not ok} == failed
+    assert set(passed) == {c.id for c in theorem1.CLAIMS}
+
+
+def _actor_result(ppo=1e-14, sf_pd=1.0, pd=1.0, sf=1.0, grpo=0.99, ratio=5.0, ratio_se=0.5, nl=1.0):
+    E = actor_update.Estimator
+    return SimpleNamespace(ppo=SimpleNamespace(identity_rel=ppo), sf_pd=SimpleNamespace(z=sf_pd),
+                           z={E.PD: pd, E.SF_LOO: sf}, grpo=SimpleNamespace(main_cosine=grpo),
+                           variance_ratio=SimpleNamespace(ratio=ratio, se=ratio_se),
+                           nonlinear=SimpleNamespace(sf_pd=SimpleNamespace(z=nl)))
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, set()),
+    ({"ppo": 1e-6}, {"prop.ppo_equals_sf"}),
+    ({"sf_pd": 3.2}, {"prop.sf_pd_agree"}),
+    ({"pd": 3.2}, {"prop.pd.z"}),
+    ({"sf": 3.2}, {"prop.sf.z"}),
+    ({"grpo": 0.97}, {"prop.grpo.cosine"}),
+    ({"ratio": 1.5, "ratio_se": 0.3}, {"prop.variance_ratio"}),   # its interval reaches below 1
+    ({"nl": 4.0}, {"prop.nonlinear.sf_pd_agree"}),
+])
+def test_actor_update_claims_fail_exactly_where_declared(change, failed):
+    params = actor_update.ActorUpdateParams()
+    passed = _passed(actor_update, _actor_result(**change), params)
+    assert {k for k, ok in passed.items() if not ok} == failed
+
+
+# ------------------------------------------------------------------------- the figures
+@pytest.fixture(scope="module")
+def small_runs():
+    p1 = theorem1.Theorem1Params(n_state=2, n_action=1, horizon=4, n_rollouts=2_000)
+    r1 = theorem1.run(seed=0, n_state=2, n_action=1, horizon=4, sigma=0.5, n_rollouts=2_000,
+                      system="tanh", n_step_rollouts=500, n_sizes=4, fd_batches=4)
+    p2 = actor_update.ActorUpdateParams(n_state=2, n_action=1, horizon=4, n_rollouts=2_048,
+                                        group_size=8, n_fd_rollouts=1_000)
+    r2 = actor_update.run_study(p2)
+    return p1, r1, p2, r2
+
+
+def test_every_study_figure_draws_and_reads(small_runs):
+    p1, r1, p2, r2 = small_runs
+    figures = [theorem1.figure_convergence(r1), theorem1.figure_components(r1, p1),
+               theorem1.figure_nonlinear(r1, p1), actor_update.figure_estimators(r2, p2),
+               actor_update.figure_bias(r2, p2), actor_update.figure_ppo_grpo(r2),
+               actor_update.figure_nonlinear(r2, p2)]
+    for n, fig in enumerate(figures):
+        plots.finish(fig, f"test{n}")
+        assert plots.figure_problems(fig) == [], n
+    assert np.isfinite(list(actor_update.glued_numbers(r2, p2).values())).all()
+    assert "GRPO (G=8)" in actor_update.labels(p2).values()
