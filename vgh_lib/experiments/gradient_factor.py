@@ -38,7 +38,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import predictors as design09
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.verdicts import NOT_SHOWN, Test, agreement_text, interval_text, verdict  # noqa: F401
 from vgh_lib.harness.preregistration import Registration, write_json
 from vgh_lib.paths import REPO_ROOT
@@ -85,11 +85,9 @@ REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE, SIMULATION_FILE, RECORD
 
 # ------------------------------------------------------------------------ parameters
 @dataclass(frozen=True)
-class GradientParams(NotebookParams):
+class GradientParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``11_gradient_factor`` (the design of book/11_preregistration.md)."""
 
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches and the permutations")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
     recipes: tuple[str, ...] = spec(RECIPES, choices=tuple(design09.RECIPES), help="the recipes (groups)")
     recipe_seeds: tuple[int, ...] = spec(CONFIRMATION_SEEDS, lo=0, hi=2**31 - 1,
                                          help="one trajectory seed per recipe")
@@ -114,8 +112,6 @@ class GradientParams(NotebookParams):
     factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the exact quantities")
     coverage_k: int = spec(64, lo=1, hi=100_000, help="K of the coverage predictor pass@K")
     n_perm: int = spec(999, lo=9, hi=1_000_000, help="permutations of each test")
-    jobs: int = spec(2, lo=1, hi=64, help="worker processes")
-    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
 
     def check(self) -> None:
         if len(self.grpo_seeds) < 2:

@@ -30,7 +30,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
 from vgh_lib.harness import glue
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 09)
 from vgh_lib.paths import REPO_ROOT
 from vgh_lib.tiny import grpo
@@ -107,11 +107,9 @@ def lr_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
 
 # ------------------------------------------------------------------------ parameters
 @dataclass(frozen=True)
-class PredictorParams(NotebookParams):
+class PredictorParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``09_what_predicts_rl_gain`` (the design of book/09_preregistration.md)."""
 
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches, permutations and simulations")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
     recipes: tuple[str, ...] = spec(CONFIRMATION, choices=tuple(RECIPES), help="the recipes (groups)")
     recipe_seeds: tuple[int, ...] = spec(CONFIRMATION_SEEDS, lo=0, hi=2**31 - 1,
                                          help="one trajectory seed per recipe")
@@ -139,8 +137,6 @@ class PredictorParams(NotebookParams):
     coverage_sims: int = spec(200, lo=10, hi=100_000, help="simulated designs of the coverage check")
     caliper: float = spec(0.05, lo=0.0, hi=1.0, help="matched pairs: largest pass@1 difference")
     pilot: bool = spec(False, help="rerun the pilot and compare its choice with the committed design")
-    jobs: int = spec(2, lo=1, hi=64, help="worker processes")
-    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
 
     def check(self) -> None:
         if len(self.recipe_seeds) != len(self.recipes):

@@ -13,13 +13,13 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.trajectory import ConfirmationParams
-from vgh_lib.harness.params import spec
+from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny.jobs import run_factors
 from vgh_lib.tools.probe import ProbeConfig, ProbeJob, ProbeResult, run_probe
 
 
 @dataclass(frozen=True)
-class ProbeBookParams(ConfirmationParams):
+class ProbeBookParams(Workers, ConfirmationParams):
     """Parameters of ``07_probe``: ``vgh probe`` (vgh_lib.tools.probe) on the confirmation
     trajectories of ``05_value_impact``, against that notebook's full-budget factors.
 
@@ -34,7 +34,6 @@ class ProbeBookParams(ConfirmationParams):
     probe_prompts: int = spec(24, lo=3, hi=100_000, help="probe: prompts in all (--prompts)")
     probe_seeds: tuple[int, ...] = spec((0, 1, 2, 3, 4), lo=0, hi=2**31 - 1,
                                         help="probe seeds (--seed), to show its own scatter")
-    jobs: int = spec(2, lo=1, hi=64, help="worker processes for the reference factors")
 
     def probe_config(self, seed: int) -> ProbeConfig:
         """``vgh probe``'s configuration with probe seed ``seed``."""

@@ -22,7 +22,7 @@ import torch
 from vgh_lib.common import stats
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, spec
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import loading as lm_loading
 from vgh_lib.lm import tasks as lm_tasks
@@ -30,11 +30,9 @@ from vgh_lib.lm.tasks import LM_TASKS
 
 
 @dataclass(frozen=True)
-class RealLMParams(NotebookParams):
+class RealLMParams(OnDevice, NotebookParams):
     """Parameters of ``06_real_lm`` (book/theory.md §3 and §4b on SmolLM2-135M)."""
 
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds every rollout")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
     model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
                                            "(a tiny random llama), a .gguf file or a local causal-LM directory")
     target: str = spec("task", choices=("task", "greedy"),
@@ -52,7 +50,6 @@ class RealLMParams(NotebookParams):
                                                  help="relaxation temperatures τ_r")
     relax_rollouts: int = spec(128, lo=8, hi=1_000_000, help="relaxed rollouts per prompt and cell")
     relax_blocks: int = spec(4, lo=3, hi=64, help="independent blocks of the relaxed rollouts (folds)")
-    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
 
     def check(self) -> None:
         if self.value_lo > self.value_hi:

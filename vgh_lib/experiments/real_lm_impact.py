@@ -33,7 +33,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman_critical
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.lm.cache import model_for, prefix_for  # noqa: F401 (notebook 08 reads them here)
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
@@ -42,12 +42,10 @@ from vgh_lib.lm.tasks import LM_TASKS
 
 
 @dataclass(frozen=True)
-class RealLMImpactParams(NotebookParams):
+class RealLMImpactParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``08_real_lm_impact`` (book/theory.md §4 across tasks in SmolLM2-135M; the
     design is pre-registered in book/08_preregistration.md)."""
 
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches and the bootstrap")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
     model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
                                            "(a tiny random llama), a .gguf file or a local causal-LM directory")
     target: str = spec("task", choices=("task", "greedy"),
@@ -71,8 +69,6 @@ class RealLMImpactParams(NotebookParams):
     n_perm: int = spec(10_000, lo=100, hi=10_000_000, help="permutations of the Spearman test")
     pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
     pilot_steps: int = spec(20, lo=1, hi=100_000, help="GRPO steps of each pilot run")
-    jobs: int = spec(2, lo=1, hi=256, help="worker processes")
-    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
 
     def check(self) -> None:
         if len(self.tasks) < 3:

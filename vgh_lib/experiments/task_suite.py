@@ -40,7 +40,7 @@ from vgh_lib.common.impact import largest_drop
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
@@ -76,11 +76,9 @@ REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE)
 
 # ---------------------------------------------------------------------------- parameters
 @dataclass(frozen=True)
-class TaskSuiteParams(NotebookParams):
+class TaskSuiteParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``10_real_lm_task_suite`` (the design of book/10_preregistration.md)."""
 
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the signal's batches, bootstraps and permutations")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
     model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
                                            "(a tiny random llama), a .gguf file or a local causal-LM directory")
     target: str = spec("task", choices=("task", "greedy"),
@@ -119,8 +117,6 @@ class TaskSuiteParams(NotebookParams):
     n_perm: int = spec(10_000, lo=100, hi=10_000_000, help="permutations of each Spearman test")
     coverage_sims: int = spec(400, lo=10, hi=100_000, help="simulated designs of the coverage check")
     pilot: bool = spec(False, help="rerun the pilot and compare its choice with the committed design")
-    jobs: int = spec(2, lo=1, hi=256, help="worker processes")
-    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
 
     def check(self) -> None:
         if len(set(self.tasks)) != len(self.tasks):

@@ -27,7 +27,7 @@ import torch
 
 from vgh_lib.common import stats
 from vgh_lib.harness.claims import ClaimSpec, Measured
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.params import NotebookParams, spec
 from vgh_lib.rollout import dynamics as ro
 
 FD_SEED_OFFSET = 1_000_003  # the finite-difference noise is seeded with seed + this
@@ -37,8 +37,6 @@ FD_SEED_OFFSET = 1_000_003  # the finite-difference noise is seeded with seed + 
 class RolloutParams(NotebookParams):
     """Parameters shared by the differentiable-rollout notebooks (01 and 02)."""
 
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds the systems, the policies and all noise")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
     n_state: int = spec(4, lo=1, hi=8, help="state dimension n (LQR and tanh plant)")
     n_action: int = spec(2, lo=1, hi=4, help="action dimension m (LQR and tanh plant)")
     horizon: int = spec(20, lo=1, hi=50, help="number of steps T")

@@ -23,14 +23,14 @@ from vgh_lib.common import stats
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.trajectory import TrajectoryParams
-from vgh_lib.harness.params import spec
+from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import costates as cs
 from vgh_lib.tiny import sampling
 from vgh_lib.tiny.models import load_local
 
 
 @dataclass(frozen=True)
-class TransformerCostateParams(TrajectoryParams):
+class TransformerCostateParams(Workers, TrajectoryParams):
     """Parameters of ``04_transformer_costates`` (book/theory.md §3, Theorem 2)."""
 
     n_prompts: int = spec(4, lo=1, hi=64, help="held-out prompts per cell")
@@ -44,7 +44,6 @@ class TransformerCostateParams(TrajectoryParams):
     fidelity_rollouts: int = spec(2048, lo=128, hi=1_000_000,
                                   help="rollouts per prompt for the one-batch fidelity curve")
     share_prompts: int = spec(64, lo=2, hi=200, help="prompts for the attention-only share")
-    jobs: int = spec(2, lo=1, hi=64, help="worker processes (checkpoints in parallel)")
 
     def check(self) -> None:
         super().check()

@@ -17,7 +17,7 @@ from vgh_lib.common import impact
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.harness.glue import format_value
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, spec
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.jobs import FactorJob
 from vgh_lib.tiny.models import load_local
@@ -25,12 +25,10 @@ from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
 
 
 @dataclass(frozen=True)
-class TrajectoryParams(NotebookParams):
+class TrajectoryParams(OnDevice, NotebookParams):
     """Parameters of the pretraining trajectory, shared by notebooks 03–05 so that they
     reuse the same cached checkpoints (see :class:`vgh_lib.tiny.pretrain.PretrainConfig`)."""
 
-    seed: int = spec(0, lo=0, hi=2**31 - 1, help="seeds pretraining, sampling and GRPO")
-    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
     task: str = spec("addition", choices=("addition", "reverse"), help="the verifiable task")
     n_digits: int = spec(2, lo=1, hi=4, help="operand width")
     corpus_clean_fraction: float = spec(0.95, lo=0.0, hi=1.0, help="share of correct answers in the corpus")
@@ -44,7 +42,6 @@ class TrajectoryParams(NotebookParams):
     n_eval: int = spec(200, lo=10, hi=100_000, help="held-out evaluation prompts")
     eval_samples: int = spec(16, lo=2, hi=1024, help="samples per prompt for pass@k")
     k: int = spec(8, lo=1, hi=1024, help="k of pass@k (≤ eval_samples)")
-    device: str = spec("cpu", choices=("cpu", "cuda", "auto"), help="torch device")
 
     def check(self) -> None:
         if self.n_embd % self.n_head:

@@ -29,7 +29,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.experiments.trajectory import ConfirmationParams
-from vgh_lib.harness.params import spec
+from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import grpo
 # the jobs live in tiny/ (notebooks 07, 09 and 11 run them too); notebook 05 reads them here
 from vgh_lib.tiny.jobs import Factors, GainJob, GainRun, run_factors, run_gain  # noqa: F401
@@ -37,7 +37,7 @@ from vgh_lib.tiny.pretrain import PretrainConfig
 
 
 @dataclass(frozen=True)
-class ValueImpactParams(ConfirmationParams):
+class ValueImpactParams(Workers, ConfirmationParams):
     """Parameters of ``05_value_impact`` (book/theory.md §4, the paper's Figure 1).
 
     ``seed`` is the *pilot* trajectory (the design was chosen on it); the confirmation runs on
@@ -52,7 +52,6 @@ class ValueImpactParams(ConfirmationParams):
     n_boot: int = spec(2000, lo=10, hi=100_000, help="nested-bootstrap resamples")
     n_perm: int = spec(10_000, lo=10, hi=1_000_000, help="permutations of the p-value")
     pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
-    jobs: int = spec(2, lo=1, hi=64, help="worker processes for the GRPO runs")
 
     def grpo_config(self, optimizer: str, lr: float, seed: int, steps: int | None = None) -> grpo.GRPOConfig:
         """One GRPO run of the design (``steps`` defaults to ``grpo_steps``)."""

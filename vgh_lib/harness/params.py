@@ -86,13 +86,22 @@ def _check_scalar(name: str, value: Any, kind: str, f: dataclasses.Field) -> Any
     return value
 
 
+DEVICES = ("cpu", "cuda", "auto")
+"""Torch devices a study can run on (``auto``: CUDA where there is one)."""
+
+
 @dataclass(frozen=True)
 class NotebookParams:
-    """Base class. Subclasses declare fields with :func:`spec`.
+    """Base class: every study's ``seed`` and ``profile``. Subclasses declare their own fields
+    with :func:`spec`, and take :class:`Workers` and :class:`OnDevice` where they use them.
 
     Types allowed: ``int``, ``float``, ``bool``, ``str``, ``tuple[float, ...]``
     and ``tuple[int, ...]`` (lists are accepted and stored as tuples).
     """
+
+    seed: int = spec(0, lo=0, hi=2**31 - 1,
+                     help="seeds every random draw of the run")
+    profile: str = spec("default", choices=PROFILE_NAMES, help="run profile (set by `vgh run --profile`)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -181,3 +190,17 @@ class NotebookParams:
     def as_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Mixin of a study that runs its jobs in worker processes."""
+
+    jobs: int = spec(2, lo=1, hi=256, help="worker processes")
+
+
+@dataclass(frozen=True)
+class OnDevice:
+    """Mixin of a study that runs torch models."""
+
+    device: str = spec("cpu", choices=DEVICES, help="torch device")
