@@ -121,3 +121,39 @@ def test_every_study_figure_draws_and_reads(small_runs):
         assert plots.figure_problems(fig) == [], n
     assert np.isfinite(list(actor_update.glued_numbers(r2, p2).values())).all()
     assert "GRPO (G=8)" in actor_update.labels(p2).values()
+
+
+def test_trajectory_claims_fail_exactly_where_declared():
+    from vgh_lib.experiments import trajectory
+
+    def passed(diff, gain, ci):
+        claims = ClaimSet("nb", "default", {})
+        mid = SimpleNamespace(gain=gain, gain_ci=ci, runs=[1, 2, 3])
+        claims.add_declared(trajectory.CLAIMS, trajectory.claim_values(diff, mid))
+        return {c.id for c in claims.claims if not c.passed}, claims.claims[1].statement
+
+    assert passed(0.0, 0.05, (0.01, 0.09)) == (set(), passed(0.0, 0.05, (0.01, 0.09))[1])
+    assert "mean over 3 seeds" in passed(0.0, 0.05, (0.01, 0.09))[1]
+    assert passed(1e-7, 0.05, (0.01, 0.09))[0] == {"traj.reload_logits"}   # any logit differs
+    assert passed(0.0, 0.05, (-0.01, 0.09))[0] == {"grpo.mid_checkpoint_gain"}  # interval reaches 0
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, set()),
+    ({"z": 3.5}, {"thm2.identity.z"}),
+    ({"cov_hi": 0.7}, {"thm2.r.coverage"}),
+    ({"ratio": 5.0}, {"thm2.r.ratio"}),
+    ({"ratio": 0.2}, {"thm2.r.ratio"}),
+    ({"misses": 2}, {"thm2.fidelity.misses"}),          # 2 of 20 cells: 10 % > 5 %
+    ({"last": 0.4}, {"thm2.attention.last_share"}),
+])
+def test_theorem2_claims_fail_exactly_where_declared(change, failed):
+    from vgh_lib.experiments import theorem2
+
+    v = {"z": 1.0, "cov_hi": 0.95, "ratio": 1.5, "misses": 1, "last": 0.7, **change}
+    fid = [SimpleNamespace(z=[5.0 if i < v["misses"] else 0.1]) for i in range(20)]
+    identity = SimpleNamespace(z=v["z"])
+    rb = SimpleNamespace(coverage_ci=(0.5, v["cov_hi"]), median_ratio=v["ratio"])
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(theorem2.CLAIMS, theorem2.claim_values(identity, rb, fid, v["last"]))
+    assert {c.id for c in claims.claims if not c.passed} == failed

@@ -59,6 +59,22 @@ def intervals(ax, labels: Sequence[str], estimates, lo, hi, *, reference: float 
     return ax
 
 
+def probe_curves(ax, curves, tolerance: float, *, relative: bool = True):
+    """GRPO runs' probe-value curves and the collapse line of the pilots' rule (notebooks 03, 05,
+    08, 09 and 10): each curve ``(steps, values, style)`` is drawn minus its own start when
+    ``relative`` (the line then sits at ``−tolerance``), else as it is (the line at the first
+    curve's start minus ``tolerance``). ``style`` holds the plot keywords (label, colour, ...)."""
+    import numpy as np
+
+    for steps, values, style in curves:
+        v = np.asarray(values, dtype=float)
+        ax.plot(steps, v - v[0] if relative else v, **{"marker": "o", "ms": 3, "lw": 1, **style})
+    start = 0.0 if relative or not curves else float(curves[0][1][0])
+    ax.axhline(start - tolerance, color="0.4", ls="--", lw=0.8)
+    ax.set_xlabel("GRPO step")
+    return ax
+
+
 def heatmap(ax, matrix, *, xticklabels="auto", yticklabels="auto", fmt: str = ".2f",
             cmap: str = "viridis", vmin=None, vmax=None, cbar_label: str | None = None):
     """An annotated heatmap of a 2-D grid (a perceptually uniform, colour-blind-safe map)."""

@@ -13,6 +13,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.trajectory import ConfirmationParams
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny.jobs import run_factors
 from vgh_lib.tools.probe import ProbeConfig, ProbeJob, ProbeResult, run_probe
@@ -115,3 +116,21 @@ def top_agreement(params: ProbeBookParams, values: dict[tuple[int, int, str], np
                  for s in params.confirmation_seeds}
     agree = float(np.mean([t == top_ref[s] for s in params.confirmation_seeds for t in top_probe[s]]))
     return top_ref, top_probe, agree
+
+
+# ------------------------------------------------------------------------------ the claims
+RANK_AGREEMENT_MIN = 0.7   # mean Spearman of the probe's ranking by I with the reference's
+
+CLAIMS = (
+    ClaimSpec("s7.probe_ranks_like_reference",
+              "vgh probe at its default budget ranks the checkpoints by I like the full-budget I of "
+              "notebook 05: Spearman correlation, mean over probe seeds and trajectories",
+              ">=", RANK_AGREEMENT_MIN, kind="empirical",
+              fails_if="the cheap probe's ranking by I agrees weakly with the full-budget ranking "
+                       "(mean Spearman below 0.7): its budget is too small to screen checkpoints"),
+)
+
+
+def claim_values(spear: dict[str, np.ndarray]) -> dict[str, Measured]:
+    """What notebook 07 measured for each of :data:`CLAIMS` (``spear``: :func:`rank_agreement`)."""
+    return {"s7.probe_ranks_like_reference": Measured(float(np.nanmean(spear["I"])))}

@@ -22,6 +22,7 @@ import torch
 from vgh_lib.common import stats
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, spec
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import loading as lm_loading
@@ -374,3 +375,69 @@ def attention_shares(results) -> tuple[list[float], float]:
     value of claim ``real.attention_share``)."""
     shares = [r.attention_share for r in results]
     return shares, float(np.mean(shares))
+
+
+# ------------------------------------------------------------------------------ the claims
+def claims(n_prompts: int, n_groups: int) -> tuple[ClaimSpec, ...]:
+    """Notebook 06's claims. The identity tests' thresholds are Bonferroni-corrected critical
+    values at family-wise rate :data:`ALPHA` over the ``n_prompts`` prompts (:func:`t_crit`,
+    :func:`z_crit`, :func:`z2_crit`); the others are the constants above."""
+    return (
+        ClaimSpec("real.capitals.paris_vs_london",
+                  "log10 P(' Paris') − log10 P(' London') after 'The capital of France is'", ">", 0.0,
+                  kind="empirical",
+                  fails_if="the model puts at least as much probability on ' London' as on ' Paris'"),
+        ClaimSpec("real.suite.spread",
+                  "exact pass@1 of the easiest task minus that of the hardest (held-out screen, τ = 1)",
+                  ">=", SPREAD, kind="empirical",
+                  fails_if="the tasks are not of graded difficulty (all pass@1 within 0.3)"),
+        ClaimSpec("real.value.mc_z",
+                  "max over prompts of |z| of the KV-cached Monte Carlo success rate against the "
+                  "teacher-forced V^D", "<=", z2_crit(n_prompts),
+                  fails_if="the sampler or the teacher-forced value is wrong: success rate and V^D "
+                           "differ beyond sampling error"),
+        ClaimSpec("real.identity.t_parallel",
+                  "max over prompts of |t| of the group costates along ∇V^D (E[λ^D] = ∇V^D in scale)",
+                  "<=", t_crit(n_prompts, n_groups),
+                  fails_if="the mean empirical costate has the wrong scale along ∇V^D beyond Monte "
+                           "Carlo error"),
+        ClaimSpec("real.identity.bias_z",
+                  "max over prompts of the z statistic of the U-statistic estimate of ‖E[λ^D] − ∇V^D‖²",
+                  "<=", z_crit(n_prompts),
+                  fails_if="the mean empirical costate differs from the exact ∇V^D in some direction "
+                           "beyond Monte Carlo error"),
+        ClaimSpec("real.relaxed.gap_r.p",
+                  "one-sided permutation p of Spearman(sampling gap, r) within each prompt, averaged over "
+                  "prompts (r: noise-corrected relative error of E[λ^C] against ∇V^D)", "<=", GAP_R_ALPHA,
+                  kind="empirical",
+                  fails_if="the relaxed costate's relative error does not grow with the sampling gap "
+                           "beyond what permuting the cells gives"),
+        ClaimSpec("real.attention_share",
+                  "share of ‖∇V^D‖² at prompt positions before the last (reached only through "
+                  "attention), mean over prompts", ">=", SHARE, kind="empirical",
+                  fails_if="most of the value gradient sits at the last prompt position, not behind attention"),
+        ClaimSpec("real.fidelity.largest_G",
+                  "mean cosine of one GRPO batch's λ^D with ∇V^D at the largest G, mean over prompts",
+                  ">=", FID_LARGEST, kind="empirical",
+                  fails_if="even the largest GRPO batch is a poor estimate of the value gradient (cosine < 0.9)"),
+    )
+
+
+def claim_values(*, p_paris: float, p_london: float, task_means: dict[str, float], mc_z, results,
+                 gap_p: float, share_mean: float, fidelity) -> dict[str, Measured]:
+    """What notebook 06 measured for each of :func:`claims`."""
+    return {"real.capitals.paris_vs_london": Measured(capitals_log10_ratio(p_paris, p_london)),
+            "real.suite.spread": Measured(spread(task_means)),
+            "real.value.mc_z": Measured(worst_abs_mc_z(mc_z)),
+            "real.identity.t_parallel": Measured(worst_abs_t_parallel(results)),
+            "real.identity.bias_z": Measured(worst_bias_z(results)),
+            "real.relaxed.gap_r.p": Measured(gap_p),
+            "real.attention_share": Measured(share_mean),
+            "real.fidelity.largest_G": Measured(fidelity.largest)}
+
+
+def finding(results, n_prompts: int, n_groups: int) -> str:
+    """The landing page's one line for this run."""
+    return (f"E[λ^D] = ∇V^D in SmolLM2: worst |t| along ∇V^D {worst_abs_t_parallel(results):.2f} "
+            f"(limit {t_crit(n_prompts, n_groups):.2f}); worst bias z {worst_bias_z(results):.2f} "
+            f"(limit {z_crit(n_prompts):.2f})")

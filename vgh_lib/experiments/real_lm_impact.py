@@ -33,6 +33,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman_critical
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.lm.cache import model_for, prefix_for  # noqa: F401 (notebook 08 reads them here)
 from vgh_lib.lm import costates as lm_costates
@@ -365,3 +366,39 @@ def analyse_tasks(params: RealLMImpactParams, factors: list[TaskFactors], runs: 
     data = task_data(factors, runs)
     res = impact.analyse([data], "adamw", params.n_boot, params.n_perm, seed=params.seed)
     return data, res, mean_gain_ci(data, params.n_boot, params.seed)
+
+
+# ------------------------------------------------------------------------------ the claims
+# Registered in book/08_preregistration.md before the confirmation ran.
+SPEARMAN_MIN = 0.6
+ALPHA = 0.05
+
+CLAIMS = (
+    ClaimSpec("r5.impact_gain.spearman",
+              "Spearman correlation across tasks of I = S·H (before RL) with the real GRPO gain "
+              "(nested-bootstrap interval)", ">=", SPEARMAN_MIN, kind="empirical",
+              fails_if="I ranks the tasks' gains weakly: Spearman below 0.6"),
+    ClaimSpec("r5.permutation_p", "one-sided permutation p-value of Spearman(I, gain) across tasks",
+              "<=", ALPHA, kind="empirical",
+              fails_if="the ranking of gains by I is compatible with chance (p above 0.05)"),
+    ClaimSpec("r5.collapsed_runs", "confirmation runs whose probe value fell more than 0.05 below its start",
+              "<=", 0, kind="empirical",
+              fails_if="any confirmation GRPO run damages the policy (probe drop above 0.05)"),
+    ClaimSpec("r5.mean_gain", "mean GRPO gain in exact held-out pass@1 over the tasks (bootstrap over "
+              "seeds and prompts within each task)", ">", 0.0, kind="empirical", require_ci=True,
+              fails_if="GRPO on the top blocks does not raise held-out pass@1, or the interval includes 0"),
+)
+
+
+def claim_values(res: impact.Analysis, collapsed_runs: list, mean_gain) -> dict[str, Measured]:
+    """What notebook 08 measured for each of :data:`CLAIMS` (``mean_gain``: mean, lo, hi)."""
+    return {"r5.impact_gain.spearman": Measured(res.pooled["I"], ci=tuple(res.pooled_ci["I"])),
+            "r5.permutation_p": Measured(res.p_value),
+            "r5.collapsed_runs": Measured(len(collapsed_runs)),
+            "r5.mean_gain": Measured(mean_gain[0], ci=tuple(mean_gain[1:]))}
+
+
+def finding(res: impact.Analysis, mean_gain) -> str:
+    """The landing page's one line for this run."""
+    return (f"Spearman(I, GRPO gain) across tasks {res.pooled['I']:+.2f} (p = {res.p_value:.2g}); "
+            f"mean GRPO gain {mean_gain[0]:+.3f}")

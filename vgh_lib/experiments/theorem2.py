@@ -23,6 +23,7 @@ from vgh_lib.common import stats
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.trajectory import TrajectoryParams
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import costates as cs
 from vgh_lib.tiny import sampling
@@ -685,3 +686,65 @@ def ablation_check(model, prompts, answers, n_rollouts: int, temperature: float,
                                  torch.Generator().manual_seed(seed), layers=False, cut=cut)
         out.append(float(d.costates["embed"][:, : Lp - 1].abs().max()))
     return out[0], out[1]
+
+
+# ------------------------------------------------------------------------ the claims
+def fidelity_miss_share(fidelity: list[Fidelity]) -> tuple[int, int, float]:
+    """Cells that miss their exact-moment prediction, cells in all, and the share (NaN for none)."""
+    n_miss, n_cells = fidelity_misses(fidelity)
+    return n_miss, n_cells, (n_miss / n_cells if n_cells else float("nan"))
+
+
+def last_share_in_region(results: list[CheckpointResult], seed: int):
+    """The last prompt position's attention-only share per checkpoint (:func:`share_summary`),
+    the learning-region checkpoints' positions in it, and the lowest 95 % lower bound among them
+    (NaN when no checkpoint is in the learning region): the value of ``thm2.attention.last_share``."""
+    last = share_summary(results, seed, LAST_SHARE_MIN, last=True)
+    region = learning_region_steps(results)
+    in_region = [i for i, s in enumerate(last.steps) if s in region]
+    lowest = float(min(last.lo[i] for i in in_region)) if in_region else float("nan")
+    return last, region, in_region, lowest
+
+
+CLAIMS = (
+    ClaimSpec("thm2.identity.z",
+              "mid checkpoint, τ = 1: ‖mean λ^D − exact ∇V^D‖ at the prompt embeddings over its Monte "
+              "Carlo standard error (z)", "<=", IDENTITY_Z_MAX,
+              fails_if="the mean empirical costate misses the exact value gradient by more than 3 "
+                       "standard errors (a wrong advantage, a biased estimator, a capture bug)"),
+    ClaimSpec("thm2.r.coverage",
+              "upper end of the Clopper–Pearson 95 % interval of the share of clearly resolved test "
+              "cells (r > 2 SE) whose r is under the bound fitted on the same checkpoint's other "
+              "temperatures", ">=", R_COVERAGE_MIN, kind="empirical",
+              fails_if="per-checkpoint constants fitted on some temperatures do not bound the "
+                       "relative error at the others, beyond binomial noise"),
+    ClaimSpec("thm2.r.ratio",
+              "median fitted bound / r over the clearly resolved test cells", "in", R_RATIO_RANGE,
+              kind="empirical", fails_if="the bound is vacuous (far above r) or misses (far below r)"),
+    ClaimSpec("thm2.fidelity.misses",
+              f"share of (checkpoint, τ, G) cells where the one-group cosine misses its exact-moment "
+              f"prediction by more than {FIDELITY_Z_MAX:g} standard errors", "<=", FIDELITY_MISS_MAX,
+              kind="empirical",
+              fails_if="the second moments of the group costate do not predict what one group carries"),
+    ClaimSpec("thm2.attention.last_share",
+              "lowest 95 % lower bound, over the learning-region checkpoints, of the share of "
+              "‖∇V^D‖² at the last prompt position that only attention carries (τ = 1)",
+              ">=", LAST_SHARE_MIN, kind="empirical",
+              fails_if="where the model is learning, most of the value gradient at the prompt's "
+                       "last position flows through its own path, not attention"),
+)
+
+
+def claim_values(identity: IdentityCheck, r_bound, fidelity: list[Fidelity],
+                 last_min_lower: float) -> dict[str, Measured]:
+    """What notebook 04 measured for each of :data:`CLAIMS`."""
+    return {"thm2.identity.z": Measured(identity.z),
+            "thm2.r.coverage": Measured(r_bound.coverage_ci[1]),
+            "thm2.r.ratio": Measured(r_bound.median_ratio),
+            "thm2.fidelity.misses": Measured(fidelity_miss_share(fidelity)[2]),
+            "thm2.attention.last_share": Measured(last_min_lower)}
+
+
+def finding(identity: IdentityCheck) -> str:
+    """The landing page's one line for this run."""
+    return f"mean empirical costate against the exact value gradient at the mid checkpoint: z = {identity.z:.2f}"

@@ -16,6 +16,7 @@ import numpy as np
 from vgh_lib.common import impact
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.glue import format_value
 from vgh_lib.harness.params import NotebookParams, OnDevice, spec
 from vgh_lib.tiny import grpo
@@ -145,6 +146,87 @@ def probe_drop_phrase(largest_drop: float) -> str:
     if largest_drop <= 0:
         return "never fell below its start"
     return f"fell at most {format_value(largest_drop)} below its start"
+
+
+# ----------------------------------------------------------------- notebook 03's claims
+COLLAPSE_TOLERANCE = 0.05   # the figure's collapse line: the probe value's start minus this
+
+CLAIMS = (
+    ClaimSpec("traj.reload_logits",
+              "the last checkpoint loads with plain AutoModelForCausalLM.from_pretrained and gives the "
+              "same logits as vgh_lib.tiny.models.load_local (max absolute difference)", "<=", 0.0,
+              exact=True,
+              fails_if="the saved checkpoint is not a plain Hugging Face model (any logit differs)"),
+    ClaimSpec("grpo.mid_checkpoint_gain",
+              "GRPO raises exact held-out pass@1 at the mid checkpoint (mean over {n_seeds} seeds; "
+              "95 % nested-bootstrap interval over seeds and prompts excludes 0)", ">", 0.0,
+              kind="empirical", require_ci=True,
+              fails_if="the mean gain is not positive, or its interval reaches 0"),
+)
+
+
+def claim_values(reload_diff: float, mid: MidGain) -> dict[str, Measured]:
+    """What notebook 03 measured for each of :data:`CLAIMS`."""
+    return {"traj.reload_logits": Measured(reload_diff),
+            "grpo.mid_checkpoint_gain": Measured(mid.gain, ci=tuple(mid.gain_ci),
+                                                 fields={"n_seeds": len(mid.runs)})}
+
+
+# ---------------------------------------------------------------- notebook 03's figures
+def figure_trajectory(checkpoints, params: PretrainGRPOParams):
+    """Left: the answer-token loss along pretraining; right: the held-out scores."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    steps = np.array([c.step for c in checkpoints])
+    metric = {name: np.array([c.metrics[name] for c in checkpoints])
+              for name in ("loss", "greedy_accuracy", "pass1", "passk", "headroom")}
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 4.2))
+    x = steps + 1  # step 0 (the untrained model) sits at x = 1 on the log axis
+    axes[0].semilogx(x[1:], metric["loss"][1:], "o-")
+    axes[0].set_xlabel("pretraining step + 1")
+    axes[0].set_ylabel("cross-entropy on answer tokens")
+    axes[0].grid(alpha=0.3)
+    for name, label in (("greedy_accuracy", "greedy accuracy"), ("pass1", "pass@1"),
+                        ("passk", f"pass@{params.k}"), ("headroom", f"headroom pass@{params.k} − pass@1")):
+        axes[1].semilogx(x, metric[name], "o-", label=label)
+    axes[1].set_xlabel("pretraining step + 1")
+    axes[1].set_ylabel("held-out score")
+    axes[1].legend(fontsize=9)
+    axes[1].grid(alpha=0.3)
+    fig.suptitle(f"{params.task}, {params.n_digits} digits, {params.corpus_clean_fraction:.0%} clean corpus")
+    return fig
+
+
+def figure_grpo(mid: MidGain, params: PretrainGRPOParams):
+    """Left: each GRPO seed's probe value and the collapse line; right: held-out pass@1
+    before GRPO and after it, one row per policy."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    runs = mid.runs
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 4.2))
+    plots.probe_curves(axes[0], [(r.history.probe_steps, r.history.probe_value,
+                                  {"label": f"seed {params.grpo_seeds[i]}"}) for i, r in enumerate(runs)],
+                       COLLAPSE_TOLERANCE, relative=False)
+    axes[0].set_ylabel("exact value J of the 64 probe prompts")
+    axes[0].legend(fontsize=9)
+    axes[0].grid(alpha=0.3)
+    after = [float(r.after.mean()) for r in runs]
+    # a dot plot, one row per policy: no bars on a truncated axis, and labels that never collide
+    labels = ["before GRPO"] + [f"after, seed {s}" for s in params.grpo_seeds]
+    axes[1].scatter([mid.pass1_before] + after, range(len(labels)), color=["C7"] + ["C2"] * len(runs), zorder=3)
+    axes[1].set_yticks(range(len(labels)), labels)
+    axes[1].invert_yaxis()
+    axes[1].set_xlabel("exact held-out pass@1")
+    axes[1].set_title(f"checkpoint at step {mid.step}; gain {mid.gain:+.3f} "
+                      f"[{mid.gain_ci[0]:+.3f}, {mid.gain_ci[1]:+.3f}]", fontsize=9)
+    fig.suptitle(f"03_pretraining_trajectory, profile {params.profile}: {params.grpo_optimizer} lr "
+                 f"{params.grpo_lr:g}, {params.grpo_steps} steps; dashed: the collapse line "
+                 f"(start − {COLLAPSE_TOLERANCE:g})", fontsize=9)
+    return fig
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.experiments.trajectory import ConfirmationParams
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import grpo
 # the jobs live in tiny/ (notebooks 07, 09 and 11 run them too); notebook 05 reads them here
@@ -216,12 +217,15 @@ def run_confirmation(params: ValueImpactParams, trajectories: dict[int, list]
     return factors, runs
 
 
+OPTIMIZERS = ("adamw", "sgd")   # the confirmation's two arms, in the order every table shows
+
+
 def analyse_confirmation(params: ValueImpactParams, factors: list[Factors],
                          runs: list[GainRun]) -> dict[str, Analysis]:
     """The pre-registered inference per optimizer (:func:`vgh_lib.common.impact.analyse`)."""
     return {opt: analyse([checkpoint_data(factors, runs, opt, s) for s in params.confirmation_seeds],
                          opt, params.n_boot, params.n_perm, seed=params.seed)
-            for opt in ("adamw", "sgd")}
+            for opt in OPTIMIZERS}
 
 
 def in_learning_region(factors: list[Factors], trajectory: int,
@@ -303,3 +307,74 @@ def caveats_sentence(failed_claims: dict[str, list[str]], collapsed_runs: dict[s
         parts.append(f"under {OPTIMIZER_NAMES.get(opt, opt)}, {runs} and {claims}")
     text = "; ".join(parts)
     return text[:1].upper() + text[1:] + "."
+
+
+# ------------------------------------------------------------------------------ the claims
+# Registered in book/05_preregistration.md before the confirmation ran.
+SPEARMAN_MIN = 0.6
+ALPHA = 0.05
+
+
+def claims(params: ValueImpactParams) -> tuple[ClaimSpec, ...]:
+    """Notebook 05's claims: per optimizer, the pooled and per-trajectory Spearman(I, gain), the
+    permutation p and the collapsed runs; per trajectory, the AdamW gain at its mid checkpoint."""
+    specs = []
+    for opt in OPTIMIZERS:
+        specs.append(ClaimSpec(
+            f"s5.{opt}.impact_gain.spearman",
+            f"{opt}: pooled Spearman correlation of I = S·H with the real GRPO gain (mean over "
+            f"trajectories; nested-bootstrap interval)", ">=", SPEARMAN_MIN, kind="empirical",
+            fails_if="I ranks the checkpoints' gains weakly: pooled Spearman below 0.6"))
+        for s in params.confirmation_seeds:
+            specs.append(ClaimSpec(
+                f"s5.{opt}.impact_gain.spearman.traj{s}",
+                f"{opt}: Spearman(I, gain) on confirmation trajectory {s}", ">=", SPEARMAN_MIN,
+                kind="empirical", fails_if=f"on trajectory {s} alone, Spearman(I, gain) below 0.6"))
+        specs.append(ClaimSpec(
+            f"s5.{opt}.permutation_p", f"{opt}: one-sided permutation p-value of the pooled "
+            "Spearman(I, gain)", "<=", ALPHA, kind="empirical",
+            fails_if="the ranking of gains by I is compatible with chance (p above 0.05)"))
+        specs.append(ClaimSpec(
+            f"s5.{opt}.collapsed_runs",
+            f"{opt}: confirmation runs whose probe value fell more than 0.05 below its start",
+            "<=", 0, kind="empirical",
+            fails_if="any confirmation GRPO run damages the policy (probe drop above 0.05)"))
+    for s in params.confirmation_seeds:
+        specs.append(ClaimSpec(
+            f"grpo.mid_checkpoint_gain.traj{s}",
+            f"AdamW GRPO gain at the checkpoint of trajectory {s} whose pass@1 is closest to 0.5 "
+            "(step {step}); nested-bootstrap interval over seeds and prompts", ">", 0.0,
+            kind="empirical", require_ci=True,
+            fails_if="GRPO does not raise held-out pass@1 there, or the interval includes 0"))
+    return tuple(specs)
+
+
+def claim_values(params: ValueImpactParams, results: dict[str, Analysis], collapsed_runs: dict[str, list],
+                 mid: dict[int, ConfirmationMidGain]) -> dict[str, Measured]:
+    """What notebook 05 measured for each of :func:`claims`."""
+    out = {}
+    for opt, res in results.items():
+        out[f"s5.{opt}.impact_gain.spearman"] = Measured(res.pooled["I"], ci=tuple(res.pooled_ci["I"]))
+        for t, s in enumerate(params.confirmation_seeds):
+            out[f"s5.{opt}.impact_gain.spearman.traj{s}"] = Measured(res.spearman["I"][t],
+                                                                    ci=tuple(res.spearman_ci["I"][t]))
+        out[f"s5.{opt}.permutation_p"] = Measured(res.p_value)
+        out[f"s5.{opt}.collapsed_runs"] = Measured(len(collapsed_runs[opt]))
+    for s, m in mid.items():
+        out[f"grpo.mid_checkpoint_gain.traj{s}"] = Measured(m.gain, ci=tuple(m.ci), fields={"step": m.step})
+    return out
+
+
+def failed_by_arm(claim_list, optimizers=OPTIMIZERS) -> dict[str, list[str]]:
+    """The failed claims' ids per optimizer, for :func:`caveats_sentence` (the mid-checkpoint
+    claims are AdamW's)."""
+    return {opt: [c.id for c in claim_list if not c.passed and (c.id.startswith(f"s5.{opt}.")
+                  or (opt == "adamw" and c.id.startswith("grpo.")))] for opt in optimizers}
+
+
+def finding(results: dict[str, Analysis]) -> str:
+    """The landing page's one line for this run."""
+    from vgh_lib.harness.glue import format_value  # "n/a" for a value a small run cannot measure
+
+    return "pooled Spearman(I, GRPO gain): " + "; ".join(
+        f"{opt} {format_value(res.pooled['I'])} (p = {format_value(res.p_value)})" for opt, res in results.items())
