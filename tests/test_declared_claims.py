@@ -157,3 +157,134 @@ def test_theorem2_claims_fail_exactly_where_declared(change, failed):
     claims = ClaimSet("nb", "default", {})
     claims.add_declared(theorem2.CLAIMS, theorem2.claim_values(identity, rb, fid, v["last"]))
     assert {c.id for c in claims.claims if not c.passed} == failed
+
+
+def _failed(specs, measured):
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(specs, measured)
+    return {c.id for c in claims.claims if not c.passed}
+
+
+def test_real_lm_thresholds_are_the_bonferroni_critical_values():
+    from vgh_lib.experiments import real_lm
+
+    specs = {c.id: c for c in real_lm.claims(6, 8)}
+    assert specs["real.identity.t_parallel"].threshold == real_lm.t_crit(6, 8)
+    assert specs["real.identity.bias_z"].threshold == real_lm.z_crit(6)
+    assert specs["real.value.mc_z"].threshold == real_lm.z2_crit(6)
+    assert real_lm.z_crit(12) > real_lm.z_crit(6)          # more prompts, a stricter family
+
+
+@pytest.mark.parametrize("change, failed", [
+    ({}, set()),
+    ({"p_london": 0.5}, {"real.capitals.paris_vs_london"}),
+    ({"task_means": {"a": 0.5, "b": 0.3}}, {"real.suite.spread"}),
+    ({"gap_p": 0.2}, {"real.relaxed.gap_r.p"}),
+    ({"share_mean": 0.4}, {"real.attention_share"}),
+    ({"fidelity": SimpleNamespace(largest=0.85)}, {"real.fidelity.largest_G"}),
+])
+def test_real_lm_claims_fail_exactly_where_declared(change, failed, monkeypatch):
+    from vgh_lib.experiments import real_lm
+
+    for name in ("worst_abs_mc_z", "worst_abs_t_parallel", "worst_bias_z"):
+        monkeypatch.setattr(real_lm, name, lambda *_: 0.5)
+    values = {"p_paris": 0.4, "p_london": 0.01, "task_means": {"a": 0.9, "b": 0.1}, "mc_z": None,
+              "results": None, "gap_p": 0.01, "share_mean": 0.7,
+              "fidelity": SimpleNamespace(largest=0.95), **change}
+    assert _failed(real_lm.claims(6, 8), real_lm.claim_values(**values)) == failed
+
+
+def test_probe_book_and_real_lm_impact_claims():
+    from vgh_lib.experiments import probe_book, real_lm_impact
+
+    assert _failed(probe_book.CLAIMS, probe_book.claim_values({"I": np.array([[0.8, np.nan, 0.7]])})) == set()
+    assert _failed(probe_book.CLAIMS, probe_book.claim_values({"I": np.array([[0.8, 0.5]])})) == {
+        "s7.probe_ranks_like_reference"}                           # mean 0.65 < 0.7
+    res = SimpleNamespace(pooled={"I": 0.7}, pooled_ci={"I": (0.3, 0.9)}, p_value=0.01)
+    assert _failed(real_lm_impact.CLAIMS, real_lm_impact.claim_values(res, [], (0.05, 0.01, 0.09))) == set()
+    assert _failed(real_lm_impact.CLAIMS, real_lm_impact.claim_values(res, ["run"], (0.05, -0.01, 0.09))) == {
+        "r5.collapsed_runs", "r5.mean_gain"}
+
+
+def test_value_impact_declares_one_claim_per_arm_trajectory_and_mid_checkpoint():
+    from vgh_lib.experiments import value_impact as V
+
+    params = V.ValueImpactParams()
+    seeds = params.confirmation_seeds
+    res = SimpleNamespace(pooled={"I": 0.7}, pooled_ci={"I": (0.5, 0.8)}, p_value=0.01,
+                          spearman={"I": [0.7] * len(seeds)}, spearman_ci={"I": [(0.5, 0.8)] * len(seeds)})
+    mid = {s: SimpleNamespace(gain=0.05, ci=(0.01, 0.09), step=100) for s in seeds}
+    results = {opt: res for opt in V.OPTIMIZERS}
+    specs = V.claims(params)
+    assert len(specs) == len(V.OPTIMIZERS) * (3 + len(seeds)) + len(seeds)
+    assert _failed(specs, V.claim_values(params, results, {o: [] for o in V.OPTIMIZERS}, mid)) == set()
+    bad_mid = {**mid, seeds[0]: SimpleNamespace(gain=0.05, ci=(-0.01, 0.09), step=100)}
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(specs, V.claim_values(params, results, {"adamw": [], "sgd": ["run"]}, bad_mid))
+    assert V.failed_by_arm(claims.claims) == {"adamw": [f"grpo.mid_checkpoint_gain.traj{seeds[0]}"],
+                                              "sgd": ["s5.sgd.collapsed_runs"]}
+    assert "(step 100)" in claims.claims[-1].statement
+
+
+def test_registered_studies_declare_their_claims_with_the_registered_alpha():
+    from vgh_lib.experiments import gradient_factor as GF
+    from vgh_lib.experiments import lm_gradient_factor as LG
+    from vgh_lib.experiments import predictors as P
+    from vgh_lib.experiments import task_suite as T
+    from vgh_lib.harness.verdicts import Test
+
+    assert {c.threshold for c in (*P.CLAIMS[1:3], *T.CLAIMS[:3], *GF.CLAIMS, LG.PRIMARY_CLAIM)} == {0.05}
+    # 09: the incremental claims' failures read "not shown" when the design was uninformative
+    iv = SimpleNamespace(value=0.02, lo=-0.01, hi=0.05)
+    res = SimpleNamespace(incremental=SimpleNamespace(delta=iv, p=0.2), pairs=SimpleNamespace(p=0.01))
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(P.CLAIMS, P.claim_values(res, SimpleNamespace(collapsed=0), False))
+    assert [(c.id, c.passed, c.not_shown) for c in claims.claims] == [
+        ("p9.incremental.delta_r2", False, True), ("p9.incremental.p", False, True),
+        ("p9.pairs.p", True, False), ("p9.collapsed_runs", True, False)]
+    # 11 and 12: one claim per secondary test of the analysis, statistics in the statements
+    primary = Test("primary", 0.3, 0.1, 0.5, 0.01, holds=True)
+    secondary = [Test(n, 0.1, -0.1, 0.3, 0.2, p_holm=0.4) for n in
+                 [f"{n} beyond {LG.BASELINE}" for n in LG.SECONDARY]]
+    a12 = SimpleNamespace(primary=primary, secondary=secondary)
+    specs = LG.claims(a12)
+    assert [c.id for c in specs] == ["p12.primary.p", "p12.alignment.p_holm", "p12.adamw.p_holm"]
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(specs, LG.claim_values(a12, True))
+    assert [c.passed for c in claims.claims] == [True, False, False]
+    assert "(partial r +0.30 [+0.10, +0.50])" in claims.claims[0].statement
+    a11 = SimpleNamespace(primary=Test("p", 0.0, -0.3, 0.3, 0.6), secondary=secondary + secondary[:1])
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(GF.CLAIMS, GF.claim_values(a11, False))
+    assert claims.claims[0].not_shown and not claims.claims[0].passed
+
+
+def test_task_suite_claims():
+    from vgh_lib.experiments import task_suite as T
+
+    def outcome(p, rho, n, beaten=()):
+        a = SimpleNamespace(correlations={"I": SimpleNamespace(p=p, value=rho)}, tasks=list(range(n)))
+        a.beaten_by = list(beaten)
+        return a
+
+    res = {"unseen": outcome(0.01, 0.5, 24), "all": outcome(0.2, 0.2, 29), "excess": outcome(0.03, 0.4, 24)}
+    claims = ClaimSet("nb", "default", {})
+    claims.add_declared(T.CLAIMS, T.claim_values(res))
+    assert [c.passed for c in claims.claims] == [True, False, True, True]
+    assert "over 24 tasks is positive (ρ = +0.50)" in claims.claims[0].statement
+    res["unseen"].beaten_by = ["reward std"]
+    assert _failed(T.CLAIMS, T.claim_values(res)) == {"p10.all.p", "p10.not_beaten"}
+
+
+def test_no_notebook_declares_a_claim_of_its_own():
+    """Claims live in the experiment modules, where their thresholds are under test: a notebook
+    only records them (``claims.add_declared``)."""
+    import json
+    from pathlib import Path
+
+    notebooks = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+    inline = [p.name for p in notebooks for c in json.loads(p.read_text())["cells"]
+              if c["cell_type"] == "code" and "claims.add(" in "".join(c["source"])]
+    assert notebooks and not inline, inline
+    recorded = [p.name for p in notebooks if "claims.add_declared(" in p.read_text()]
+    assert len(recorded) == len(notebooks)

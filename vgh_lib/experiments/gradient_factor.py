@@ -38,6 +38,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import predictors as design09
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.verdicts import NOT_SHOWN, Test, agreement_text, interval_text, verdict  # noqa: F401
 from vgh_lib.harness.preregistration import Registration, write_json
@@ -754,3 +755,34 @@ if __name__ == "__main__":   # python -m vgh_lib.experiments.gradient_factor STA
     import sys
 
     REGISTRATION.main(sys.argv[1:], "vgh_lib.experiments.gradient_factor", record_stage, registration_simulation)
+
+
+# ------------------------------------------------------------------------------ the claims
+SECONDARY_CLAIMS = (("alignment", "the alignment term adds to reward-std"),
+                    ("adamw", "the AdamW signal adds to reward-std"),
+                    ("exact_vs_noisy", "exact I ranks the gains better than noisy I"))
+
+CLAIMS = (
+    ClaimSpec("p11.primary.p", "one-sided within-recipe Freedman–Lane p of log exact S beyond a cubic in "
+              "reward-std (partial r {stat})", "<=", RULES["alpha"], kind="empirical",
+              fails_if="the data do not show that exact S adds to reward-std"),
+    *(ClaimSpec(f"p11.{key}.p_holm", "Holm-adjusted p: " + what + " (statistic {stat})", "<=", RULES["alpha"],
+                kind="empirical", fails_if=f"the data do not show that {what}")
+      for key, what in SECONDARY_CLAIMS),
+)
+
+
+def claim_values(analysis: Analysis, is_informative: bool) -> dict[str, Measured]:
+    """What notebook 11 measured for each of :data:`CLAIMS`; a failure of the primary claim is
+    "not shown" when the registration declared the design uninformative."""
+    out = {"p11.primary.p": Measured(analysis.primary.p, fields={"stat": interval_text(analysis.primary)},
+                                     not_shown=not is_informative)}
+    for test, (key, _) in zip(analysis.secondary, SECONDARY_CLAIMS):
+        out[f"p11.{key}.p_holm"] = Measured(test.p_holm, fields={"stat": interval_text(test)})
+    return out
+
+
+def finding(analysis: Analysis, is_informative: bool) -> str:
+    """The landing page's one line for this run."""
+    return (f"log exact S beyond reward-std: partial r {interval_text(analysis.primary)}, "
+            f"p = {analysis.primary.p:.3g}: {verdict(analysis.primary, is_informative)}")

@@ -39,6 +39,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import task_suite as design10
 from vgh_lib.experiments.designs import LM_GRADIENT_CHOSEN
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import spec
 from vgh_lib.harness.preregistration import Registration, write_json
 # the same tests, verdicts and wording as notebook 11's study (the notebook reads them here)
@@ -718,3 +719,34 @@ if __name__ == "__main__":   # python -m vgh_lib.experiments.lm_gradient_factor 
     import sys
 
     REGISTRATION.main(sys.argv[1:], "vgh_lib.experiments.lm_gradient_factor", record_stage, registration_simulation)
+
+
+# ------------------------------------------------------------------------------ the claims
+PRIMARY_CLAIM = ClaimSpec(
+    "p12.primary.p", "one-sided Freedman–Lane p of exact S's rank beyond a cubic in reward-std's rank "
+    "(partial r {stat})", "<=", RULES["alpha"], kind="empirical",
+    fails_if="the data do not show that exact S adds to reward-std")
+
+
+def claims(analysis: Analysis) -> tuple[ClaimSpec, ...]:
+    """Notebook 12's claims: the primary test, and one Holm-adjusted claim per secondary test of
+    the registered family (the excess test only where the control arm ran)."""
+    return (PRIMARY_CLAIM, *(
+        ClaimSpec(f"p12.{key}.p_holm", f"Holm-adjusted p: {t.name} " + "(statistic {stat})", "<=",
+                  RULES["alpha"], kind="empirical", fails_if=f"the data do not show it: {t.name}")
+        for t, key in zip(analysis.secondary, secondary_keys(analysis))))
+
+
+def claim_values(analysis: Analysis, is_informative: bool) -> dict[str, Measured]:
+    """What notebook 12 measured for each of :func:`claims`."""
+    out = {PRIMARY_CLAIM.id: Measured(analysis.primary.p, fields={"stat": interval_text(analysis.primary)},
+                                      not_shown=not is_informative)}
+    for t, key in zip(analysis.secondary, secondary_keys(analysis)):
+        out[f"p12.{key}.p_holm"] = Measured(t.p_holm, fields={"stat": interval_text(t)})
+    return out
+
+
+def finding(analysis: Analysis, is_informative: bool) -> str:
+    """The landing page's one line for this run."""
+    return (f"exact S beyond reward-std: partial rank r {interval_text(analysis.primary)}, "
+            f"p = {analysis.primary.p:.3g}: {verdict(analysis.primary, is_informative)}")

@@ -29,6 +29,7 @@ from vgh_lib.common import impact, panel, prediction
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness import glue
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 09)
@@ -769,3 +770,41 @@ def load_unseen(path: Path = UNSEEN_FILE) -> dict | None:
 def load_pilot(path: Path = PILOT_FILE) -> dict:
     """The committed pilot outputs, checked against the registered text they name."""
     return REGISTRATION.load_pilot(path)
+
+
+# ------------------------------------------------------------------------------ the claims
+# Registered in book/09_preregistration.md before the confirmation ran.
+ALPHA = 0.05
+
+CLAIMS = (
+    ClaimSpec("p9.incremental.delta_r2", "out-of-recipe R² gained by adding log I to a cubic in pass@1 "
+              "(delete-one-recipe jackknife t interval)", ">", 0.0, kind="empirical", require_ci=True,
+              fails_if="I adds no out-of-recipe accuracy to stage, or its interval includes 0"),
+    ClaimSpec("p9.incremental.p", "Freedman–Lane one-sided p-value of that gain in R²", "<=", ALPHA,
+              kind="empirical",
+              fails_if="the gain in R² is compatible with I carrying nothing beyond stage"),
+    ClaimSpec("p9.pairs.p", "sign test: at matched pass@1, the checkpoint with the larger I gains more",
+              "<=", ALPHA, kind="empirical",
+              fails_if="at equal stage, the difference in I does not predict the difference in gain"),
+    ClaimSpec("p9.collapsed_runs", "confirmation GRPO runs whose probe value fell more than 0.05 below its start",
+              "<=", 0, kind="empirical",
+              fails_if="the learning rate chosen on the pilot recipes damages a confirmation recipe"),
+)
+
+
+def claim_values(analysis: Analysis, table: Table, is_informative: bool) -> dict[str, Measured]:
+    """What notebook 09 measured for each of :data:`CLAIMS`; the incremental claims' failures are
+    "not shown" when the pilot's simulated power fell short of the registered target."""
+    d = analysis.incremental.delta
+    return {"p9.incremental.delta_r2": Measured(d.value, ci=(d.lo, d.hi), not_shown=not is_informative),
+            "p9.incremental.p": Measured(analysis.incremental.p, not_shown=not is_informative),
+            "p9.pairs.p": Measured(analysis.pairs.p),
+            "p9.collapsed_runs": Measured(table.collapsed)}
+
+
+def finding(analysis: Analysis) -> str:
+    """The landing page's one line for this run."""
+    winner, inc = analysis.winner, analysis.incremental
+    return (f"best out-of-recipe predictor: {winner} (R² {analysis.scores[winner].r2.value:.2f}); "
+            f"I {'adds' if inc.holds else 'is not shown to add'} to stage (ΔR² {inc.delta.value:+.3f}, "
+            f"p = {inc.p:.3g})")

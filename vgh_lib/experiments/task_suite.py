@@ -40,6 +40,7 @@ from vgh_lib.common.impact import largest_drop
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates
@@ -832,3 +833,42 @@ def panel_rows(res: dict[str, OutcomeAnalysis], panels: list[TaskPanel], runs: l
     return [[n, cell("unseen", n), f"{u.correlations[n].p:.3g}", cell("all", n), cell("excess", n),
              "—" if n == "I" else interval_text(*u.versus_i[n]), f"{cost_ratio(panels, runs, n):.3g}"]
             for n in panel_order(u)]
+
+
+# ------------------------------------------------------------------------------ the claims
+# Registered in book/10_preregistration.md before the confirmation ran.
+ALPHA = 0.05
+
+CLAIMS = (
+    ClaimSpec("p10.unseen.p", "Spearman(I, GRPO gain on unseen-answer prompts) over {n_primary} tasks "
+              "is positive (ρ = {rho:+.2f}); one-sided permutation p", "<=", ALPHA, kind="empirical",
+              fails_if="I does not rank the tasks by their gain on answers training never rewarded"),
+    ClaimSpec("p10.all.p", "the same for the gain on all held-out prompts over {n_tasks} tasks "
+              "(ρ = {rho:+.2f})", "<=", ALPHA, kind="empirical",
+              fails_if="I does not rank the tasks by their held-out gain"),
+    ClaimSpec("p10.excess.p", "the same for the GRPO arm's unseen gain minus the answer-prior control's "
+              "(ρ = {rho:+.2f})", "<=", ALPHA, kind="empirical",
+              fails_if="what I predicts is explained by a shift of the answer prior"),
+    ClaimSpec("p10.not_beaten", "panel predictors whose paired interval of ρ(I) − |ρ(P)| lies entirely "
+              "below 0 on the primary outcome", "<=", 0.0, kind="empirical",
+              fails_if="a cheap predictor ranks the gains better than I beyond the tasks' sampling error"),
+)
+
+
+def claim_values(res: dict[str, OutcomeAnalysis]) -> dict[str, Measured]:
+    """What notebook 10 measured for each of :data:`CLAIMS`."""
+    c = {o: res[o].correlations["I"] for o in res}
+    return {"p10.unseen.p": Measured(c["unseen"].p, fields={"n_primary": len(res["unseen"].tasks),
+                                                            "rho": c["unseen"].value}),
+            "p10.all.p": Measured(c["all"].p, fields={"n_tasks": len(res["all"].tasks), "rho": c["all"].value}),
+            "p10.excess.p": Measured(c["excess"].p, fields={"rho": c["excess"].value}),
+            "p10.not_beaten": Measured(float(len(res["unseen"].beaten_by)))}
+
+
+def finding(res: dict[str, OutcomeAnalysis], gained: list[str]) -> str:
+    """The landing page's one line for this run."""
+    u = res["unseen"]
+    c, winner = u.correlations["I"], u.winner
+    return (f"Spearman(I, unseen-answer gain) {c.value:+.2f} over {len(u.tasks)} tasks "
+            f"(p = {c.p:.2g}); best by |ρ|: {winner} ({u.correlations[winner].value:+.2f}); "
+            f"GRPO beat the answer-prior control on {len(gained)} of {len(u.tasks)} tasks")
