@@ -748,3 +748,196 @@ def claim_values(identity: IdentityCheck, r_bound, fidelity: list[Fidelity],
 def finding(identity: IdentityCheck) -> str:
     """The landing page's one line for this run."""
     return f"mean empirical costate against the exact value gradient at the mid checkpoint: z = {identity.z:.2f}"
+
+
+# ----------------------------------------------------------------------- the figures
+
+
+def figure_error(resolved, bt):
+    """Left and middle: each resolved cell's corrected error against its sampling gap and entropy;
+    right: the held-out checkpoints' error against the bound fitted on the others."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, axes = plt.subplots(1, 3, figsize=plots.figsize(14, 4.2))
+    if resolved:
+        err = np.array([c.error for c in resolved])
+        se = np.array([c.agreement_se for c in resolved])
+        gap = np.array([c.gap for c in resolved])
+        ent = np.array([c.entropy for c in resolved])
+        for ax, x, col, xl, cl in ((axes[0], gap, ent, "sampling gap $E\\sum_s\\|E[a_s]-y_s^\\top E\\|$", "entropy"),
+                                   (axes[1], ent, gap, "entropy $E\\sum_s H(\\pi_s)$ (nats)", "sampling gap")):
+            ax.errorbar(x, err, yerr=2 * se, fmt="none", ecolor="0.7", lw=0.8, zorder=1)
+            sc = ax.scatter(x, err, c=col, cmap="viridis", s=22, zorder=2)
+            fig.colorbar(sc, ax=ax, label=cl)
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set_xlabel(xl)
+            ax.set_ylabel("corrected costate error $1-\\rho$ (± 2 SE)")
+    if bt.n_test:
+        lim = max(float(np.nanmax(bt.test_bound)), float(np.nanmax(bt.test_error)), 0.05) * 1.1
+        axes[2].scatter(bt.test_bound, bt.test_error, s=22)
+        axes[2].plot([0, lim], [0, lim], "k--", lw=1, label="error = bound")
+        axes[2].set_xlabel("fitted bound $C_1\\,$gap$ + C_2\\,$entropy")
+        axes[2].set_ylabel("measured error $1-\\rho$")
+        axes[2].set_title("held-out checkpoints")
+        axes[2].legend(fontsize=9)
+    return fig
+
+
+def figure_r_bound(rb):
+    """Per tested checkpoint: the relative error r (± 2 SE) against the bound fitted at its other temperatures."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    tested = sorted(set(rb.steps.tolist()))
+    ncol = min(3, max(1, len(tested)))  # panels wide enough for their titles
+    nrow = max(1, int(np.ceil(len(tested) / ncol)))
+    fig, axes = plt.subplots(nrow, ncol, figsize=plots.figsize(3.4 * ncol, 3.0 * nrow), squeeze=False)
+    for ax, step in zip(axes.ravel(), tested):
+        sel = rb.steps == step
+        lim = max(float(rb.bound[sel].max()), float((rb.r[sel] + 2 * rb.r_se[sel]).max()), 0.05) * 1.1
+        ax.errorbar(rb.bound[sel], rb.r[sel], yerr=2 * rb.r_se[sel], fmt="o", ms=4, lw=1, capsize=2)
+        ax.plot([0, lim], [0, lim], "k--", lw=1)
+        c1, c2 = rb.constants[step]
+        ax.set_title(f"step {step}\n$C_1$ = {c1:.2g}, $C_2$ = {c2:.2g}")
+        ax.set_xlim(0, lim)
+        ax.set_ylim(0, lim)
+        ax.set_xlabel("fitted bound")
+        ax.set_ylabel("$r$ (± 2 SE)")
+    for ax in axes.ravel()[len(tested):]:
+        ax.axis("off")
+    return fig
+
+
+def figure_fidelity(fidelity, taus, steps):
+    """Per temperature: one group's cosine with the exact value gradient against G (measured ± 2 SE,
+    and predicted from the exact moments, dashed), one line per checkpoint."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, axes = plt.subplots(1, len(taus), figsize=plots.figsize(3.4 * len(taus), 3.2), sharey=True, squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, tau in zip(axes[0], taus):
+        for i, f in enumerate([f for f in fidelity if f.tau == tau]):
+            col = cmap(i / max(1, len(steps) - 1))
+            ax.errorbar(f.group_sizes, f.measured, yerr=2 * np.array(f.measured_se), fmt="o-", ms=3,
+                        lw=1, color=col, label=f"step {f.step}")
+            ax.plot(f.group_sizes, f.predicted_exact, "--", lw=0.8, color=col)
+        ax.set_xscale("log", base=2)
+        ax.set_title(f"τ = {tau:g}", fontsize=9)
+        ax.set_xlabel("group size G")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("cos(one group's $\\lambda^D$, exact $\\nabla V^D$)")
+    axes[0, -1].legend(fontsize=9, ncol=2)
+    return fig
+
+
+def figure_share(share, last, in_region):
+    """The attention-only share of the value gradient per checkpoint, whole prompt and last position."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, ax = plt.subplots(figsize=plots.figsize(6.5, 3.6))
+    xs = np.arange(len(share.steps))
+    ax.errorbar(xs - 0.1, share.mean, yerr=np.clip([share.mean - share.lo, share.hi - share.mean], 0, None),
+                fmt="o", ms=4, label="whole prompt (earlier positions: 1 by construction)")
+    ax.errorbar(xs + 0.1, last.mean, yerr=np.clip([last.mean - last.lo, last.hi - last.mean], 0, None),
+                fmt="s", ms=4, label="last prompt position")
+    if in_region:
+        ax.axvspan(min(in_region) - 0.4, max(in_region) + 0.4, color="0.9", zorder=0, label="learning region")
+    ax.axhline(LAST_SHARE_MIN, color="0.4", ls="--", lw=0.8)
+    ax.legend(loc="lower right")
+    ax.set_xticks(xs, [str(s) for s in share.steps], rotation=45)
+    ax.set_xlabel("checkpoint (step)")
+    ax.set_ylabel("attention-only share of $\\|\\nabla V^D\\|^2$")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def figure_layers(cells, mid_step):
+    """Per layer at the mid checkpoint: the corrected agreement of the mean costates."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, ax = plt.subplots(figsize=plots.figsize(6, 3.6))
+    mid_cells = [c for c in cells if c.step == mid_step and c.layer_cosines]
+    names = list(mid_cells[0].layer_cosines) if mid_cells else []
+    order = ["embed"] + sorted([n for n in names if n != "embed"], key=lambda n: int(n[5:]))
+    for c in mid_cells:
+        ax.plot(range(len(order)), [c.layer_cosines[n] for n in order], "o-", ms=3,
+                label=f"τ={c.tau:g}, $\\tau_r$={c.tau_r:g}")
+    ax.set_xticks(range(len(order)), order)
+    ax.set_ylabel("ρ (mean $\\lambda^D$, mean $\\lambda^C$), prompt positions")
+    ax.set_title(f"per layer, step {mid_step}")
+    if mid_cells:
+        ax.legend(fontsize=9, ncol=2)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def figure_grid(cells, params, max_se=MAX_SE):
+    """Per checkpoint: ρ of the mean costates against τ, one line per τ_r (resolved cells with
+    ± 2 SE, the others open; dotted: the raw cosine)."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    steps = sorted({c.step for c in cells})
+    ncol = min(3, len(steps))  # panels wide enough for their titles
+    nrow = int(np.ceil(len(steps) / ncol))
+    fig, axes = plt.subplots(nrow, ncol, figsize=plots.figsize(3.2 * ncol, 2.6 * nrow), sharey=True, squeeze=False)
+    for ax, step in zip(axes.ravel(), steps):
+        for tau_r in params.relax_temperatures:
+            sel = [c for c in cells if c.step == step and c.tau_r == tau_r]
+            x = np.array([c.tau for c in sel])
+            y = np.array([c.agreement for c in sel])
+            ok = np.array([c.resolved(max_se) for c in sel], dtype=bool)
+            line, = ax.semilogx(x, y, "-", lw=1, label=f"$\\tau_r$={tau_r:g}")
+            ax.semilogx(x, [c.cosine for c in sel], ":", lw=0.8, color=line.get_color())
+            if ok.any():
+                ax.errorbar(x[ok], y[ok], yerr=2 * np.array([c.agreement_se for c in sel])[ok],
+                            fmt="o", ms=3, color=line.get_color())
+            ax.scatter(x[~ok], y[~ok], facecolors="none", edgecolors=line.get_color(), s=16)
+        ax.set_xticks(list(params.temperatures), [f"{t:g}" for t in params.temperatures])
+        ax.minorticks_off()
+        pass1 = next(c.pass1 for c in cells if c.step == step)
+        ax.set_title(f"step {step} (pass@1 {pass1:.2f})", fontsize=9)
+        ax.set_ylim(-0.3, 1.2)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(steps):]:
+        ax.axis("off")
+    axes[0, 0].legend(fontsize=9)
+    fig.supxlabel("policy temperature τ")
+    fig.supylabel("ρ (mean $\\lambda^D$, mean $\\lambda^C$)")
+    return fig
+
+
+def figure_heatmap(cells, params, max_se=MAX_SE):
+    """The same grid as heatmaps: ρ per checkpoint (rows) and τ (columns), one panel per τ_r;
+    unresolved cells are left blank."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    steps = sorted({c.step for c in cells})
+    taus = list(params.temperatures)
+    fig, axes = plt.subplots(1, len(params.relax_temperatures),
+                             figsize=plots.figsize(3.6 * len(params.relax_temperatures) + 1, 0.45 * len(steps) + 1.8),
+                             squeeze=False)
+    for ax, tau_r in zip(axes[0], params.relax_temperatures):
+        grid = np.full((len(steps), len(taus)), np.nan)
+        for c in cells:
+            if c.tau_r == tau_r and c.resolved(max_se):
+                grid[steps.index(c.step), taus.index(c.tau)] = c.agreement
+        plots.heatmap(ax, grid, xticklabels=[f"{t:g}" for t in taus], yticklabels=[str(s) for s in steps],
+                      vmin=0.0, vmax=1.05, cbar_label="ρ")
+        ax.set_title(f"$\\tau_r$ = {tau_r:g}", fontsize=9)
+        ax.set_xlabel("policy temperature τ")
+    axes[0, 0].set_ylabel("checkpoint (pretraining step)")
+    fig.suptitle(f"ρ of resolved cells; 04_transformer_costates, profile {params.profile}", fontsize=9)
+    return fig
