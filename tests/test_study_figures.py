@@ -99,3 +99,20 @@ def test_10_panel_rows_rank_by_size_and_mark_missing_outcomes():
     assert all(r[3] == "—" and r[4] == "—" for r in rows)   # 'all' and 'excess' not analysed
     assert [r[5] for r in rows if r[0] == "I"] == ["—"]
     assert len(rows[0]) == len(T.PANEL_TABLE_HEADERS)
+
+
+def test_05_pilot_and_health_figures_on_synthetic_runs():
+    from types import SimpleNamespace
+
+    from vgh_lib.experiments import value_impact as V
+
+    params = V.ValueImpactParams()
+    cps = [SimpleNamespace(step=s) for s in (100, 300, 1000)]
+    rng = np.random.default_rng(0)
+    runs = [SimpleNamespace(optimizer=o, step=c.step, lr=lr, trajectory=params.confirmation_seeds[i % 2],
+                            probe_steps=list(range(0, 21, 5)),
+                            probe_value=list(0.3 + np.cumsum(rng.normal(0.01, 0.02, 5))))
+            for o in V.OPTIMIZERS for c in cps for i, lr in enumerate((1e-3, 3e-4, 1e-4))]
+    chosen = {"adamw_lr": 3e-4, "sgd_lr": 1e-3}
+    for fig in (V.figure_pilot(cps, runs, chosen, params), V.figure_health(runs, params)):
+        assert _laid_out(fig) == []

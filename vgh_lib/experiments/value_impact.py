@@ -378,3 +378,126 @@ def finding(results: dict[str, Analysis]) -> str:
 
     return "pooled Spearman(I, GRPO gain): " + "; ".join(
         f"{opt} {format_value(res.pooled['I'])} (p = {format_value(res.p_value)})" for opt, res in results.items())
+
+
+# ----------------------------------------------------------------------- the figures
+
+
+def figure_impact_gain(results, params):
+    """The paper's Figure 1, reconstructed: each checkpoint's GRPO gain (95 % interval) against its
+    value impact I, per optimizer, labelled with its pretraining step."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 4.6))
+    for ax, (opt, res) in zip(axes, results.items()):
+        for t, s in enumerate(params.confirmation_seeds):
+            I_t, g, ci = res.predictors[t]["I"], res.gain[t], res.gain_ci[t]
+            ax.errorbar(I_t, g, yerr=[g - ci[:, 0], ci[:, 1] - g], fmt="o", capsize=3, color=colors[t % 10],
+                        label=f"trajectory {s}: Spearman {res.spearman['I'][t]:.2f}")
+        plots.label_points(ax, np.concatenate([res.predictors[t]["I"] for t in range(len(res.steps))]), np.concatenate(res.gain), [str(int(v)) for v in np.concatenate(res.steps)], fontsize=9)  # checkpoint steps, no collisions
+        ax.axhline(0, color="grey", lw=0.8)
+        lr = params.adamw_lr if opt == "adamw" else params.sgd_lr
+        ax.set_title(f"{opt} (lr {lr:g}): pooled Spearman {res.pooled['I']:.2f}, p = {res.p_value:.3g}",
+                     fontsize=9)
+        ax.set_xscale("log")  # I spans orders of magnitude and crowds near 0 on a linear axis
+        ax.set_xlabel("value impact I = S·H (before RL, log scale)")
+        ax.set_ylabel("GRPO gain in exact held-out pass@1")
+        ax.legend(fontsize=9)
+    fig.suptitle(f"05_value_impact, profile {params.profile}, trajectories {list(params.confirmation_seeds)}, "
+                 f"{len(params.seeds)} GRPO seeds", fontsize=9)
+    return fig
+
+
+def figure_trajectory(results, params):
+    """Per trajectory: the gain along pretraining per optimizer, with I, S and H scaled to it."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    a = results["adamw"]   # the checkpoints and their factors (the same for both arms)
+    fig, axes = plt.subplots(1, len(params.confirmation_seeds), figsize=plots.figsize(5.5 * len(params.confirmation_seeds), 4.2),
+                             squeeze=False)
+    for t, s in enumerate(params.confirmation_seeds):
+        ax = axes[0, t]
+        x = a.steps[t]
+        for opt, res in results.items():
+            ci = res.gain_ci[t]
+            ax.fill_between(x, ci[:, 0], ci[:, 1], alpha=0.2)
+            ax.plot(x, res.gain[t], "o-", ms=3, label=f"gain ({opt})")
+        pr = a.predictors[t]
+        scale = max(np.max(np.abs(np.concatenate([r.gain[t] for r in results.values()]))), 1e-9)
+        for name in ("I", "S", "H"):
+            ax.plot(x, pr[name] / max(pr[name].max(), 1e-12) * scale, "--", lw=1, label=f"{name} (scaled)")
+        ax.set_xscale("log")
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("gain in pass@1")
+        ax.set_title(f"trajectory {s}", fontsize=9)
+        ax.legend(fontsize=9)
+    fig.suptitle(f"05_value_impact, profile {params.profile}", fontsize=9)
+    return fig
+
+
+def figure_predictors(results, params):
+    """Each predictor's pooled Spearman with the gain (95 % interval), per optimizer."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(10, 3.2), sharex=True)
+    for ax, (opt, res) in zip(axes, results.items()):
+        names = list(res.pooled)
+        plots.intervals(ax, names, [res.pooled[n] for n in names], [res.pooled_ci[n][0] for n in names],
+                        [res.pooled_ci[n][1] for n in names], reference=0.0)
+        ax.axvline(0.6, color="0.6", lw=0.8, ls=":")
+        ax.set_title(opt, fontsize=9)
+        ax.set_xlabel("pooled Spearman with the gain (95 % CI)")
+    fig.suptitle(f"05_value_impact, profile {params.profile}; dotted: the claim's threshold 0.6", fontsize=9)
+    return fig
+
+
+def figure_health(runs, params):
+    """Every confirmation run's probe value minus its start, per optimizer; dashed: the collapse line."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 3.8), sharey=True)
+    for ax, opt in zip(axes, OPTIMIZERS):
+        plots.probe_curves(ax, [(r.probe_steps, r.probe_value,
+                                 {"lw": 0.6, "alpha": 0.6, "marker": "",
+                                  "color": colors[params.confirmation_seeds.index(r.trajectory) % 10]})
+                                for r in runs if r.optimizer == opt], PILOT["collapse_tolerance"])
+        ax.set_title(f"{opt}: probe value minus its start, every run", fontsize=9)
+    axes[0].set_ylabel("ΔJ on the probe prompts")
+    fig.suptitle(f"05_value_impact, profile {params.profile}", fontsize=9)
+    return fig
+
+
+def figure_pilot(pilot_cps, pilot_runs, chosen, params):
+    """The pilot's learning-rate runs per optimizer and pilot checkpoint (solid: the chosen rate;
+    dashed: the collapse line)."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, axes = plt.subplots(2, len(pilot_cps), figsize=plots.figsize(4 * len(pilot_cps), 6.5), sharex=True,
+                             squeeze=False)
+    for row, opt in enumerate(("adamw", "sgd")):
+        for col, cp in enumerate(pilot_cps):
+            ax = axes[row, col]
+            for r in (r for r in pilot_runs if r.optimizer == opt and r.step == cp.step):
+                style = "-" if r.lr == chosen[f"{opt}_lr"] else ":"
+                ax.plot(r.probe_steps, r.probe_value, style, marker="o", ms=3, label=f"lr {r.lr:g}")
+            start = next(r for r in pilot_runs if r.step == cp.step).probe_value[0]
+            ax.axhline(start - PILOT["collapse_tolerance"], color="grey", lw=0.8, ls="--")
+            ax.set_title(f"{opt}, pilot step {cp.step}", fontsize=9)
+            ax.set_xlabel("GRPO step")
+            ax.set_ylabel("exact probe value J")
+            ax.legend(fontsize=9)
+    fig.suptitle(f"Pilot (trajectory seed {params.seed}): solid = chosen rate; dashed = collapse line. "
+                 f"05_value_impact, profile {params.profile}", fontsize=9)
+    return fig
