@@ -134,3 +134,35 @@ CLAIMS = (
 def claim_values(spear: dict[str, np.ndarray]) -> dict[str, Measured]:
     """What notebook 07 measured for each of :data:`CLAIMS` (``spear``: :func:`rank_agreement`)."""
     return {"s7.probe_ranks_like_reference": Measured(float(np.nanmean(spear["I"])))}
+
+
+# ----------------------------------------------------------------------- the figures
+
+
+def figure_ranking(params, steps, reference, probe_vals, spear):
+    """Per trajectory: the reference I of every checkpoint and each probe seed's I, with its Spearman."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(params.confirmation_seeds), figsize=plots.figsize(5.5 * len(params.confirmation_seeds), 4.2),
+                             squeeze=False)
+    for t, s in enumerate(params.confirmation_seeds):
+        ax = axes[0, t]
+        x = np.array(steps[s])
+        ax.plot(x, [reference[(s, st)]["I"] for st in steps[s]], "k-o", ms=4, lw=1.5,
+                label="reference (notebook 05's budget)")
+        for i, ps in enumerate(params.probe_seeds):
+            ax.plot(x, probe_vals[(s, ps, "I")], "--", marker=".", lw=0.8, color=colors[i % 10],
+                    label=f"vgh probe, seed {ps}: Spearman {spear['I'][t, i]:.2f}")
+        ax.set_xscale("log")
+        ax.set_xlabel("pretraining step")
+        ax.set_ylabel("value impact I = S·H")
+        ax.set_title(f"trajectory {s}", fontsize=9)
+        ax.legend(fontsize=9)
+    fig.suptitle(f"07_probe, profile {params.profile}: probe {params.probe_prompts} prompts × "
+                 f"{params.probe_samples} samples, {params.probe_batches} batches, k={params.probe_k}; "
+                 f"reference {params.signal_batches}×{params.signal_prompts} prompts (S), "
+                 f"{params.factor_prompts}×{params.eval_samples} (H, k={params.k})", fontsize=9)
+    return fig

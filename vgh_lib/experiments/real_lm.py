@@ -441,3 +441,79 @@ def finding(results, n_prompts: int, n_groups: int) -> str:
     return (f"E[λ^D] = ∇V^D in SmolLM2: worst |t| along ∇V^D {worst_abs_t_parallel(results):.2f} "
             f"(limit {t_crit(n_prompts, n_groups):.2f}); worst bias z {worst_bias_z(results):.2f} "
             f"(limit {z_crit(n_prompts):.2f})")
+
+
+# ----------------------------------------------------------------------- the figures
+
+
+def figure_tasks(screened, task_means, params):
+    """Each screened prompt's exact pass@1 per task (dots) and the task's mean (bar); shaded: the
+    value range the study keeps."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+    import textwrap
+
+    fig, ax = plt.subplots(figsize=plots.figsize(7, 3.2))
+    order = sorted(task_means, key=task_means.get, reverse=True)
+    for i, task in enumerate(order):
+        vals = [s.value for s in screened if s.example.task == task]
+        ax.scatter(np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), vals, s=12, alpha=0.6)
+        ax.plot([i - 0.3, i + 0.3], [task_means[task]] * 2, "k-", lw=2)
+    # horizontal labels, wrapped: rotated ones need more room and their boxes collide
+    ax.set_xticks(range(len(order)), [textwrap.fill(t.replace("_", " "), 10) for t in order])
+    ax.set_ylabel("exact pass@1 $V^D$ (τ = 1)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.axhspan(params.value_lo, params.value_hi, color="0.9", zorder=-1)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def figure_fidelity(results, fid):
+    """One GRPO batch's mean cosine with the value gradient against the group size G, per prompt."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    Gs = fid.group_sizes
+    fig, ax = plt.subplots(figsize=plots.figsize(6, 3.6))
+    for r, ys in zip(results, fid.curves):
+        ax.semilogx(Gs, ys, "o-", ms=4, label=f"{r.task} ($V^D$={r.value:.2f})")
+    ax.set_xticks(Gs, [str(G) for G in Gs])
+    ax.minorticks_off()
+    ax.set_xlabel("group size G")
+    ax.set_ylabel("mean cos(one batch's $\\lambda^D$, $\\nabla V^D$)")
+    ax.set_ylim(-0.05, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    return fig
+
+
+def figure_relaxed(results, params):
+    """Left: the relaxed costate's noise-corrected agreement against τ per τ_r; right: its relative
+    error r against the sampling gap."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 4))
+    for r in results:
+        for tr in params.relax_temperatures:
+            sel = [c for c in r.relaxed if c["tau_r"] == tr]
+            axes[0].errorbar([c["tau"] for c in sel], [c["rho"] for c in sel], yerr=[2 * c["se"] for c in sel],
+                             fmt="o-", ms=3, lw=1, capsize=2, label=f"{r.task}, $\\tau_r$={tr:g}")
+            axes[0].set_xscale("log")
+        ok = [c for c in r.relaxed if np.isfinite(c["r"])]
+        axes[1].errorbar([c["gap"] for c in ok], [c["r"] for c in ok], yerr=[2 * c["r_se"] for c in ok],
+                         fmt="o", ms=3, lw=0.8, capsize=2, label=r.task)
+    axes[0].set_xlabel("policy temperature τ")
+    axes[0].set_ylabel("noise-corrected cos($E\\lambda^C$, $\\nabla V^D$) ± 2 SE")
+    axes[0].legend(fontsize=9, ncol=2)
+    axes[0].grid(alpha=0.3)
+    axes[1].set_xscale("symlog", linthresh=0.01)
+    axes[1].set_xlabel("sampling gap $E\\sum_s\\|E[a_s]-y_s^\\top E\\|$")
+    axes[1].set_ylabel("relative error $r$ (± 2 SE)")
+    axes[1].axhline(0, color="k", lw=0.8)
+    axes[1].legend(fontsize=9)
+    axes[1].grid(alpha=0.3)
+    return fig

@@ -402,3 +402,89 @@ def finding(res: impact.Analysis, mean_gain) -> str:
     """The landing page's one line for this run."""
     return (f"Spearman(I, GRPO gain) across tasks {res.pooled['I']:+.2f} (p = {res.p_value:.2g}); "
             f"mean GRPO gain {mean_gain[0]:+.3f}")
+
+
+# ----------------------------------------------------------------------- the figures
+
+
+def figure_pilot(pilot_names, pilot_runs, chosen_lr, pass1, params):
+    """The pilot's learning-rate runs per pilot task: probe value minus its start; dashed: the collapse tolerance."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    lrs = PILOT["lrs"]
+    fig, axes = plt.subplots(1, len(pilot_names), figsize=plots.figsize(4.2 * len(pilot_names), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, name in zip(axes[0], pilot_names):
+        for lr_ in lrs:
+            r = next(r for r in pilot_runs if r.task == name and r.lr == lr_)
+            ax.plot(r.probe_steps, np.array(r.probe_value) - r.probe_value[0], "o-", ms=3,
+                    label=f"lr {lr_:g}" + (" (chosen)" if lr_ == chosen_lr else ""))
+        ax.axhline(-PILOT["collapse_tolerance"], color="k", ls="--", lw=0.8)
+        ax.set_title(f"{name} (pass@1 {pass1[name]:.2f})", fontsize=9)
+        ax.set_xlabel("GRPO step")
+    axes[0, 0].set_ylabel("ΔJ: probe value minus its start")
+    axes[0, -1].legend(fontsize=9)
+    fig.suptitle(f"08_real_lm_impact pilot (GRPO seed {PILOT['seed']}), profile {params.profile}; "
+                 "dashed: the collapse tolerance", fontsize=9)
+    return fig
+
+
+def figure_impact(pred, factors, res, params):
+    """Each task's GRPO gain (95 % interval) against its value impact I and against its pass@1
+    before RL, every point labelled with its task."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, axes = plt.subplots(1, 2, figsize=plots.figsize(11, 4.4))
+    for ax, name in zip(axes, ("I", "pass@1")):
+        x, g, ci = pred[name], res.gain[0], res.gain_ci[0]
+        ax.errorbar(x, g, yerr=[g - ci[:, 0], ci[:, 1] - g], fmt="o", capsize=3)
+        plots.label_points(ax, x, g, [f.task for f in factors], fontsize=9)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_ylabel("GRPO gain in exact held-out pass@1")
+    axes[0].set_xlabel("value impact I = S·H (before RL)")
+    axes[0].set_title(f"Spearman {res.spearman['I'][0]:.2f}, permutation p = {res.p_value:.3g}", fontsize=9)
+    axes[1].set_xlabel("pass@1 before RL (training prompts)")
+    axes[1].set_title(f"Spearman(1 − pass@1, gain) {res.spearman['1 − pass@1'][0]:.2f}", fontsize=9)
+    fig.suptitle(f"08_real_lm_impact, profile {params.profile}: {len(params.tasks)} tasks, "
+                 f"{len(params.seeds)} GRPO seeds, lr {params.lr:g}, top {params.train_layers} blocks", fontsize=9)
+    return fig
+
+
+def figure_predictors(res, params):
+    """Each predictor's Spearman with the gain across tasks (95 % interval)."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, ax = plt.subplots(figsize=plots.figsize(6, 2.8))
+    names = list(res.pooled)
+    plots.intervals(ax, names, [res.pooled[n] for n in names], [res.pooled_ci[n][0] for n in names],
+                    [res.pooled_ci[n][1] for n in names], reference=0.0)
+    ax.axvline(0.6, color="0.6", lw=0.8, ls=":")
+    ax.set_xlabel("Spearman with the gain across tasks (95 % CI)")
+    fig.suptitle(f"08_real_lm_impact, profile {params.profile}; dotted: the claim's threshold 0.6", fontsize=9)
+    return fig
+
+
+def figure_health(runs, params):
+    """Every confirmation run's probe value minus its start, one colour per task."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, ax = plt.subplots(figsize=plots.figsize(6, 3.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, name in enumerate(params.tasks):
+        for i, r in enumerate(r for r in runs if r.task == name):
+            ax.plot(r.probe_steps, np.array(r.probe_value) - r.probe_value[0], lw=0.8, alpha=0.8,
+                    color=colors[j % len(colors)], label=name if i == 0 else None)
+    ax.axhline(-PILOT["collapse_tolerance"], color="k", ls="--", lw=0.8)
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("ΔJ on the probe prompts")
+    ax.legend(fontsize=9, ncol=2)
+    fig.suptitle(f"08_real_lm_impact, profile {params.profile}: every confirmation run", fontsize=9)
+    return fig
