@@ -116,3 +116,35 @@ def test_05_pilot_and_health_figures_on_synthetic_runs():
     chosen = {"adamw_lr": 3e-4, "sgd_lr": 1e-3}
     for fig in (V.figure_pilot(cps, runs, chosen, params), V.figure_health(runs, params)):
         assert _laid_out(fig) == []
+
+
+def test_05_pilot_glue_says_what_ran_or_that_nothing_did():
+    from types import SimpleNamespace
+
+    from vgh_lib.experiments import designs
+    from vgh_lib.experiments import value_impact as V
+
+    texts = V.pilot_texts(None)
+    assert set(texts.values()) - {V.NOT_RERUN} == {texts["s5.pilot.same"]} and V.pilot_numbers(None) == {}
+    assert [r[2] for r in V.pilot_rows(None)] == ["not rerun (pilot=False)"] * len(designs.PILOT_CHOSEN)
+    chosen = dict(designs.PILOT_CHOSEN)
+    runs = [SimpleNamespace(optimizer="adamw", lr=1e-3, step=s, largest_drop=d) for s, d in ((10, 0.02), (30, 0.09))]
+    pilot = SimpleNamespace(chosen=chosen, same={k: k != "sgd_lr" for k in chosen}, runs=runs,
+                            checkpoints=[SimpleNamespace(step=10), SimpleNamespace(step=30)], seconds_per_step=0.05)
+    texts = V.pilot_texts(pilot)
+    assert texts["s5.pilot.checkpoints"] == "10, 30" and texts["s5.pilot.adamw_1e-3_step"] == "30"
+    assert "in sgd_lr (the confirmation keeps the committed design)" in texts["s5.pilot.same"]
+    assert V.pilot_numbers(pilot) == {"s5.pilot.seconds_per_step": 0.05, "s5.pilot.adamw_1e-3_drop": 0.09}
+    assert {k for k in texts} | set(V.pilot_numbers(pilot)) == set(V.pilot_texts(None))  # the same keys
+
+
+def test_09_run_rows_and_verdicts():
+    from types import SimpleNamespace
+
+    inc = SimpleNamespace(holds=False, delta=SimpleNamespace(value=0.01, lo=-0.02, hi=0.04), p=0.3)
+    assert P.incremental_verdict(inc, False, short=True) == "is not shown to add to stage (the design could not show it)"
+    assert P.incremental_verdict(SimpleNamespace(holds=True), True).startswith("adds to stage: ")
+    res = SimpleNamespace(incremental=inc, pairs=SimpleNamespace(agree=5, n=8, p=0.36), winner="H")
+    row = P.run_row("run", SimpleNamespace(gain=np.zeros(36)), res, "v")
+    assert row == ["run", "36", "+0.010 [-0.020, +0.040]", "0.3", "v", "5 of 8, p = 0.36", "H"]
+    assert len(row) == len(P.RUNS_HEADER)

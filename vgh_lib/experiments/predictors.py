@@ -808,3 +808,45 @@ def finding(analysis: Analysis) -> str:
     return (f"best out-of-recipe predictor: {winner} (R² {analysis.scores[winner].r2.value:.2f}); "
             f"I {'adds' if inc.holds else 'is not shown to add'} to stage (ΔR² {inc.delta.value:+.3f}, "
             f"p = {inc.p:.3g})")
+
+
+def figure_pairs(table, pairs):
+    """Matched pairs at equal pass@1: the difference in gain against the difference in log I."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, ax = plt.subplots(figsize=plots.figsize(5, 3.6))
+    logI = np.log(np.maximum(table.x["I"], 1e-12))
+    dI = [logI[i] - logI[j] for i, j in pairs.pairs]
+    dg = [table.gain[i] - table.gain[j] for i, j in pairs.pairs]
+    ax.scatter(dI, dg)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("Δ log I within the pair")
+    ax.set_ylabel("Δ gain within the pair")
+    ax.set_title(f"{pairs.agree} of {pairs.n} pairs agree in sign; sign test p = {pairs.p:.3g}", fontsize=9)
+    return fig
+
+
+RUNS_HEADER = ["run", "checkpoints", "ΔR² of log I over stage [95% CI]", "Freedman–Lane p",
+               "I", "matched pairs agreeing", "largest out-of-recipe R²"]
+
+
+def incremental_verdict(inc: Incremental, is_informative: bool, short: bool = False) -> str:
+    """Whether I adds to stage, in the chapter's words (``short``: for a table cell)."""
+    if inc.holds:
+        return "adds to stage" if short else \
+            "adds to stage: the interval lies above 0 and the permutation test rejects"
+    if short:
+        return "is not shown to add to stage" + ("" if is_informative else " (the design could not show it)")
+    return "is not shown to add to stage" + ("" if is_informative else
+                                             ", and the pre-registration declared this null uninformative "
+                                             "because the simulated power was below 80 %")
+
+
+def run_row(label: str, table: Table, analysis: Analysis, verdict_text: str) -> list[str]:
+    """One row of :data:`RUNS_HEADER`: a registered run's incremental claim, pairs and winner."""
+    d, inc, pairs = analysis.incremental.delta, analysis.incremental, analysis.pairs
+    return [label, str(len(table.gain)), f"{d.value:+.3f} [{d.lo:+.3f}, {d.hi:+.3f}]", f"{inc.p:.3g}",
+            verdict_text, f"{pairs.agree} of {pairs.n}, p = {pairs.p:.3g}", analysis.winner]

@@ -872,3 +872,65 @@ def finding(res: dict[str, OutcomeAnalysis], gained: list[str]) -> str:
     return (f"Spearman(I, unseen-answer gain) {c.value:+.2f} over {len(u.tasks)} tasks "
             f"(p = {c.p:.2g}); best by |ρ|: {winner} ({u.correlations[winner].value:+.2f}); "
             f"GRPO beat the answer-prior control on {len(gained)} of {len(u.tasks)} tasks")
+
+
+def figure_arms(primary, gain_of, control_of):
+    """Per primary-outcome task, ordered by the GRPO arm's gain: both arms' unseen-answer gains
+    with their pooled 95 % intervals."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    order = sorted(primary, key=lambda t: gain_of["unseen"][t].mean)
+    fig, ax = plt.subplots(figsize=plots.figsize(7.5, 0.32 * len(order) + 1.4))
+    yy = np.arange(len(order))
+    for off, (label, src) in zip((-0.17, 0.17), (("GRPO arm", gain_of["unseen"]), ("control arm", control_of))):
+        m = np.array([src[t].mean for t in order])
+        lo = np.array([src[t].lo for t in order])
+        hi = np.array([src[t].hi for t in order])
+        ax.errorbar(m, yy + off, xerr=[m - lo, hi - m], fmt="o", ms=3.5, lw=1, capsize=2, label=label)
+    ax.axvline(0, color="0.5", lw=0.8)
+    ax.set_yticks(yy, order)
+    ax.set_xlabel("gain on unseen-answer held-out prompts (95 % CI)")
+    ax.legend(loc="lower right")
+    return fig
+
+
+def figure_pilot(pilot_data):
+    """The pilot's runs per arm (rows) and pilot task (columns): probe value minus its start, one
+    line per learning rate; dashed: the collapse tolerance."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    names = pilot_data["pilot_tasks"]
+    fig, axes = plt.subplots(2, len(names), figsize=plots.figsize(3.6 * len(names), 5.6), sharey="row", squeeze=False)
+    for row, arm in enumerate(ARMS):
+        lrs = PILOT[f"{arm}_lrs"]
+        for col, name in enumerate(names):
+            ax = axes[row, col]
+            for run in (r for r in pilot_data["runs"] if r["task"] == name and r["arm"] == arm):
+                v = np.array(run["probe_value"])
+                ax.plot(run["probe_steps"], v - v[0], "o-", ms=3, lw=1,
+                        color=plots.palette(len(lrs))[lrs.index(run["lr"])], label=f"lr {run['lr']:g}")
+            ax.axhline(-PILOT["collapse_tolerance"], color="0.4", ls="--", lw=0.8)
+            ax.set_title(f"{arm}: {name}")
+            ax.set_xlabel("GRPO step")
+        axes[row, 0].set_ylabel("probe value − start")
+        axes[row, -1].legend(loc="best")
+    return fig
+
+
+ARMS_TABLE_HEADERS = ["task", "GRPO, unseen", "control, unseen", "GRPO − control, unseen",
+                      "GRPO, all held out", "gained from RL"]
+
+
+def arms_rows(tasks: list[str], gain_of: dict[str, dict[str, TaskGain]], control_of: dict[str, TaskGain],
+              gained: list[str]) -> list[list[str]]:
+    """One row of :data:`ARMS_TABLE_HEADERS` per task: each arm's gain with its interval (— where
+    an outcome does not cover the task)."""
+    def cell(g):
+        return "—" if g is None else f"{g.mean:+.3f} [{g.lo:+.3f}, {g.hi:+.3f}]"
+
+    return [[t, cell(gain_of["unseen"].get(t)), cell(control_of.get(t)), cell(gain_of["excess"].get(t)),
+             cell(gain_of["all"][t]), "yes" if t in gained else "no"] for t in tasks]

@@ -941,3 +941,24 @@ def figure_heatmap(cells, params, max_se=MAX_SE):
     axes[0, 0].set_ylabel("checkpoint (pretraining step)")
     fig.suptitle(f"ρ of resolved cells; 04_transformer_costates, profile {params.profile}", fontsize=9)
     return fig
+
+
+# ------------------------------------------------------------- what the chapter glues
+def bound_numbers(bt) -> dict[str, float]:
+    """The first specification's bound test, by glue key (descriptive, not claims)."""
+    return {"thm2.bound.c1": bt.c1, "thm2.bound.c2": bt.c2, "thm2.bound.n_fit": bt.n_fit,
+            "thm2.bound.n_test": bt.n_test, "thm2.bound.n_ratio": bt.n_ratio,
+            "thm2.bound.clear_coverage": bt.clear_coverage}
+
+
+def share_numbers(share, last, params) -> dict[str, float]:
+    """The attention-only shares, by glue key: the last position's range and first value, and the
+    whole prompt's (descriptive: the first checkpoint from which every lower bound is at least
+    the threshold, and its range)."""
+    return {"thm2.last.mean_min": float(last.mean.min()), "thm2.last.mean_max": float(last.mean.max()),
+            "thm2.last.first": float(last.mean[0]) if len(last.mean) else float("nan"),
+            "thm2.share.majority_step": share.majority_step, "thm2.share.majority_min": share.majority_min,
+            "thm2.share.first": share.mean[0] if len(share.mean) else float("nan"),
+            "thm2.share.mean_min": float(share.mean.min()), "thm2.share.mean_max": float(share.mean.max()),
+            "thm2.share.n_prompts": params.share_prompts}
+

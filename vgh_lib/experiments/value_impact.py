@@ -501,3 +501,61 @@ def figure_pilot(pilot_cps, pilot_runs, chosen, params):
     fig.suptitle(f"Pilot (trajectory seed {params.seed}): solid = chosen rate; dashed = collapse line. "
                  f"05_value_impact, profile {params.profile}", fontsize=9)
     return fig
+
+
+def figure_pilot_not_run(params):
+    """What stands in the pilot figure's place when the pilot was not rerun (``pilot=False``)."""
+    import matplotlib.pyplot as plt
+
+    from vgh_lib.common import plots
+
+    fig, ax = plt.subplots(figsize=plots.figsize(6, 1.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"pilot not rerun (pilot=False); 05_value_impact, profile {params.profile}",
+            ha="center", va="center")
+    return fig
+
+
+# ---------------------------------------------------------- what the chapter glues of the pilot
+PILOT_TABLE_HEADER = ["rule (pre-registered)", "committed design (what ran)", "this build's re-derivation"]
+NOT_RERUN = "n/a (pilot not rerun)"
+
+
+def pilot_rows(pilot: Pilot | None) -> list[list[str]]:
+    """Each pre-registered rule, the committed design and this build's re-derivation (if any)."""
+    if pilot is None:
+        return [[RULE_TEXT[k], str(v), "not rerun (pilot=False)"] for k, v in PILOT_CHOSEN.items()]
+    return [[RULE_TEXT[k], str(PILOT_CHOSEN[k]), str(pilot.chosen[k])] for k in pilot.chosen]
+
+
+def pilot_texts(pilot: Pilot | None) -> dict[str, str]:
+    """The pilot's glued texts, by key; "n/a (pilot not rerun)" for every one when it was not."""
+    if pilot is None:
+        return {**{f"s5.pilot.{k}": NOT_RERUN for k in ("checkpoints", "adamw_lr", "sgd_lr", "steps", "grid",
+                                                          "seconds_per_step", "adamw_1e-3_drop",
+                                                          "adamw_1e-3_step")},
+                "s5.pilot.same": "nothing: the pilot was not rerun in this build (pilot=False)"}
+    from vgh_lib.harness.glue import format_value
+
+    chosen, same = pilot.chosen, pilot.same
+    old = [r for r in pilot.runs if r.optimizer == "adamw" and r.lr == 1e-3]
+    return {"s5.pilot.checkpoints": ", ".join(str(c.step) for c in pilot.checkpoints),
+            "s5.pilot.adamw_lr": format_value(chosen["adamw_lr"]),
+            "s5.pilot.sgd_lr": format_value(chosen["sgd_lr"]),
+            "s5.pilot.steps": str(chosen["grpo_steps"]),
+            "s5.pilot.grid": ", ".join(map(str, chosen["checkpoint_grid"])),
+            "s5.pilot.same": ("the same design as the committed one" if all(same.values()) else
+                              "a different design from the committed one in "
+                              + ", ".join(k for k, v in same.items() if not v)
+                              + " (the confirmation keeps the committed design)"),
+            "s5.pilot.adamw_1e-3_step": str(max(old, key=lambda r: r.largest_drop).step)}
+
+
+def pilot_numbers(pilot: Pilot | None) -> dict[str, float]:
+    """The pilot's glued numbers, by key (none when it was not rerun: :func:`pilot_texts` says so)."""
+    if pilot is None:
+        return {}
+    old = [r for r in pilot.runs if r.optimizer == "adamw" and r.lr == 1e-3]
+    return {"s5.pilot.seconds_per_step": pilot.seconds_per_step,
+            "s5.pilot.adamw_1e-3_drop": max(r.largest_drop for r in old)}
+
