@@ -8,7 +8,7 @@ import pytest
 
 matplotlib.use("Agg")
 
-from vgh_lib.common import plots, prediction  # noqa: E402
+from vgh_lib.common import impact, plots, prediction  # noqa: E402
 from vgh_lib.experiments import predictors as P  # noqa: E402
 from vgh_lib.experiments import task_suite as T  # noqa: E402
 from vgh_lib.lm import suite  # noqa: E402
@@ -67,7 +67,7 @@ def _suite_results(n_tasks=24, outcomes=("unseen", "excess")):
 
     def one(outcome):
         gains = [T.TaskGain(t, m, 0.02, m - 0.04, m + 0.04) for t, m in zip(tasks, rng.normal(0.05, 0.05, n_tasks))]
-        corr = {n: T.Correlation(0.1 * (i - 3), -0.3, 0.4, 0.3, n_tasks) for i, n in enumerate(T.PANEL)}
+        corr = {n: impact.RankCorrelation(0.1 * (i - 3), -0.3, 0.4, 0.3, n_tasks) for i, n in enumerate(T.PANEL)}
         return T.OutcomeAnalysis(outcome, tasks, gains, 10, corr,
                                  {n: (0.1, -0.2, 0.3) for n in T.PANEL if n != "I"})
 

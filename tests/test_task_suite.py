@@ -4,6 +4,7 @@ choose the design, and the statistics, each against what a wrong implementation 
 import numpy as np
 import pytest
 
+from vgh_lib.common import impact
 from vgh_lib.experiments import designs
 from vgh_lib.experiments import task_suite as T
 
@@ -74,16 +75,16 @@ def test_choose_lrs_takes_each_arms_largest_rate_that_never_collapsed():
 
 def test_paired_difference_scores_i_by_sign_and_the_other_predictor_by_size():
     y = np.arange(10.0)
-    d, lo, hi = T.paired_difference(y, -y, y, n_boot=200, seed=0)
+    d, lo, hi = impact.rank_lead(y, -y, y, n_boot=200, seed=0)
     assert d == pytest.approx(0.0) and lo == pytest.approx(0.0) and hi == pytest.approx(0.0)
-    d, lo, hi = T.paired_difference(-y, y, y, n_boot=200, seed=0)
+    d, lo, hi = impact.rank_lead(-y, y, y, n_boot=200, seed=0)
     assert d == pytest.approx(-2.0) and hi == pytest.approx(-2.0)
 
 
 def test_correlation_permutation_p_is_small_for_a_monotone_relation_and_not_for_a_reversed_one():
     x = np.arange(12.0)
-    up = T.correlation(x, x ** 2, n_boot=200, n_perm=2000, seed=0)
-    down = T.correlation(x, -x, n_boot=200, n_perm=2000, seed=0)
+    up = impact.rank_correlation(x, x ** 2, n_boot=200, n_perm=2000, seed=0)
+    down = impact.rank_correlation(x, -x, n_boot=200, n_perm=2000, seed=0)
     assert up.value == pytest.approx(1.0) and up.p < 0.001 and down.p > 0.99
 
 
@@ -142,7 +143,7 @@ def test_the_study_runs_end_to_end_on_a_tiny_model():
     assert len(runs) == len(tasks) * 2 * len(p.seeds)
     res = T.analyse(tasks, panels, runs, p)
     assert set(res) == {"unseen", "all", "excess"}
-    assert set(res["unseen"].correlations) == set(T.PANEL) and "I" not in res["unseen"].versus_i
+    assert set(res["unseen"].correlations) == set(T.PANEL) and "I" not in res["unseen"].lead_of_i
     for pan in panels:
         assert pan.panel.values["I"] == pytest.approx(pan.panel.values["S"] * pan.panel.values["H"])
     # one job per task gives the same panels and runs, in the same order

@@ -272,3 +272,42 @@ def choose_lr(largest_drops: dict[float, list[float]], tolerance: float) -> floa
         raise ValueError("no pilot runs to choose a learning rate from")
     safe = [lr for lr, drops in largest_drops.items() if max(drops) <= tolerance]
     return max(safe) if safe else min(largest_drops)
+
+
+# ------------------------------------------- ranking units by a predictor (notebooks 10, 12)
+@dataclass
+class RankCorrelation:
+    """Spearman(predictor, outcome) over tasks: value, bootstrap-over-tasks interval, and the
+    one-sided permutation p of a positive correlation."""
+
+    value: float
+    lo: float
+    hi: float
+    p: float
+    n: int
+
+
+def rank_correlation(x, y, n_boot: int, n_perm: int, seed: int) -> RankCorrelation:
+    """Spearman(x, y) over units with its bootstrap-over-units 95 % interval and the one-sided
+    permutation p of a positive correlation (notebooks 10 and 12 rank tasks with it)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    rho, p = stats.permutation_pvalue([x], [y], n_perm, seed)
+    rng = np.random.default_rng(seed + 1)
+    idx = rng.integers(0, x.size, (n_boot, x.size))
+    boot = stats.spearman_rows(x[idx], y[idx])
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return RankCorrelation(float(rho), float(lo), float(hi), float(p), int(x.size))
+
+
+def rank_lead(x_i, x_p, y, n_boot: int, seed: int) -> tuple[float, float, float]:
+    """ρ(I, y) − |ρ(P, y)| and its 95 % bootstrap-over-tasks interval (the same resampled tasks
+    for both, so the interval is paired). A predictor may rank the gains with either sign
+    (pass@1 and NLL would predict with a negative one), so P's correlation counts by its size;
+    I's by its sign, because the hypothesis says larger I, larger gain."""
+    x_i, x_p, y = (np.asarray(a, float) for a in (x_i, x_p, y))
+    d = stats.spearman(x_i, y) - abs(stats.spearman(x_p, y))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, y.size, (n_boot, y.size))
+    boot = stats.spearman_rows(x_i[idx], y[idx]) - np.abs(stats.spearman_rows(x_p[idx], y[idx]))
+    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
+    return float(d), float(lo), float(hi)

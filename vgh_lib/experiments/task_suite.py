@@ -506,42 +506,6 @@ def spearman_power(n: int, rhos=(0.3, 0.5, 0.7), n_sims: int = 4000, seed: int =
 
 
 @dataclass
-class Correlation:
-    """Spearman(predictor, outcome) over tasks: value, bootstrap-over-tasks interval, and the
-    one-sided permutation p of a positive correlation."""
-
-    value: float
-    lo: float
-    hi: float
-    p: float
-    n: int
-
-
-def correlation(x, y, n_boot: int, n_perm: int, seed: int) -> Correlation:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    rho, p = stats.permutation_pvalue([x], [y], n_perm, seed)
-    rng = np.random.default_rng(seed + 1)
-    idx = rng.integers(0, x.size, (n_boot, x.size))
-    boot = stats.spearman_rows(x[idx], y[idx])
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return Correlation(float(rho), float(lo), float(hi), float(p), int(x.size))
-
-
-def paired_difference(x_i, x_p, y, n_boot: int, seed: int) -> tuple[float, float, float]:
-    """ρ(I, y) − |ρ(P, y)| and its 95 % bootstrap-over-tasks interval (the same resampled tasks
-    for both, so the interval is paired). A predictor may rank the gains with either sign
-    (pass@1 and NLL would predict with a negative one), so P's correlation counts by its size;
-    I's by its sign, because the hypothesis says larger I, larger gain."""
-    x_i, x_p, y = (np.asarray(a, float) for a in (x_i, x_p, y))
-    d = stats.spearman(x_i, y) - abs(stats.spearman(x_p, y))
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, y.size, (n_boot, y.size))
-    boot = stats.spearman_rows(x_i[idx], y[idx]) - np.abs(stats.spearman_rows(x_p[idx], y[idx]))
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return float(d), float(lo), float(hi)
-
-
-@dataclass
 class OutcomeAnalysis:
     """One outcome over its tasks: the gains, every predictor's correlation and its paired
     difference from I."""
@@ -550,8 +514,8 @@ class OutcomeAnalysis:
     tasks: list[str]
     gains: list[TaskGain]
     df: int
-    correlations: dict[str, Correlation]
-    versus_i: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    correlations: dict[str, impact.RankCorrelation]
+    lead_of_i: dict[str, tuple[float, float, float]] = field(default_factory=dict)  # P -> impact.rank_lead
 
     @property
     def winner(self) -> str:
@@ -561,7 +525,7 @@ class OutcomeAnalysis:
     def beaten_by(self) -> list[str]:
         """Predictors whose paired interval lies entirely below 0 (they rank the gains better
         than I, beyond the tasks' sampling error)."""
-        return [n for n, (_, _, hi) in self.versus_i.items() if hi < 0]
+        return [n for n, (_, _, hi) in self.lead_of_i.items() if hi < 0]
 
 
 def analyse_outcome(outcome: str, tasks: list[str], panels: dict[str, TaskPanel], runs: list[ArmRun],
@@ -569,8 +533,8 @@ def analyse_outcome(outcome: str, tasks: list[str], panels: dict[str, TaskPanel]
     gains, df = pooled_gains({t: gain_matrix(runs, t, outcome) for t in tasks})
     y = np.array([g.mean for g in gains])
     x = {n: np.array([panels[t].value(n) for t in tasks]) for n in PANEL}
-    corr = {n: correlation(x[n], y, n_boot, n_perm, seed) for n in PANEL}
-    versus = {n: paired_difference(x["I"], x[n], y, n_boot, seed + 7) for n in PANEL if n != "I"}
+    corr = {n: impact.rank_correlation(x[n], y, n_boot, n_perm, seed) for n in PANEL}
+    versus = {n: impact.rank_lead(x["I"], x[n], y, n_boot, seed + 7) for n in PANEL if n != "I"}
     return OutcomeAnalysis(outcome, list(tasks), gains, df, corr, versus)
 
 
@@ -831,7 +795,7 @@ def panel_rows(res: dict[str, OutcomeAnalysis], panels: list[TaskPanel], runs: l
 
     u = res["unseen"]
     return [[n, cell("unseen", n), f"{u.correlations[n].p:.3g}", cell("all", n), cell("excess", n),
-             "—" if n == "I" else interval_text(*u.versus_i[n]), f"{cost_ratio(panels, runs, n):.3g}"]
+             "—" if n == "I" else interval_text(*u.lead_of_i[n]), f"{cost_ratio(panels, runs, n):.3g}"]
             for n in panel_order(u)]
 
 
