@@ -3,6 +3,7 @@
 import pytest
 
 from vgh_lib.driver import cli, registry
+from vgh_lib.experiments import designs
 from vgh_lib.driver.registry import Theorem1Params
 from vgh_lib.harness.params import ParameterError
 
@@ -123,5 +124,5 @@ def test_confirmation_trajectories_use_the_committed_grid():
     p = registry.resolve("05_value_impact")
     cfg = p.confirmation_config(p.confirmation_seeds[0])
     assert cfg.seed == p.confirmation_seeds[0] != p.seed
-    assert cfg.steps() == [0, *registry.PILOT_CHOSEN["checkpoint_grid"]]
+    assert cfg.steps() == [0, *designs.PILOT_CHOSEN["checkpoint_grid"]]
     assert cfg.key() != p.pretrain_config().key()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -44,6 +45,12 @@ from vgh_lib.rollout import estimators as es
 @dataclass(frozen=True)
 class ActorUpdateParams(RolloutParams):
     """Parameters of ``02_actor_update_estimators`` (book/theory.md §2)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {"n_rollouts": 4_096, "horizon": 8, "n_fd_rollouts": 2_000},
+                                "default": {},
+                                "paper": {"n_rollouts": 1_000_000, "n_state": 8, "n_action": 4,
+                                          "horizon": 50, "hidden": 32, "n_fd_rollouts": 200_000}}
 
     n_rollouts: int = spec(100_000, lo=1_024, hi=2_000_000, help="largest number of rollouts N")
     group_size: int = spec(16, lo=2, hi=256, help="GRPO group size G")

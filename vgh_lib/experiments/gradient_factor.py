@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,19 @@ REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE, SIMULATION_FILE, RECORD
 @dataclass(frozen=True)
 class GradientParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``11_gradient_factor`` (the design of book/11_preregistration.md)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {"recipes": ("base", "noisy corpus", "one layer"),
+                                          "recipe_seeds": (21, 22, 23), "pretrain_steps": 150,
+                                          "n_checkpoints": 6, "n_eval": 40, "eval_samples": 8, "k": 4,
+                                          "pass1_lo": 0.0, "pass1_hi": 1.0, "max_checkpoints": 4,
+                                          "grpo_steps": 3, "grpo_prompts": 4, "grpo_seeds": (0, 1),
+                                          "signal_batches": 3, "signal_prompts": 4, "adamw_batches": 3,
+                                          "factor_prompts": 16, "coverage_k": 16, "n_perm": 19, "jobs": 1},
+                                "default": {},
+                                # the default design with more GRPO seeds and checkpoints per recipe
+                                "paper": {"grpo_seeds": tuple(range(12)), "max_checkpoints": 10,
+                                          "device": "auto"}}
 
     recipes: tuple[str, ...] = spec(RECIPES, choices=tuple(design09.RECIPES), help="the recipes (groups)")
     recipe_seeds: tuple[int, ...] = spec(CONFIRMATION_SEEDS, lo=0, hi=2**31 - 1,

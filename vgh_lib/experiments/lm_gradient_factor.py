@@ -28,6 +28,7 @@ import dataclasses
 import json
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,16 @@ def study_seeds(first: int, n: int) -> tuple[int, ...]:
 class LMGradientParams(design10.TaskSuiteParams):
     """Parameters of ``12_lm_gradient_factor``: notebook 10's design (its committed tasks, rates
     and panel) with this study's seeds and arms."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    # the smoke profile: notebook 10's tiny model, five tasks (the analysis needs four)
+    PROFILES: ClassVar[dict] = {"smoke": {**design10.SUITE_SMOKE,
+                                          "tasks": design10.SUITE_SMOKE["tasks"] + ("successor", "predecessor"),
+                                          "min_unseen": 1, "seeds": (5, 6), "control": True,
+                                          "adamw_batches": 3, "n_perm": 99},
+                                "default": {},
+                                # more GRPO seeds per task
+                                "paper": {"seeds": tuple(range(5, 21)), "device": "auto"}}
 
     seeds: tuple[int, ...] = spec(
         study_seeds(FIRST_CONFIRMATION_SEED, LM_GRADIENT_CHOSEN.get("n_grpo_seeds", 6)), lo=1, hi=2**31 - 1,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,20 @@ def lr_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
 @dataclass(frozen=True)
 class PredictorParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``09_what_predicts_rl_gain`` (the design of book/09_preregistration.md)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {"recipes": ("base", "noisy corpus", "one layer"),
+                                          "recipe_seeds": (11, 12, 13), "pretrain_steps": 150,
+                                          "n_checkpoints": 6, "n_eval": 40, "eval_samples": 8, "k": 4,
+                                          "pass1_lo": 0.0, "pass1_hi": 1.0, "max_checkpoints": 3,
+                                          "grpo_steps": 3, "grpo_prompts": 4, "grpo_seeds": (0, 1),
+                                          "short_steps": 1, "signal_batches": 3, "signal_prompts": 4,
+                                          "factor_prompts": 16, "coverage_k": 16, "n_perm": 19,
+                                          "coverage_sims": 10, "jobs": 1},
+                                "default": {},
+                                # the default design with more seeds and checkpoints per recipe
+                                "paper": {"grpo_seeds": (0, 1, 2, 3, 4, 5, 6, 7), "max_checkpoints": 10,
+                                          "device": "auto"}}
 
     recipes: tuple[str, ...] = spec(CONFIRMATION, choices=tuple(RECIPES), help="the recipes (groups)")
     recipe_seeds: tuple[int, ...] = spec(CONFIRMATION_SEEDS, lo=0, hi=2**31 - 1,

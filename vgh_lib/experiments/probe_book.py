@@ -5,6 +5,7 @@ trajectories of notebook 05, against that notebook's full-budget factors.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -12,7 +13,8 @@ from vgh_lib.common.impact import CheckpointData
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments.trajectory import ConfirmationParams
+from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.experiments.trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, ConfirmationParams
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny.jobs import run_factors
@@ -28,6 +30,16 @@ class ProbeBookParams(Workers, ConfirmationParams):
     the same cached trajectories and the reference factors are notebook 05's own; the
     ``probe_*`` parameters default to ``vgh probe``'s defaults (``ProbeConfig``).
     """
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {**SMOKE_TRAJECTORY, "confirmation_seeds": (1,),
+                                          "checkpoint_grid": (20, 40, 80, 150), "signal_batches": 3,
+                                          "signal_prompts": 4, "factor_prompts": 8, "probe_batches": 3,
+                                          "probe_prompts": 12, "probe_seeds": (0, 1), "jobs": 1},
+                                "default": {},
+                                "paper": {**PAPER_TRAJECTORY, "signal_prompts": 128,
+                                          "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
+                                                                   PILOT_CHOSEN["checkpoint_grid"])}}
 
     probe_samples: int = spec(8, lo=2, hi=1024, help="probe: completions per prompt (--samples)")
     probe_k: int = spec(4, lo=1, hi=1024, help="probe: k of pass@k (--k)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -33,6 +34,18 @@ from vgh_lib.lm.tasks import LM_TASKS
 @dataclass(frozen=True)
 class RealLMParams(OnDevice, NotebookParams):
     """Parameters of ``06_real_lm`` (book/theory.md §3 and §4b on SmolLM2-135M)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {"model_path": "tiny", "target": "greedy", "per_task": 2,
+                                          "n_prompts": 2, "value_lo": 0.0, "value_hi": 1.0,
+                                          "n_rollouts": 64, "group_size": 8, "group_sizes": (2, 4, 8),
+                                          "temperatures": (1.0,), "relax_temperatures": (0.3, 1.0),
+                                          "relax_rollouts": 32},
+                                "default": {},
+                                "paper": {"per_task": 40, "n_prompts": 12, "n_rollouts": 8192,
+                                          "group_sizes": (2, 4, 8, 16, 32, 64, 128, 256),
+                                          "temperatures": (0.25, 0.5, 1.0, 2.0),
+                                          "relax_rollouts": 4096, "relax_blocks": 8, "device": "auto"}}
 
     model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
                                            "(a tiny random llama), a .gguf file or a local causal-LM directory")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,6 +47,19 @@ from vgh_lib.lm.tasks import LM_TASKS
 class RealLMImpactParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``08_real_lm_impact`` (book/theory.md §4 across tasks in SmolLM2-135M; the
     design is pre-registered in book/08_preregistration.md)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {"model_path": "tiny", "target": "greedy",
+                                          "tasks": ("products", "sums", "differences"), "train_limit": 6,
+                                          "held_out_limit": 4, "probe_prompts": 3, "grpo_steps": 2,
+                                          "grpo_prompts": 2, "group_size": 4, "train_layers": 1,
+                                          "probe_every": 1, "seeds": (1, 2), "signal_batches": 3,
+                                          "signal_prompts": 2, "n_boot": 200, "n_perm": 200,
+                                          "pilot_steps": 2, "jobs": 1},
+                                "default": {},
+                                "paper": {"train_limit": 400, "held_out_limit": 200, "probe_prompts": 64,
+                                          "grpo_steps": 60, "train_layers": 30, "seeds": tuple(range(1, 9)),
+                                          "signal_prompts": 32, "device": "auto"}}
 
     model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
                                            "(a tiny random llama), a .gguf file or a local causal-LM directory")

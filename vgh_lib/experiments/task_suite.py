@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -76,9 +77,30 @@ REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE)
 
 
 # ---------------------------------------------------------------------------- parameters
+# Notebook 10's smoke profile: the tiny model on three tasks, a few prompts and steps. Notebook 12
+# runs the same design with two more tasks (its analysis needs four) and its own seeds.
+SUITE_SMOKE = {"model_path": "tiny", "target": "greedy",
+               "tasks": ("add two-digit", "first letter", "capitals"),
+               "screen_prompts": 3, "screen_lo": 0.0, "screen_hi": 1.0,
+               "min_tasks": 3, "train_limit": 4, "unseen_limit": 3,
+               "seen_limit": 1, "min_unseen": 2, "probe_prompts": 2,
+               "grpo_steps": 2, "grpo_prompts": 2, "group_size": 4,
+               "train_layers": 1, "probe_every": 1, "short_steps": 1,
+               "signal_batches": 3, "signal_prompts": 2, "coverage_k": 16,
+               "n_boot": 200, "n_perm": 200, "coverage_sims": 10, "jobs": 1}
+
+
 @dataclass(frozen=True)
 class TaskSuiteParams(Workers, OnDevice, NotebookParams):
     """Parameters of ``10_real_lm_task_suite`` (the design of book/10_preregistration.md)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": SUITE_SMOKE,
+                                "default": {},
+                                # more seeds and prompts; LoRA or all blocks would need a GPU
+                                "paper": {"seeds": (1, 2, 3, 4, 5, 6, 7, 8), "train_limit": 256,
+                                          "unseen_limit": 200, "seen_limit": 200, "grpo_steps": 60,
+                                          "signal_prompts": 32, "device": "auto"}}
 
     model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
                                            "(a tiny random llama), a .gguf file or a local causal-LM directory")

@@ -21,6 +21,7 @@ Each identity is judged against the run's own Monte Carlo error: the z-score
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -47,6 +48,12 @@ class RolloutParams(NotebookParams):
 @dataclass(frozen=True)
 class Theorem1Params(RolloutParams):
     """Parameters of ``01_costates_are_value_gradients`` (book/theory.md §1)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {"n_rollouts": 4_000, "horizon": 10},
+                                "default": {},
+                                "paper": {"n_rollouts": 2_000_000, "n_state": 8, "n_action": 4,
+                                          "horizon": 50}}
 
     n_rollouts: int = spec(500_000, lo=1_000, hi=5_000_000, help="largest number of rollouts N")
 

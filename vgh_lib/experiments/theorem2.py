@@ -15,6 +15,7 @@ is at most ``MAX_SE``. The costate error is ``1 − ρ``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ import torch
 from vgh_lib.common import stats
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments.trajectory import TrajectoryParams
+from vgh_lib.experiments.trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, TrajectoryParams
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import costates as cs
@@ -33,6 +34,16 @@ from vgh_lib.tiny.models import load_local
 @dataclass(frozen=True)
 class TransformerCostateParams(Workers, TrajectoryParams):
     """Parameters of ``04_transformer_costates`` (book/theory.md §3, Theorem 2)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {**SMOKE_TRAJECTORY, "n_prompts": 2, "n_rollouts": 16,
+                                          "temperatures": (0.5, 1.0), "relax_temperatures": (0.3,),
+                                          "identity_rollouts": 64, "fidelity_rollouts": 128,
+                                          "share_prompts": 8, "jobs": 1},
+                                "default": {},
+                                "paper": {**PAPER_TRAJECTORY, "n_prompts": 8, "n_rollouts": 4000,
+                                          "temperatures": (0.25, 0.5, 1.0, 2.0, 3.0),
+                                          "relax_temperatures": (0.1, 0.3, 1.0), "identity_rollouts": 20_000}}
 
     n_prompts: int = spec(4, lo=1, hi=64, help="held-out prompts per cell")
     n_rollouts: int = spec(2000, lo=4, hi=100_000, help="rollouts per prompt and cell")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,6 +24,14 @@ from vgh_lib.tiny import grpo
 from vgh_lib.tiny.jobs import FactorJob
 from vgh_lib.tiny.models import load_local
 from vgh_lib.tiny.pretrain import PretrainConfig, pretrain
+
+
+# The trajectory parameters of the smoke and paper profiles, shared by notebooks 03, 04, 05 and 07
+# so that they reuse one cached trajectory per profile.
+SMOKE_TRAJECTORY = {"pretrain_steps": 150, "n_checkpoints": 4, "n_eval": 40, "eval_samples": 8,
+                    "k": 4}
+PAPER_TRAJECTORY = {"n_digits": 3, "n_layer": 4, "n_embd": 128, "pretrain_steps": 20_000,
+                    "n_checkpoints": 16, "n_eval": 500, "eval_samples": 32, "device": "auto"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,12 @@ class TrajectoryParams(OnDevice, NotebookParams):
 @dataclass(frozen=True)
 class PretrainGRPOParams(TrajectoryParams):
     """Parameters of ``03_pretraining_trajectory`` (book/theory.md §3–§4 groundwork)."""
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 5, "grpo_prompts": 8,
+                                          "grpo_seeds": (0, 1)},
+                                "default": {},
+                                "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32}}
 
     grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
     grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")

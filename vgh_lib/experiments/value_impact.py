@@ -11,6 +11,7 @@ cluster runs unchanged; the inference is :func:`vgh_lib.common.impact.analyse`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from vgh_lib.common.impact import (
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
-from vgh_lib.experiments.trajectory import ConfirmationParams
+from vgh_lib.experiments.trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, ConfirmationParams
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import grpo
@@ -44,6 +45,19 @@ class ValueImpactParams(Workers, ConfirmationParams):
     ``seed`` is the *pilot* trajectory (the design was chosen on it); the confirmation runs on
     the trajectories ``confirmation_seeds`` with checkpoints at ``checkpoint_grid``.
     """
+
+    # the run profiles: their overrides of the defaults below (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 3, "grpo_prompts": 4,
+                                          "checkpoint_grid": (20, 40, 80, 150),
+                                          "seeds": (0, 1), "signal_batches": 3, "signal_prompts": 4,
+                                          "factor_prompts": 8, "n_boot": 50, "n_perm": 100,
+                                          "pilot": False, "jobs": 1},
+                                "default": {},
+                                # the default design, its grid scaled to the longer trajectory
+                                "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32,
+                                          "seeds": (0, 1, 2, 3, 4, 5, 6, 7), "signal_prompts": 128,
+                                          "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
+                                                                   PILOT_CHOSEN["checkpoint_grid"])}}
 
     grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
     grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from vgh_lib.errors import ParameterError
 
@@ -98,6 +98,9 @@ class NotebookParams:
     Types allowed: ``int``, ``float``, ``bool``, ``str``, ``tuple[float, ...]``
     and ``tuple[int, ...]`` (lists are accepted and stored as tuples).
     """
+
+    # each study's run profiles: overrides of its defaults by profile name (the defaults are `default`)
+    PROFILES: ClassVar[dict] = {}
 
     seed: int = spec(0, lo=0, hi=2**31 - 1,
                      help="seeds every random draw of the run")
