@@ -132,13 +132,9 @@ document.addEventListener("DOMContentLoaded", function () {
 
 
 def _write_js(app) -> None:
-    from pathlib import Path
+    from vgh_lib.driver.sphinx_launch import write_static
 
-    if app.builder.format != "html":
-        return
-    static = Path(app.outdir) / "_static"
-    static.mkdir(parents=True, exist_ok=True)
-    (static / JS_NAME).write_text(JS)
+    write_static(app, JS_NAME, JS)
 
 
 def setup(app):

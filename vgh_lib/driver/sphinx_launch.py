@@ -158,12 +158,17 @@ details.vgh-params table { width: auto; font-size: 0.9em; margin-top: 0.4em; }
 """
 
 
-def _write_css(app) -> None:
+def write_static(app, name: str, text: str) -> None:
+    """Write ``text`` to ``_static/name`` of an HTML build (the book's own CSS and scripts)."""
     if app.builder.format != "html":
         return
     static = Path(app.outdir) / "_static"
     static.mkdir(parents=True, exist_ok=True)
-    (static / CSS_NAME).write_text(CSS)
+    (static / name).write_text(text)
+
+
+def _write_css(app) -> None:
+    write_static(app, CSS_NAME, CSS)
 
 
 GLUE_PREFIX = "application/papermill.record/"

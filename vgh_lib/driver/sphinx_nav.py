@@ -20,8 +20,6 @@ left alone. tests/test_browser.py taps ☰ at 390 px and clicks it at 1,400 px i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 JS_NAME = "vgh-nav.js"
 JS = """/* vgh_lib.driver.sphinx_nav: every sidebar toggle works, not only the first (hidden) one.
  * pydata-sphinx-theme and sphinx-book-theme bind document.querySelector('.primary-toggle')
@@ -54,11 +52,9 @@ JS = """/* vgh_lib.driver.sphinx_nav: every sidebar toggle works, not only the f
 
 
 def _write_js(app) -> None:
-    if app.builder.format != "html":
-        return
-    static = Path(app.outdir) / "_static"
-    static.mkdir(parents=True, exist_ok=True)
-    (static / JS_NAME).write_text(JS)
+    from vgh_lib.driver.sphinx_launch import write_static
+
+    write_static(app, JS_NAME, JS)
 
 
 def setup(app):
