@@ -14,6 +14,16 @@ from vgh_lib.experiments import task_suite as T  # noqa: E402
 from vgh_lib.lm import suite  # noqa: E402
 
 
+
+@pytest.fixture(autouse=True)
+def book_theme():
+    """The book's theme, as every notebook sets it (the sizes are checked under it); the other
+    test modules keep matplotlib's defaults."""
+    with matplotlib.rc_context():
+        plots.set_theme()
+        yield
+
+
 def _iv(value, lo, hi):
     return prediction.Interval(value, 0.1, lo, hi, 5)
 
@@ -148,3 +158,70 @@ def test_09_run_rows_and_verdicts():
     row = P.run_row("run", SimpleNamespace(gain=np.zeros(36)), res, "v")
     assert row == ["run", "36", "+0.010 [-0.020, +0.040]", "0.3", "v", "5 of 8, p = 0.36", "H"]
     assert len(row) == len(P.RUNS_HEADER)
+
+
+# ------------------------------------ the other studies' figures, on small synthetic results
+def _curve(rng, n=5):
+    return list(range(0, 5 * n, 5)), list(0.3 + np.cumsum(rng.normal(0.0, 0.02, n)))
+
+
+def test_08_figures_on_synthetic_results():
+    from types import SimpleNamespace
+
+    from vgh_lib.experiments import real_lm_impact as R
+
+    rng = np.random.default_rng(1)
+    params = R.RealLMImpactParams()
+    runs = [SimpleNamespace(task=t, lr=lr, probe_steps=_curve(rng)[0], probe_value=_curve(rng)[1])
+            for t in params.tasks for lr in R.PILOT["lrs"]]
+    names = list(params.tasks[:3])
+    n = len(params.tasks)
+    pred = {"I": np.exp(rng.normal(-3, 1, n)), "pass@1": rng.uniform(0, 1, n)}
+    gain = rng.normal(0.05, 0.03, n)
+    res = SimpleNamespace(gain=[gain], gain_ci=[np.stack([gain - 0.02, gain + 0.02], axis=1)],
+                          spearman={"I": [0.4], "1 − pass@1": [0.2]}, p_value=0.1,
+                          pooled={"I": 0.4, "S": 0.2, "H": 0.1}, pooled_ci={k: (-0.2, 0.8) for k in "ISH"})
+    factors = [SimpleNamespace(task=t) for t in params.tasks]
+    for fig in (R.figure_pilot(names, runs, R.PILOT["lrs"][1], {t: 0.5 for t in names}, params),
+                R.figure_impact(pred, factors, res, params), R.figure_predictors(res, params),
+                R.figure_health(runs, params)):
+        assert _laid_out(fig) == []
+
+
+def test_09_pairs_and_10_arms_and_pilot_figures():
+    import json
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(2)
+    table = SimpleNamespace(x={"I": np.exp(rng.normal(-3, 1, 12))}, gain=rng.normal(0.05, 0.03, 12))
+    pairs = SimpleNamespace(pairs=[(0, 1), (2, 3), (4, 5)], agree=2, n=3, p=0.5)
+    assert _laid_out(P.figure_pairs(table, pairs)) == []
+    tasks = list(suite.SUITE_TASKS[:24])
+    gains = {t: T.TaskGain(t, m, 0.02, m - 0.04, m + 0.04) for t, m in zip(tasks, rng.normal(0.05, 0.05, 24))}
+    control = {t: T.TaskGain(t, 0.01, 0.02, -0.03, 0.05) for t in tasks}
+    assert _laid_out(T.figure_arms(tasks, {"unseen": gains}, control)) == []
+    assert _laid_out(T.figure_pilot(json.loads(T.PILOT_FILE.read_text()))) == []   # the committed pilot
+
+
+def test_03_and_07_figures_on_synthetic_results():
+    from types import SimpleNamespace
+
+    from vgh_lib.experiments import probe_book, trajectory
+
+    rng = np.random.default_rng(3)
+    params = trajectory.PretrainGRPOParams()
+    metrics = ("loss", "greedy_accuracy", "pass1", "passk", "headroom")
+    cps = [SimpleNamespace(step=s, metrics={m: float(rng.uniform(0.1, 0.9)) for m in metrics})
+           for s in (0, 10, 100, 1000)]
+    assert _laid_out(trajectory.figure_trajectory(cps, params)) == []
+    runs = [SimpleNamespace(history=SimpleNamespace(probe_steps=_curve(rng)[0], probe_value=_curve(rng)[1]),
+                            after=rng.uniform(0, 1, 20), before=rng.uniform(0, 1, 20)) for _ in params.grpo_seeds]
+    mid = trajectory.MidGain(step=100, runs=runs, gains=np.zeros((len(runs), 20)), gain=0.05, gain_ci=(0.01, 0.09))
+    assert _laid_out(trajectory.figure_grpo(mid, params)) == []
+
+    pb = probe_book.ProbeBookParams()
+    steps = {s: [20, 40, 80, 150, 300] for s in pb.confirmation_seeds}
+    reference = {(s, st): {"I": float(rng.uniform())} for s in steps for st in steps[s]}
+    probe_vals = {(s, ps, "I"): list(rng.uniform(size=5)) for s in steps for ps in pb.probe_seeds}
+    spear = {"I": rng.uniform(-1, 1, (len(steps), len(pb.probe_seeds)))}
+    assert _laid_out(probe_book.figure_ranking(pb, steps, reference, probe_vals, spear)) == []

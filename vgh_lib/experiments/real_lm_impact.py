@@ -478,9 +478,10 @@ def figure_predictors(res, params):
     names = list(res.pooled)
     plots.intervals(ax, names, [res.pooled[n] for n in names], [res.pooled_ci[n][0] for n in names],
                     [res.pooled_ci[n][1] for n in names], reference=0.0)
-    ax.axvline(0.6, color="0.6", lw=0.8, ls=":")
+    ax.axvline(SPEARMAN_MIN, color="0.6", lw=0.8, ls=":")
     ax.set_xlabel("Spearman with the gain across tasks (95 % CI)")
-    fig.suptitle(f"08_real_lm_impact, profile {params.profile}; dotted: the claim's threshold 0.6", fontsize=9)
+    fig.suptitle(f"08_real_lm_impact, profile {params.profile}; dotted: the claim's threshold "
+                 f"{SPEARMAN_MIN:g}", fontsize=9)
     return fig
 
 
