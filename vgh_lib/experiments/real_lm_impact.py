@@ -36,7 +36,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
-from vgh_lib.lm.cache import model_for, prefix_for  # noqa: F401 (notebook 08 reads them here)
+from vgh_lib.lm.cache import model_for, prefix_for
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
 from vgh_lib.lm import tasks as lm_tasks

@@ -33,8 +33,7 @@ from vgh_lib.experiments.trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, C
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import grpo
-# the jobs live in tiny/ (notebooks 07, 09 and 11 run them too); notebook 05 reads them here
-from vgh_lib.tiny.jobs import Factors, GainJob, GainRun, run_factors, run_gain  # noqa: F401
+from vgh_lib.tiny.jobs import Factors, GainJob, GainRun, run_factors, run_gain  # shared with 07, 09, 11
 from vgh_lib.tiny.pretrain import PretrainConfig
 
 
@@ -465,10 +464,10 @@ def figure_predictors(results, params):
         names = list(res.pooled)
         plots.intervals(ax, names, [res.pooled[n] for n in names], [res.pooled_ci[n][0] for n in names],
                         [res.pooled_ci[n][1] for n in names], reference=0.0)
-        ax.axvline(0.6, color="0.6", lw=0.8, ls=":")
+        ax.axvline(SPEARMAN_MIN, color="0.6", lw=0.8, ls=":")
         ax.set_title(opt, fontsize=9)
         ax.set_xlabel("pooled Spearman with the gain (95 % CI)")
-    fig.suptitle(f"05_value_impact, profile {params.profile}; dotted: the claim's threshold 0.6", fontsize=9)
+    fig.suptitle(f"05_value_impact, profile {params.profile}; dotted: the claim's threshold {SPEARMAN_MIN:g}", fontsize=9)
     return fig
 
 

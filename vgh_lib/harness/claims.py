@@ -117,14 +117,6 @@ class ClaimSpec:
         if not self.fails_if:
             raise ValueError(f"claim {self.id!r}: say what result would fail it (fails_if)")
 
-    def passes(self, value: float | None, ci: Sequence[float] | None = None) -> bool:
-        """Whether ``value`` (and, with ``require_ci``, the whole interval) satisfies the claim."""
-        threshold = list(self.threshold) if self.op == "in" else self.threshold
-        ok = evaluate(None if value is None else float(value), self.op, threshold)
-        if self.require_ci:
-            ok = ok and ci is not None and all(evaluate(float(e), self.op, threshold) for e in ci)
-        return ok
-
 
 @dataclass(frozen=True)
 class Measured:

@@ -1,6 +1,7 @@
 """Notebook parameters: frozen dataclasses that validate before anything runs.
 
-Every notebook has one parameter class here (see :mod:`vgh_lib.driver.registry`). The
+Every notebook has one parameter class, a subclass of :class:`NotebookParams` in its experiment
+module, with its run profiles (``PROFILES``) beside its fields. The
 notebook's ``parameters`` cell holds the same names as literals, with the
 dataclass defaults as values; the next cell rebuilds the dataclass from them, so
 plain ``papermill -p`` runs are validated too. ``vgh run`` validates the same
