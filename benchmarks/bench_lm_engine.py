@@ -1,6 +1,6 @@
 """One GRPO run of notebook 10's default design, by the per-prompt path and by the batched engine.
 
-The run is what ``vgh_lib.experiments.task_suite.run_arm`` does for the GRPO arm: exact values of
+The run is what ``vgh_lib.experiments.real_lm_task_suite.run_arm`` does for the GRPO arm: exact values of
 the held-out prompts before and after, and 20 AdamW steps of the top 2 blocks of SmolLM2-135M
 (8 prompts × 8 samples a step, FrozenPrefix, an exact probe value every 5 steps), on one thread.
 Three engines run it in the same process, on the same task, learning rate and seed:
@@ -30,7 +30,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import torch
 
-from vgh_lib.experiments import task_suite as ts
+from vgh_lib.experiments import real_lm_task_suite as ts
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
 from vgh_lib.lm import loading as real_lm

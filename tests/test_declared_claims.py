@@ -124,12 +124,12 @@ def test_every_study_figure_draws_and_reads(small_runs):
 
 
 def test_trajectory_claims_fail_exactly_where_declared():
-    from vgh_lib.experiments import trajectory
+    from vgh_lib.experiments import pretraining_trajectory
 
     def passed(diff, gain, ci):
         claims = ClaimSet("nb", "default", {})
         mid = SimpleNamespace(gain=gain, gain_ci=ci, runs=[1, 2, 3])
-        claims.add_declared(trajectory.CLAIMS, trajectory.claim_values(diff, mid))
+        claims.add_declared(pretraining_trajectory.CLAIMS, pretraining_trajectory.claim_values(diff, mid))
         return {c.id for c in claims.claims if not c.passed}, claims.claims[1].statement
 
     assert passed(0.0, 0.05, (0.01, 0.09)) == (set(), passed(0.0, 0.05, (0.01, 0.09))[1])
@@ -148,14 +148,14 @@ def test_trajectory_claims_fail_exactly_where_declared():
     ({"last": 0.4}, {"thm2.attention.last_share"}),
 ])
 def test_theorem2_claims_fail_exactly_where_declared(change, failed):
-    from vgh_lib.experiments import theorem2
+    from vgh_lib.experiments import transformer_costates
 
     v = {"z": 1.0, "cov_hi": 0.95, "ratio": 1.5, "misses": 1, "last": 0.7, **change}
     fid = [SimpleNamespace(z=[5.0 if i < v["misses"] else 0.1]) for i in range(20)]
     identity = SimpleNamespace(z=v["z"])
     rb = SimpleNamespace(coverage_ci=(0.5, v["cov_hi"]), median_ratio=v["ratio"])
     claims = ClaimSet("nb", "default", {})
-    claims.add_declared(theorem2.CLAIMS, theorem2.claim_values(identity, rb, fid, v["last"]))
+    claims.add_declared(transformer_costates.CLAIMS, transformer_costates.claim_values(identity, rb, fid, v["last"]))
     assert {c.id for c in claims.claims if not c.passed} == failed
 
 
@@ -194,11 +194,11 @@ def test_real_lm_claims_fail_exactly_where_declared(change, failed, monkeypatch)
     assert _failed(real_lm.claims(6, 8), real_lm.claim_values(**values)) == failed
 
 
-def test_probe_book_and_real_lm_impact_claims():
-    from vgh_lib.experiments import probe_book, real_lm_impact
+def test_probe_and_real_lm_impact_claims():
+    from vgh_lib.experiments import probe, real_lm_impact
 
-    assert _failed(probe_book.CLAIMS, probe_book.claim_values({"I": np.array([[0.8, np.nan, 0.7]])})) == set()
-    assert _failed(probe_book.CLAIMS, probe_book.claim_values({"I": np.array([[0.8, 0.5]])})) == {
+    assert _failed(probe.CLAIMS, probe.claim_values({"I": np.array([[0.8, np.nan, 0.7]])})) == set()
+    assert _failed(probe.CLAIMS, probe.claim_values({"I": np.array([[0.8, 0.5]])})) == {
         "s7.probe_ranks_like_reference"}                           # mean 0.65 < 0.7
     res = SimpleNamespace(pooled={"I": 0.7}, pooled_ci={"I": (0.3, 0.9)}, p_value=0.01)
     assert _failed(real_lm_impact.CLAIMS, real_lm_impact.claim_values(res, [], (0.05, 0.01, 0.09))) == set()
@@ -229,8 +229,8 @@ def test_value_impact_declares_one_claim_per_arm_trajectory_and_mid_checkpoint()
 def test_registered_studies_declare_their_claims_with_the_registered_alpha():
     from vgh_lib.experiments import gradient_factor as GF
     from vgh_lib.experiments import lm_gradient_factor as LG
-    from vgh_lib.experiments import predictors as P
-    from vgh_lib.experiments import task_suite as T
+    from vgh_lib.experiments import what_predicts_rl_gain as P
+    from vgh_lib.experiments import real_lm_task_suite as T
     from vgh_lib.harness.verdicts import Test
 
     assert {c.threshold for c in (*P.CLAIMS[1:3], *T.CLAIMS[:3], *GF.CLAIMS, LG.PRIMARY_CLAIM)} == {0.05}
@@ -260,7 +260,7 @@ def test_registered_studies_declare_their_claims_with_the_registered_alpha():
 
 
 def test_task_suite_claims():
-    from vgh_lib.experiments import task_suite as T
+    from vgh_lib.experiments import real_lm_task_suite as T
 
     def outcome(p, rho, n, beaten=()):
         a = SimpleNamespace(correlations={"I": SimpleNamespace(p=p, value=rho)}, tasks=list(range(n)))

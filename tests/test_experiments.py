@@ -11,8 +11,8 @@ import torch
 
 from vgh_lib.common import impact, parallel, stats
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments import probe_book, real_lm_impact, trajectory, value_impact
-from vgh_lib.experiments.probe_book import ProbeBookParams
+from vgh_lib.experiments import probe, real_lm_impact, pretraining_trajectory, value_impact
+from vgh_lib.experiments.probe import ProbeBookParams
 from vgh_lib.experiments.theorem1 import Theorem1Params
 from vgh_lib.experiments.value_impact import Factors, GainRun, ValueImpactParams
 from vgh_lib.tiny import grpo, jobs, sampling
@@ -114,20 +114,20 @@ def test_run_factors_is_the_signal_gram_and_an_evaluation(tiny_checkpoint):
 
 
 def test_a_saved_checkpoint_reloads_with_the_same_logits(tiny_checkpoint):
-    assert trajectory.reload_difference(tiny_checkpoint, "1+2=") == 0.0
+    assert pretraining_trajectory.reload_difference(tiny_checkpoint, "1+2=") == 0.0
 
 
 def test_mid_gain_summaries():
     hist = SimpleNamespace(largest_drop=lambda: 0.02)
     runs = [SimpleNamespace(before=np.array([0.2, 0.4]), after=np.array(a), history=hist)
             for a in ([0.3, 0.5], [0.5, 0.7])]
-    mid = trajectory.MidGain(10, runs, np.zeros((2, 2)), 0.15, (0.1, 0.2))
+    mid = pretraining_trajectory.MidGain(10, runs, np.zeros((2, 2)), 0.15, (0.1, 0.2))
     assert mid.pass1_before == pytest.approx(0.3)
     assert mid.pass1_after == pytest.approx(0.5)  # the mean over seeds of each seed's pass@1
     assert mid.largest_drop == 0.02
 
 
-def test_probe_book_rankings_against_a_loop():
+def test_probe_study_rankings_against_a_loop():
     p = ProbeBookParams(confirmation_seeds=(1,), probe_seeds=(0, 1))
     steps = {1: [10, 20, 30]}
     ref = {(1, 10): {"I": 1.0, "S": 3.0, "H": 0.1}, (1, 20): {"I": 3.0, "S": 2.0, "H": 0.2},
@@ -136,13 +136,13 @@ def test_probe_book_rankings_against_a_loop():
         return SimpleNamespace(step=step, values={"I": i, "S": -i, "H": i})
     probes = {(1, 0): [res(30, 2.5), res(10, 0.5), res(20, 3.5)],   # out of order on purpose
               (1, 1): [res(10, 3.0), res(20, 2.0), res(30, 1.0)]}
-    vals = probe_book.probe_values(probes, steps)
+    vals = probe.probe_values(probes, steps)
     np.testing.assert_array_equal(vals[(1, 0, "I")], [0.5, 3.5, 2.5])
-    spear = probe_book.rank_agreement(p, vals, ref, steps)
+    spear = probe.rank_agreement(p, vals, ref, steps)
     assert spear["I"].shape == (1, 2)
     assert spear["I"][0, 0] == pytest.approx(1.0) and spear["I"][0, 1] == pytest.approx(-0.5)
     assert spear["S"][0, 0] == pytest.approx(stats.spearman([-0.5, -3.5, -2.5], [3.0, 2.0, 1.0]))
-    top_ref, top_probe, agree = probe_book.top_agreement(p, vals, ref, steps)
+    top_ref, top_probe, agree = probe.top_agreement(p, vals, ref, steps)
     assert top_ref == {1: 20} and top_probe == {1: [20, 10]} and agree == 0.5
 
 
@@ -181,7 +181,7 @@ def test_panel_job_measures_every_predictor_from_its_own_data(tiny_checkpoint):
     log-probabilities (whose exponentials are tiny.sampling.exact_values), the NLL is that of
     the held-out prompts, the short run's predictor is its probe rise, log step is log(step)."""
     from vgh_lib.common import panel
-    from vgh_lib.experiments import predictors as P
+    from vgh_lib.experiments import what_predicts_rl_gain as P
     from vgh_lib.tiny import sampling
     from vgh_lib.tiny.models import load_local
 
@@ -215,7 +215,7 @@ def test_every_committed_design_choice_has_its_rule_in_words():
 
 
 def test_probe_drop_phrase_writes_no_drop_in_words():
-    from vgh_lib.experiments.trajectory import probe_drop_phrase
+    from vgh_lib.experiments.pretraining_trajectory import probe_drop_phrase
 
     assert probe_drop_phrase(0.0) == "never fell below its start"
     assert probe_drop_phrase(-0.01) == "never fell below its start"

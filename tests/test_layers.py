@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from vgh_lib.driver import runner
+from vgh_lib.driver import registry, runner
 from vgh_lib.paths import PACKAGE_DIR, REPO_ROOT
 
 # What each layer may import besides itself (the subpackage docstrings say the same).
@@ -36,13 +37,13 @@ NOTEBOOK_LAYERS = {"experiments", "harness", "common.plots", "__init__"}
 # that one is the single home of something several studies share; each allowance says why.
 SHARED_EXPERIMENTS = {
     "designs": "the committed designs of every pre-registered study",
-    "trajectory": "notebook 03's pretraining trajectories and notebook 05's confirmation "
-                  "trajectories: the checkpoints that notebooks 04, 05, 07 and 09 study",
+    "pretraining_trajectory": "notebook 03's pretraining trajectories and notebook 05's confirmation "
+                              "trajectories: the checkpoints that notebooks 04, 05, 07 and 09 study",
 }
 PARENT_DESIGN = {  # a follow-up study that reruns its parent's design unchanged
     "actor_update": ("theorem1", "02 differentiates 01's rollout systems (RolloutParams)"),
-    "gradient_factor": ("predictors", "11 reruns 09's recipes, pilot checkpoints and GRPO runs"),
-    "lm_gradient_factor": ("task_suite", "12 reruns 10's task suite, prompts and GRPO arm"),
+    "gradient_factor": ("what_predicts_rl_gain", "11 reruns 09's recipes, pilot checkpoints and GRPO runs"),
+    "lm_gradient_factor": ("real_lm_task_suite", "12 reruns 10's task suite, prompts and GRPO arm"),
 }
 
 
@@ -149,13 +150,13 @@ def test_experiment_modules_import_only_the_shared_ones_and_their_parent_design(
 
 
 def test_the_sideways_rule_can_fail():
-    graph = {"vgh_lib.experiments.task_suite": {"vgh_lib.experiments.real_lm_impact",
+    graph = {"vgh_lib.experiments.real_lm_task_suite": {"vgh_lib.experiments.real_lm_impact",
                                                  "vgh_lib.experiments.designs"},
-             "vgh_lib.experiments.gradient_factor": {"vgh_lib.experiments.predictors"},
-             "vgh_lib.experiments.predictors": {"vgh_lib.experiments.gradient_factor"}}
+             "vgh_lib.experiments.gradient_factor": {"vgh_lib.experiments.what_predicts_rl_gain"},
+             "vgh_lib.experiments.what_predicts_rl_gain": {"vgh_lib.experiments.gradient_factor"}}
     assert sideways_imports(graph) == [
-        "vgh_lib.experiments.task_suite imports vgh_lib.experiments.real_lm_impact",
-        "vgh_lib.experiments.predictors imports vgh_lib.experiments.gradient_factor"]
+        "vgh_lib.experiments.real_lm_task_suite imports vgh_lib.experiments.real_lm_impact",
+        "vgh_lib.experiments.what_predicts_rl_gain imports vgh_lib.experiments.gradient_factor"]
 
 
 def test_the_layer_rules_can_fail():
@@ -196,3 +197,25 @@ def test_fingerprint_changes_with_a_module_notebooks_use_and_not_with_the_driver
     glue = pkg / "harness" / "glue.py"          # report helpers that notebooks glue with
     glue.write_text(glue.read_text() + "\n# edited\n")
     assert runner.code_fingerprint() != base
+
+
+def _chapter_stems(number: str) -> set[str]:
+    """The chapter pages of notebook ``number`` in the table of contents, without the number."""
+    toc = (REPO_ROOT / "_toc.yml").read_text()
+    files = re.findall(r"file: book/([\w/]+)", toc)
+    stems = set()
+    for i, f in enumerate(files):
+        if f.startswith("executed/") and f.split("/", 1)[1].startswith(number + "_"):
+            chapter = files[i - 1] if not files[i - 1].endswith("_preregistration") else files[i - 2]
+            stems.add(chapter.split("_", 1)[1] if chapter[:2].isdigit() else chapter)
+    return stems
+
+
+@pytest.mark.parametrize("name", sorted(registry.NOTEBOOKS))
+def test_each_study_module_is_named_after_its_notebook_or_chapter(name):
+    """A newcomer finds the code of a chapter from its name, and the other way round: the module
+    that holds notebook NN_subject's parameters is ``experiments/subject.py``, or named after the
+    chapter page that includes the notebook."""
+    module = registry.NOTEBOOKS[name].params.__module__.rsplit(".", 1)[1]
+    names = {name.split("_", 1)[1]} | _chapter_stems(registry.number(name))
+    assert module in names, f"{name}'s study lives in experiments/{module}.py; name it one of {sorted(names)}"

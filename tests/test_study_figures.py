@@ -9,8 +9,8 @@ import pytest
 matplotlib.use("Agg")
 
 from vgh_lib.common import impact, plots, prediction  # noqa: E402
-from vgh_lib.experiments import predictors as P  # noqa: E402
-from vgh_lib.experiments import task_suite as T  # noqa: E402
+from vgh_lib.experiments import what_predicts_rl_gain as P  # noqa: E402
+from vgh_lib.experiments import real_lm_task_suite as T  # noqa: E402
 from vgh_lib.lm import suite  # noqa: E402
 
 
@@ -206,22 +206,22 @@ def test_09_pairs_and_10_arms_and_pilot_figures():
 def test_03_and_07_figures_on_synthetic_results():
     from types import SimpleNamespace
 
-    from vgh_lib.experiments import probe_book, trajectory
+    from vgh_lib.experiments import probe, pretraining_trajectory
 
     rng = np.random.default_rng(3)
-    params = trajectory.PretrainGRPOParams()
+    params = pretraining_trajectory.PretrainGRPOParams()
     metrics = ("loss", "greedy_accuracy", "pass1", "passk", "headroom")
     cps = [SimpleNamespace(step=s, metrics={m: float(rng.uniform(0.1, 0.9)) for m in metrics})
            for s in (0, 10, 100, 1000)]
-    assert _laid_out(trajectory.figure_trajectory(cps, params)) == []
+    assert _laid_out(pretraining_trajectory.figure_trajectory(cps, params)) == []
     runs = [SimpleNamespace(history=SimpleNamespace(probe_steps=_curve(rng)[0], probe_value=_curve(rng)[1]),
                             after=rng.uniform(0, 1, 20), before=rng.uniform(0, 1, 20)) for _ in params.grpo_seeds]
-    mid = trajectory.MidGain(step=100, runs=runs, gains=np.zeros((len(runs), 20)), gain=0.05, gain_ci=(0.01, 0.09))
-    assert _laid_out(trajectory.figure_grpo(mid, params)) == []
+    mid = pretraining_trajectory.MidGain(step=100, runs=runs, gains=np.zeros((len(runs), 20)), gain=0.05, gain_ci=(0.01, 0.09))
+    assert _laid_out(pretraining_trajectory.figure_grpo(mid, params)) == []
 
-    pb = probe_book.ProbeBookParams()
+    pb = probe.ProbeBookParams()
     steps = {s: [20, 40, 80, 150, 300] for s in pb.confirmation_seeds}
     reference = {(s, st): {"I": float(rng.uniform())} for s in steps for st in steps[s]}
     probe_vals = {(s, ps, "I"): list(rng.uniform(size=5)) for s in steps for ps in pb.probe_seeds}
     spear = {"I": rng.uniform(-1, 1, (len(steps), len(pb.probe_seeds)))}
-    assert _laid_out(probe_book.figure_ranking(pb, steps, reference, probe_vals, spear)) == []
+    assert _laid_out(probe.figure_ranking(pb, steps, reference, probe_vals, spear)) == []

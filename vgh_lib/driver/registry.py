@@ -16,14 +16,14 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.actor_update import ActorUpdateParams
 from vgh_lib.experiments.gradient_factor import GradientParams
 from vgh_lib.experiments.lm_gradient_factor import LMGradientParams
-from vgh_lib.experiments.predictors import PredictorParams
-from vgh_lib.experiments.probe_book import ProbeBookParams
+from vgh_lib.experiments.what_predicts_rl_gain import PredictorParams
+from vgh_lib.experiments.probe import ProbeBookParams
 from vgh_lib.experiments.real_lm import RealLMParams
 from vgh_lib.experiments.real_lm_impact import RealLMImpactParams
-from vgh_lib.experiments.task_suite import TaskSuiteParams
+from vgh_lib.experiments.real_lm_task_suite import TaskSuiteParams
 from vgh_lib.experiments.theorem1 import Theorem1Params
-from vgh_lib.experiments.theorem2 import TransformerCostateParams
-from vgh_lib.experiments.trajectory import PretrainGRPOParams
+from vgh_lib.experiments.transformer_costates import TransformerCostateParams
+from vgh_lib.experiments.pretraining_trajectory import PretrainGRPOParams
 from vgh_lib.experiments.value_impact import ValueImpactParams
 from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams
 

@@ -37,7 +37,7 @@ from vgh_lib.common import panel, prediction
 from vgh_lib.common.exact_signal import adamw_signal, exact_signal, expected_update
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments import predictors as design09
+from vgh_lib.experiments import what_predicts_rl_gain as design09
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec

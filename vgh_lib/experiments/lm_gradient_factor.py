@@ -38,7 +38,7 @@ from vgh_lib.common import prediction, stats
 from vgh_lib.common.exact_signal import adamw_signal
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments import task_suite as design10
+from vgh_lib.experiments import real_lm_task_suite as design10
 from vgh_lib.experiments.designs import LM_GRADIENT_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import spec

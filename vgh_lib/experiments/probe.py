@@ -14,7 +14,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
-from vgh_lib.experiments.trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, ConfirmationParams
+from vgh_lib.experiments.pretraining_trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, ConfirmationParams
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny.jobs import run_factors

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from vgh_lib.common import stats
-from vgh_lib.experiments import theorem2
-from vgh_lib.experiments.theorem2 import Cell
+from vgh_lib.experiments import transformer_costates
+from vgh_lib.experiments.transformer_costates import Cell
 from vgh_lib.tiny import costates as cs
 from vgh_lib.tiny import sampling
 from vgh_lib.tiny.models import tiny_gpt2
@@ -47,8 +47,8 @@ def test_low_gap_agreement_and_resolution_on_hand_made_cells():
     assert cells[0].error == pytest.approx(0.01)
     # lowest gap quartile of the resolved cells: gaps 0.1, 0.1 (quantile 0.1); the unresolved
     # cell with the lowest gap of all must not enter
-    assert theorem2.low_gap_agreement(cells, 0.05) == pytest.approx((0.99 + 0.60) / 2)
-    assert math.isnan(theorem2.low_gap_agreement(cells[-1:], 0.05))
+    assert transformer_costates.low_gap_agreement(cells, 0.05) == pytest.approx((0.99 + 0.60) / 2)
+    assert math.isnan(transformer_costates.low_gap_agreement(cells[-1:], 0.05))
     nan_se = _cell(1, 1.0, 0.1, 0.9, 0.1, 1.0, se=float("nan"))
     assert not nan_se.resolved(0.05)
 
@@ -59,7 +59,7 @@ def test_fit_bound_is_the_quantile_regression_optimum():
     gap, ent = rng.uniform(0, 1, 40), rng.uniform(0, 3, 40)
     err = 0.3 * gap + 0.05 * ent + rng.normal(0, 0.05, 40)
     q = 0.9
-    c1, c2 = theorem2.fit_bound(gap, ent, err, q)
+    c1, c2 = transformer_costates.fit_bound(gap, ent, err, q)
 
     def pinball(a, b):
         r = err - a * gap - b * ent
@@ -79,7 +79,7 @@ def test_bound_test_by_hand():
     test = [_cell(1, 0.5, 0.1, 1 - 0.04, 0.1, 1.0),    # error 0.04, bound 0.05: covered
             _cell(1, 1.0, 0.1, 1 - 0.30, 0.2, 1.0),    # error 0.30, bound 0.10: not covered
             _cell(1, 2.0, 0.1, 1 - 0.05, 0.4, 1.0)]    # error 0.05, bound 0.20: ratio 4
-    bt = theorem2.bound_test(fit + test, [0], 0.05, quantile=0.9)
+    bt = transformer_costates.bound_test(fit + test, [0], 0.05, quantile=0.9)
     assert bt.c1 == pytest.approx(0.5, abs=1e-9) and bt.c2 == pytest.approx(0.0, abs=1e-9)
     assert bt.n_fit == 3 and bt.n_test == 3 and bt.test_steps == [1]
     assert bt.coverage == pytest.approx(2 / 3)
@@ -97,7 +97,7 @@ def test_vectorised_bootstrap_equals_a_naive_loop():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(800, 3, 8, dtype=torch.float64, generator=g)
     b = a + 1.5 * torch.randn(800, 3, 8, dtype=torch.float64, generator=g)
-    lo, hi = theorem2._bootstrap_cosine(a, b, 200, 60, torch.Generator().manual_seed(1))
+    lo, hi = transformer_costates._bootstrap_cosine(a, b, 200, 60, torch.Generator().manual_seed(1))
     idx = torch.randint(200, (60, 4, 200), generator=torch.Generator().manual_seed(1))
     A, B = a.view(4, 200, -1), b.view(4, 200, -1)
     cos = []
@@ -113,7 +113,7 @@ def test_vectorised_bootstrap_equals_a_naive_loop():
 
 def test_fold_means_are_per_prompt_fold_means():
     x = torch.arange(2 * 6 * 3, dtype=torch.float64).view(12, 3)  # P=2 prompts, n=6, d=3
-    f = theorem2._fold_means(x, 2, 3)  # 3 folds of 2 rollouts
+    f = transformer_costates._fold_means(x, 2, 3)  # 3 folds of 2 rollouts
     for j in range(3):
         expect = torch.cat([x[p * 6 + 2 * j: p * 6 + 2 * j + 2].mean(0) for p in range(2)])
         torch.testing.assert_close(f[j], expect)
@@ -121,8 +121,8 @@ def test_fold_means_are_per_prompt_fold_means():
 
 def test_measure_cells_independent_noise_and_determinism(setup):
     model, prompts, answers = setup
-    a = theorem2.measure_cells(model, prompts, answers, 64, [1.0, 2.0], [0.3, 1.0], seed=3, step=5)
-    b = theorem2.measure_cells(model, prompts, answers, 64, [1.0, 2.0], [0.3, 1.0], seed=3, step=5)
+    a = transformer_costates.measure_cells(model, prompts, answers, 64, [1.0, 2.0], [0.3, 1.0], seed=3, step=5)
+    b = transformer_costates.measure_cells(model, prompts, answers, 64, [1.0, 2.0], [0.3, 1.0], seed=3, step=5)
     assert [(c.tau, c.tau_r) for c in a] == [(1.0, 0.3), (1.0, 1.0), (2.0, 0.3), (2.0, 1.0)]
     for x, y in zip(a, b):
         assert (x.agreement == y.agreement or (math.isnan(x.agreement) and math.isnan(y.agreement)))
@@ -130,7 +130,7 @@ def test_measure_cells_independent_noise_and_determinism(setup):
     # every cell draws its own discrete rollouts: the entropies of two τ_r cells at one τ differ
     assert a[0].entropy != a[1].entropy
     with pytest.raises(ValueError, match="at least 4"):
-        theorem2.measure_cells(model, prompts, answers, 3, [1.0], [0.3], seed=0)
+        transformer_costates.measure_cells(model, prompts, answers, 3, [1.0], [0.3], seed=0)
 
 
 def test_crossfit_agreement_is_unbiased_where_raw_cosine_is_attenuated(setup):
@@ -146,7 +146,7 @@ def test_crossfit_agreement_is_unbiased_where_raw_cosine_is_attenuated(setup):
             d = cs.discrete_rollouts(model, prompts, answers, 640, 1.0,
                                      torch.Generator().manual_seed(100 + s), layers=False,
                                      group_size=80)
-            folds.append(theorem2._fold_means(d.costates["embed"][:, :Lp], 2, 8))
+            folds.append(transformer_costates._fold_means(d.costates["embed"][:, :Lp], 2, 8))
         rhos.append(stats.crossfit_cosine(folds[0], folds[1])[0])
         raws.append(stats.cosine(folds[0].mean(0), folds[1].mean(0)))
     rhos, raws = np.array(rhos), np.array(raws)
@@ -157,10 +157,10 @@ def test_crossfit_agreement_is_unbiased_where_raw_cosine_is_attenuated(setup):
 
 def test_batch_fidelity_against_a_naive_loop(setup):
     model, prompts, answers = setup
-    f = theorem2.batch_fidelity(model, prompts, answers, 256, 1.5, seed=1, step=2, group_sizes=(4, 64))
+    f = transformer_costates.batch_fidelity(model, prompts, answers, 256, 1.5, seed=1, step=2, group_sizes=(4, 64))
     assert f.group_sizes == [4, 64]
     # the same rollouts (same seed derivation), recomputed group by group
-    gen = torch.Generator().manual_seed(theorem2._seed(1, 2, 99, 1500, 2))
+    gen = torch.Generator().manual_seed(transformer_costates._seed(1, 2, 99, 1500, 2))
     d = cs.discrete_rollouts(model, prompts, answers, 256, 1.5, gen, advantage="one", layers=False)
     Lp = prompts.shape[1]
     s = d.costates["embed"][:, :Lp].reshape(2, 256, -1).double()
@@ -187,7 +187,7 @@ def test_identity_z_detects_a_wrong_advantage(setup):
     """z ≤ 3 for the unbiased estimator; a plausible bug (GRPO's per-prompt normalisation in
     place of leave-one-out, which rescales each prompt's block) is detected at this N."""
     model, prompts, answers = setup
-    ok = theorem2.identity_check(model, prompts, answers, 3000, 1.0, seed=0)
+    ok = transformer_costates.identity_check(model, prompts, answers, 3000, 1.0, seed=0)
     assert ok.z <= 3
     P, Lp = prompts.shape
     d = cs.discrete_rollouts(model, prompts, answers, 3000, 1.0, torch.Generator().manual_seed(0),
@@ -201,13 +201,13 @@ def test_identity_z_detects_a_wrong_advantage(setup):
 def test_attention_ablation_zeroes_earlier_prompt_costates(setup):
     """The cut-path zero, a property of the construction: a unit test, not a finding."""
     model, prompts, answers = setup
-    cut, uncut = theorem2.ablation_check(model, prompts, answers, 16, 1.0, seed=0)
+    cut, uncut = transformer_costates.ablation_check(model, prompts, answers, 16, 1.0, seed=0)
     assert cut == 0.0 and uncut > 1e-6
 
 
 def test_attention_share_by_hand(setup):
     model, prompts, answers = setup
-    share = theorem2.attention_share(model, prompts, answers, 1.0)
+    share = transformer_costates.attention_share(model, prompts, answers, 1.0)
     _, g = cs.teacher_forced_value_gradient(model, prompts, answers, 1.0)
     _, gc = cs.teacher_forced_value_gradient(model, prompts, answers, 1.0, cut=True)
     Lp = prompts.shape[1]
@@ -234,16 +234,16 @@ def test_unresolved_reason_names_each_case():
 
 
 def test_mid_checkpoint_is_the_first_to_reach_half_of_the_last():
-    assert theorem2.mid_checkpoint([0.0, 0.1, 0.3, 0.35, 0.6]) == 2   # 0.3 ≥ 0.5 · 0.6
-    assert theorem2.mid_checkpoint([0.0, 0.29, 0.31, 0.6]) == 2       # 0.29 just misses
-    assert theorem2.mid_checkpoint([0.0, 0.0, 0.0, 0.0]) == 0          # 0 ≥ 0: the first
-    assert theorem2.mid_checkpoint([0.2, 0.1, -1.0]) == 0
+    assert transformer_costates.mid_checkpoint([0.0, 0.1, 0.3, 0.35, 0.6]) == 2   # 0.3 ≥ 0.5 · 0.6
+    assert transformer_costates.mid_checkpoint([0.0, 0.29, 0.31, 0.6]) == 2       # 0.29 just misses
+    assert transformer_costates.mid_checkpoint([0.0, 0.0, 0.0, 0.0]) == 0          # 0 ≥ 0: the first
+    assert transformer_costates.mid_checkpoint([0.2, 0.1, -1.0]) == 0
 
 
 def test_share_summary_against_a_loop():
     shares = [np.array([0.9, 0.8, 0.7]), np.array([0.2, 0.4, 0.9]), np.array([0.6, 0.7, 0.8])]
-    results = [theorem2.CheckpointResult(step, 0.5, [], [], s) for step, s in zip((0, 10, 30), shares)]
-    out = theorem2.share_summary(results, seed=3, share_min=0.5)
+    results = [transformer_costates.CheckpointResult(step, 0.5, [], [], s) for step, s in zip((0, 10, 30), shares)]
+    out = transformer_costates.share_summary(results, seed=3, share_min=0.5)
     lo = [stats.bootstrap_mean_ci(s, seed=3)[0] for s in shares]
     np.testing.assert_allclose(out.lo, lo)
     np.testing.assert_allclose(out.mean, [0.8, 0.5, 0.7])
@@ -251,16 +251,16 @@ def test_share_summary_against_a_loop():
     first = next(i for i in range(3) if all(v >= 0.5 for v in lo[i:]))
     assert out.majority_step == (0, 10, 30)[first]
     assert out.majority_min == pytest.approx(min([0.8, 0.5, 0.7][first:]))
-    none = theorem2.share_summary(results, seed=3, share_min=0.99)
+    none = transformer_costates.share_summary(results, seed=3, share_min=0.99)
     assert math.isnan(none.majority_step) and math.isnan(none.majority_min)
 
 
 def test_measure_cells_is_measure_cell_per_grid_point(setup):
     model, prompts, answers = setup
-    cells = theorem2.measure_cells(model, prompts, answers, 64, [1.0, 2.0], [0.3], seed=4, step=7)
+    cells = transformer_costates.measure_cells(model, prompts, answers, 64, [1.0, 2.0], [0.3], seed=4, step=7)
     for ti, tau in enumerate((1.0, 2.0)):
-        one = theorem2.measure_cell(model, prompts, answers, tau, 0.3, 8, 8,
-                                    theorem2._seed(4, 7, ti, 0, 0), theorem2._seed(4, 7, ti, 0, 1),
+        one = transformer_costates.measure_cell(model, prompts, answers, tau, 0.3, 8, 8,
+                                    transformer_costates._seed(4, 7, ti, 0, 0), transformer_costates._seed(4, 7, ti, 0, 1),
                                     step=7)
         assert repr(cells[ti]) == repr(one)  # every field, NaN included
     assert np.isfinite(cells[0].agreement)  # a resolved cell is among them
@@ -273,8 +273,8 @@ def test_attention_share_on_cuda_equals_the_cpu(setup):
     import copy
 
     model, prompts, answers = setup
-    cpu = theorem2.attention_share(model, prompts, answers, 1.0)
-    gpu = theorem2.attention_share(copy.deepcopy(model).cuda(), prompts.cuda(), answers.cuda(), 1.0)
+    cpu = transformer_costates.attention_share(model, prompts, answers, 1.0)
+    gpu = transformer_costates.attention_share(copy.deepcopy(model).cuda(), prompts.cuda(), answers.cuda(), 1.0)
     np.testing.assert_allclose(gpu, cpu, rtol=1e-4)
 
 
@@ -314,21 +314,21 @@ def test_group_second_moment_equals_exact_enumeration(G):
     a = float(probs @ (rewards * (scores ** 2).sum(1)))
     b = float(probs @ (scores ** 2).sum(1))
     assert e_in == pytest.approx(float(g @ g))          # E m = g
-    assert theorem2.group_second_moment(float(g @ g), a, b, p, G) == pytest.approx(e_sq, rel=1e-10)
+    assert transformer_costates.group_second_moment(float(g @ g), a, b, p, G) == pytest.approx(e_sq, rel=1e-10)
     assert p_eq == pytest.approx(p ** G + (1 - p) ** G)
     naive = a * (1 - 2 * p) + (p * p + p * (1 - p) / 999) * b
     assert naive / G + (1 - 1 / G) * float(g @ g) != pytest.approx(e_sq, rel=1e-3)
-    pred = theorem2.predicted_group_cosine(float(g @ g), a, b, p, G)
+    pred = transformer_costates.predicted_group_cosine(float(g @ g), a, b, p, G)
     assert 0 < pred <= 1 and abs(pred - e_cos) < 0.25   # a ratio of expectations, not exact
 
 
 def test_batch_fidelity_z_is_the_miss_in_units_of_its_own_error(setup):
     model, prompts, answers = setup
-    f = theorem2.batch_fidelity(model, prompts, answers, 512, 1.0, seed=3, group_sizes=(4, 16))
+    f = transformer_costates.batch_fidelity(model, prompts, answers, 512, 1.0, seed=3, group_sizes=(4, 16))
     assert len(f.predicted_exact) == len(f.z) == 2
     for m, p_, se, z in zip(f.measured, f.predicted_exact, f.measured_se, f.z):
         assert z == pytest.approx((m - p_) / se)
-    miss, n = theorem2.fidelity_misses([f], z_max=0.0)
+    miss, n = transformer_costates.fidelity_misses([f], z_max=0.0)
     assert n == 2 and miss == sum(abs(z) > 0 for z in f.z)
 
 
@@ -338,16 +338,16 @@ def test_the_predicted_group_cosine_matches_a_tiny_model_at_large_n(setup):
     judges); the first specification's prediction, which drops all-equal groups' zeros and
     uses the wrong baseline variance, misses by more at small G."""
     model, prompts, answers = setup
-    f = theorem2.batch_fidelity(model, prompts, answers, 4096, 1.0, seed=5, group_sizes=(2, 4, 16))
+    f = transformer_costates.batch_fidelity(model, prompts, answers, 4096, 1.0, seed=5, group_sizes=(2, 4, 16))
     assert all(abs(z) < 4 for z in f.z), f.z
     old_z = (f.measured[0] - f.predicted[0]) / f.measured_se[0]
     assert abs(old_z) > 20     # at G = 2 most groups are all-equal: the old form ignored it
 
 
 def test_clopper_pearson_against_published_values():
-    lo, hi = theorem2.clopper_pearson(8, 10)
+    lo, hi = transformer_costates.clopper_pearson(8, 10)
     assert lo == pytest.approx(0.4439, abs=1e-4) and hi == pytest.approx(0.9748, abs=1e-4)
-    assert theorem2.clopper_pearson(0, 5)[0] == 0.0 and theorem2.clopper_pearson(5, 5)[1] == 1.0
+    assert transformer_costates.clopper_pearson(0, 5)[0] == 0.0 and transformer_costates.clopper_pearson(5, 5)[1] == 1.0
 
 
 def test_r_bound_test_fits_each_checkpoint_on_its_own_cells():
@@ -361,16 +361,16 @@ def test_r_bound_test_fits_each_checkpoint_on_its_own_cells():
             cells.append(c)
     cells[2].r = 0.5                      # step 10, τ = 0.5: above its bound (0.2)
     cells[3].r_se = 1.0                   # step 10, τ = 2: within 2 SE of 0, not counted
-    bt = theorem2.r_bound_test(cells, fit_taus=(0.25, 1.0))
+    bt = transformer_costates.r_bound_test(cells, fit_taus=(0.25, 1.0))
     assert bt.constants[10] == pytest.approx((1.0, 0.0), abs=1e-6)
     assert bt.constants[20] == pytest.approx((0.0, 0.5), abs=1e-6)
     assert len(bt.r) == 3 and bt.n_unclear == 1 and bt.covered == 2
-    assert bt.coverage_ci == theorem2.clopper_pearson(2, 3)
+    assert bt.coverage_ci == transformer_costates.clopper_pearson(2, 3)
 
 
 def test_last_position_share_by_hand(setup):
     model, prompts, answers = setup
-    whole, last = theorem2.attention_shares(model, prompts, answers, 1.0)
+    whole, last = transformer_costates.attention_shares(model, prompts, answers, 1.0)
     _, g = cs.teacher_forced_value_gradient(model, prompts, answers, 1.0)
     _, gc = cs.teacher_forced_value_gradient(model, prompts, answers, 1.0, cut=True)
     for p in range(2):
@@ -395,7 +395,7 @@ def test_the_relaxation_bias_vanishes_as_tau_r_goes_to_zero(setup):
         noise = sampling.gumbel_noise((ids.shape[0], answers.shape[1], V),
                                       torch.Generator().manual_seed(7), ids.device)
         c = cs.relaxed_rollouts_from_noise(model, ids, answers, noise, 1.0, tau_r, layers=False)
-        folds = theorem2._fold_means(c.costates["embed"], P, 8)
+        folds = transformer_costates._fold_means(c.costates["embed"], P, 8)
         errors.append(stats.crossfit_relative_error(exact, folds))
     (r1, se1), (r03, se03), (r01, se01) = errors
     assert r1 - r03 > 3 * np.hypot(se1, se03) and r1 - r01 > 3 * np.hypot(se1, se01), errors

@@ -1,4 +1,4 @@
-"""Notebook 09's design rules and its pre-registration (vgh_lib.experiments.predictors)."""
+"""Notebook 09's design rules and its pre-registration (vgh_lib.experiments.what_predicts_rl_gain)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import designs
-from vgh_lib.experiments import predictors as P
+from vgh_lib.experiments import what_predicts_rl_gain as P
 
 
 def test_the_registered_text_is_unchanged():

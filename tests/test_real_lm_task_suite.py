@@ -1,4 +1,4 @@
-"""Notebook 10's design (vgh_lib.experiments.task_suite): the registered text, the rules that
+"""Notebook 10's design (vgh_lib.experiments.real_lm_task_suite): the registered text, the rules that
 choose the design, and the statistics, each against what a wrong implementation would give."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from vgh_lib.common import impact
 from vgh_lib.experiments import designs
-from vgh_lib.experiments import task_suite as T
+from vgh_lib.experiments import real_lm_task_suite as T
 
 
 def test_the_registered_text_is_unchanged():

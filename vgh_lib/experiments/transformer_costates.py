@@ -23,7 +23,7 @@ import torch
 from vgh_lib.common import stats
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
-from vgh_lib.experiments.trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, TrajectoryParams
+from vgh_lib.experiments.pretraining_trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, TrajectoryParams
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny import costates as cs
