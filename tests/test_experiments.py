@@ -187,7 +187,7 @@ def test_panel_job_measures_every_predictor_from_its_own_data(tiny_checkpoint):
 
     prm = P.PredictorParams(recipes=("base", "wide", "slow lr"), recipe_seeds=(1, 2, 3))
     cfg = prm.pretrain_config("base", 1)
-    short = prm.grpo_config(prm.short_seed, steps=2)
+    short = prm.grpo_config(lr=prm.lr, seed=prm.short_seed, steps=2)
     job = P.PanelJob("base", str(tiny_checkpoint), 10, cfg, 3, 4, 4, 1.0, 12, 4, 16, short, 5)
     pt = P.run_panel(job)
     train, held_out = cfg.task_obj().split()

@@ -37,6 +37,7 @@ NOTEBOOK_LAYERS = {"experiments", "harness", "common.plots", "__init__"}
 # that one is the single home of something several studies share; each allowance says why.
 SHARED_EXPERIMENTS = {
     "designs": "the committed designs of every pre-registered study",
+    "grpo_budget": "the GRPO budget mixins of the studies' parameters, with the one grpo_config()",
     "pretraining_trajectory": "notebook 03's pretraining trajectories and notebook 05's confirmation "
                               "trajectories: the checkpoints that notebooks 04, 05, 07 and 09 study",
 }

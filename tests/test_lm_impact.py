@@ -18,7 +18,7 @@ def design(tmp_path_factory):
     gguf = real_lm.write_tiny_llama_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", seed=3)
     directory = real_lm.resolve_model_dir(gguf, root=tmp_path_factory.mktemp("cache"))
     return lm_impact.Design(model_path=str(directory), target="greedy", train_limit=6,
-                            held_out_limit=4, probe_prompts=3, steps=3, prompts_per_step=3,
+                            held_out_limit=4, probe_prompts=3, grpo_steps=3, grpo_prompts=3,
                             group_size=6, train_layers=1, probe_every=1, signal_batches=3,
                             signal_prompts=2, k=4)
 
@@ -42,7 +42,7 @@ def test_gain_job_measures_a_paired_gain_and_leaves_the_model_as_it_was(design):
     train = lm_impact.task_pairs(model, tok, "sums", "train", design.train_limit, "greedy")
     params = lm_grpo.train_top_layers(model, design.train_layers)
     with lm_grpo.restored(params):
-        lm_grpo.train(model, train, train[:design.probe_prompts], design.grpo(3e-3, 1))
+        lm_grpo.train(model, train, train[:design.probe_prompts], design.grpo_config(lr=3e-3, seed=1))
         np.testing.assert_allclose(run.after, lm_grpo.exact_values(model, held), rtol=1e-3, atol=1e-7)
     # the same job gives the same run (the same worker or another one)
     again = lm_impact.run_gain(job)

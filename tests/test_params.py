@@ -126,3 +126,45 @@ def test_confirmation_trajectories_use_the_committed_grid():
     assert cfg.seed == p.confirmation_seeds[0] != p.seed
     assert cfg.steps() == [0, *designs.PILOT_CHOSEN["checkpoint_grid"]]
     assert cfg.key() != p.pretrain_config().key()
+
+
+# ------------------------------------------------------------------ the GRPO budget mixins
+def test_grpo_budget_builds_its_run_from_every_budget_field():
+    from vgh_lib.experiments.grpo_budget import GRPOBudget
+    from vgh_lib.experiments.what_predicts_rl_gain import PredictorParams
+
+    assert issubclass(PredictorParams, GRPOBudget)
+    p = PredictorParams(grpo_steps=7, grpo_prompts=5, group_size=3, temperature=0.7)
+    cfg = p.grpo_config(lr=2e-3, seed=11, optimizer="sgd")
+    assert (cfg.steps, cfg.prompts_per_step, cfg.group_size, cfg.temperature) == (7, 5, 3, 0.7)
+    assert (cfg.lr, cfg.seed, cfg.optimizer) == (2e-3, 11, "sgd")
+    assert p.grpo_config(lr=1e-3, seed=0, steps=2).steps == 2
+    with pytest.raises(ParameterError, match="grpo_steps"):
+        PredictorParams(grpo_steps=0)   # the mixin's fields are validated like the study's own
+
+
+def test_lm_grpo_budget_is_the_same_in_the_params_and_in_the_jobs_design():
+    from vgh_lib.experiments.real_lm_impact import RealLMImpactParams
+    from vgh_lib.experiments.real_lm_task_suite import TaskSuiteParams
+
+    for cls in (RealLMImpactParams, TaskSuiteParams):
+        p = cls(grpo_steps=9, grpo_prompts=4, group_size=3, train_layers=1, probe_every=2)
+        cfg = p.design().grpo_config(lr=1e-4, seed=5)
+        assert cfg == p.grpo_config(lr=1e-4, seed=5)
+        assert (cfg.steps, cfg.prompts_per_step, cfg.group_size, cfg.train_layers, cfg.probe_every,
+                cfg.lr, cfg.seed) == (9, 4, 3, 1, 2, 1e-4, 5)
+
+
+def test_grpo_configurations_are_built_only_by_the_budget_mixins():
+    """One implementation of the GRPO budget: no study builds a GRPO configuration itself."""
+    import ast
+
+    from vgh_lib.paths import PACKAGE_DIR
+
+    builders = []
+    for path in sorted((PACKAGE_DIR / "experiments").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+                    in ("GRPOConfig", "LMGRPOConfig"):
+                builders.append(path.name)
+    assert builders == ["grpo_budget.py", "grpo_budget.py"]

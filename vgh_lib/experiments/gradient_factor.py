@@ -40,6 +40,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import what_predicts_rl_gain as design09
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
+from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.verdicts import NOT_SHOWN, Test, agreement_text, interval_text, verdict  # noqa: F401
 from vgh_lib.harness.preregistration import Registration, write_json
@@ -87,7 +88,7 @@ REGISTRATION = Registration(PREREGISTRATION, PILOT_FILE, SIMULATION_FILE, RECORD
 
 # ------------------------------------------------------------------------ parameters
 @dataclass(frozen=True)
-class GradientParams(Workers, OnDevice, NotebookParams):
+class GradientParams(GRPOBudget, Workers, OnDevice, NotebookParams):
     """Parameters of ``11_gradient_factor`` (the design of book/11_preregistration.md)."""
 
     # the run profiles: their overrides of the defaults below (the defaults are `default`)
@@ -114,10 +115,6 @@ class GradientParams(Workers, OnDevice, NotebookParams):
     pass1_lo: float = spec(design09.PILOT["pass1_range"][0], lo=0.0, hi=1.0, help="learning region: lowest pass@1")
     pass1_hi: float = spec(design09.PILOT["pass1_range"][1], lo=0.0, hi=1.0, help="learning region: highest pass@1")
     max_checkpoints: int = spec(design09.PILOT["max_checkpoints"], lo=2, hi=60, help="checkpoints per recipe")
-    grpo_steps: int = spec(60, lo=1, hi=100_000, help="GRPO budget: optimizer steps")
-    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
     lr: float = spec(PREDICTOR_CHOSEN["lr"], lo=1e-7, hi=1.0, help="AdamW learning rate (09's committed design)")
     grpo_seeds: tuple[int, ...] = spec(tuple(range(GRADIENT_CHOSEN.get("n_grpo_seeds", 6))), lo=0, hi=2**31 - 1,
                                        help="GRPO seeds per checkpoint (their number chosen on the pilot)")

@@ -19,6 +19,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.glue import format_value
+from vgh_lib.experiments.grpo_budget import GRPOBudget, Sampling
 from vgh_lib.harness.params import NotebookParams, OnDevice, spec
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.jobs import FactorJob
@@ -77,7 +78,7 @@ class TrajectoryParams(OnDevice, NotebookParams):
 
 
 @dataclass(frozen=True)
-class PretrainGRPOParams(TrajectoryParams):
+class PretrainGRPOParams(GRPOBudget, TrajectoryParams):
     """Parameters of ``03_pretraining_trajectory`` (book/theory.md §3–§4 groundwork)."""
 
     # the run profiles: their overrides of the defaults below (the defaults are `default`)
@@ -86,21 +87,15 @@ class PretrainGRPOParams(TrajectoryParams):
                                 "default": {},
                                 "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32}}
 
-    grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
-    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
     grpo_optimizer: str = spec("adamw", choices=("adamw", "sgd"), help="GRPO optimizer")
     grpo_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=100.0,
                           help="GRPO learning rate (chosen on the pilot for AdamW)")
-    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
     grpo_seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1,
                                        help="GRPO seeds from the mid checkpoint")
 
-    def grpo_config(self, seed: int) -> grpo.GRPOConfig:
-        """The GRPO run of this notebook with GRPO seed ``seed``."""
-        return grpo.GRPOConfig(steps=self.grpo_steps, prompts_per_step=self.grpo_prompts,
-                               group_size=self.group_size, temperature=self.temperature,
-                               lr=self.grpo_lr, optimizer=self.grpo_optimizer, seed=seed)
+    def mid_grpo_config(self, seed: int) -> grpo.GRPOConfig:
+        """The GRPO run of this notebook from the mid checkpoint, with GRPO seed ``seed``."""
+        return self.grpo_config(lr=self.grpo_lr, optimizer=self.grpo_optimizer, seed=seed)
 
 
 @dataclass
@@ -134,7 +129,7 @@ def mid_checkpoint_gain(params: PretrainGRPOParams, checkpoints, n_boot: int = 2
     ``params.seed``)."""
     mid = checkpoints[impact.mid_checkpoint([c.metrics["pass1"] for c in checkpoints])]
     train, held_out = params.pretrain_config().task_obj().split()
-    runs = [grpo.rl_from_checkpoint(mid.path, train, held_out, params.grpo_config(s), params.device)
+    runs = [grpo.rl_from_checkpoint(mid.path, train, held_out, params.mid_grpo_config(s), params.device)
             for s in params.grpo_seeds]
     gains = np.stack([r.after - r.before for r in runs])  # (seeds, prompts)
     ci = impact.percentile_ci(impact.bootstrap_gain(gains, n_boot, np.random.default_rng(params.seed)))
@@ -245,7 +240,7 @@ def figure_grpo(mid: MidGain, params: PretrainGRPOParams):
 
 
 @dataclass(frozen=True)
-class ConfirmationParams(TrajectoryParams):
+class ConfirmationParams(Sampling, TrajectoryParams):
     """The confirmation trajectories of the value-impact design and how their pre-RL factors
     are measured; shared by ``05_value_impact`` and ``07_probe`` so that both use the same
     cached trajectories and the same full-budget factors."""
@@ -254,8 +249,6 @@ class ConfirmationParams(TrajectoryParams):
                                                help="trajectory seeds of the confirmation")
     checkpoint_grid: tuple[int, ...] = spec(PILOT_CHOSEN["checkpoint_grid"], lo=1, hi=1_000_000,
                                             help="confirmation checkpoint steps")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
     signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
     signal_prompts: int = spec(32, lo=1, hi=100_000, help="prompts per batch of the signal S")
     factor_prompts: int = spec(200, lo=4, hi=100_000, help="training prompts of the pre-RL evaluation")

@@ -474,7 +474,8 @@ def figure_tasks(screened, task_means, params):
         ax.scatter(np.full(len(vals), i) + np.linspace(-0.15, 0.15, len(vals)), vals, s=12, alpha=0.6)
         ax.plot([i - 0.3, i + 0.3], [task_means[task]] * 2, "k-", lw=2)
     # horizontal labels, wrapped: rotated ones need more room and their boxes collide
-    ax.set_xticks(range(len(order)), [textwrap.fill(t.replace("_", " "), 10) for t in order])
+    names = [textwrap.fill(t.replace("_", " "), 10, break_long_words=False) for t in order]  # whole words
+    ax.set_xticks(range(len(order)), names)
     ax.set_ylabel("exact pass@1 $V^D$ (τ = 1)")
     ax.set_ylim(-0.02, 1.02)
     ax.axhspan(params.value_lo, params.value_hi, color="0.9", zorder=-1)

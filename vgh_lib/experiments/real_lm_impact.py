@@ -23,6 +23,7 @@ committed before the pilot ran (``book/08_preregistration.md``); none of them lo
 from __future__ import annotations
 
 import time
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,6 +36,7 @@ from vgh_lib.common.stats import spearman_critical
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
+from vgh_lib.experiments.grpo_budget import LMGRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.lm.cache import model_for, prefix_for
 from vgh_lib.lm import costates as lm_costates
@@ -44,7 +46,7 @@ from vgh_lib.lm.tasks import LM_TASKS
 
 
 @dataclass(frozen=True)
-class RealLMImpactParams(Workers, OnDevice, NotebookParams):
+class RealLMImpactParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
     """Parameters of ``08_real_lm_impact`` (book/theory.md §4 across tasks in SmolLM2-135M; the
     design is pre-registered in book/08_preregistration.md)."""
 
@@ -69,11 +71,6 @@ class RealLMImpactParams(Workers, OnDevice, NotebookParams):
     train_limit: int = spec(64, lo=2, hi=100_000, help="training prompts per task (GRPO, S, factors)")
     held_out_limit: int = spec(32, lo=1, hi=100_000, help="held-out prompts per task (the gain)")
     probe_prompts: int = spec(12, lo=1, hi=100_000, help="training prompts of the exact probe value")
-    grpo_steps: int = spec(20, lo=1, hi=100_000, help="GRPO budget: optimizer steps")
-    grpo_prompts: int = spec(8, lo=1, hi=4096, help="prompts per GRPO step")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    train_layers: int = spec(2, lo=1, hi=1000, help="top transformer blocks that GRPO trains")
-    probe_every: int = spec(5, lo=1, hi=100_000, help="GRPO steps between probe values")
     lr: float = spec(REAL_LM_CHOSEN["lr"], lo=1e-8, hi=1.0, help="AdamW learning rate (committed)")
     seeds: tuple[int, ...] = spec((1, 2, 3), lo=1, hi=2**31 - 1,
                                   help="GRPO seeds of the confirmation (seed 0 is the pilot's)")
@@ -106,12 +103,7 @@ class RealLMImpactParams(Workers, OnDevice, NotebookParams):
 
     def design(self) -> "Design":
         """The :class:`Design` of these parameters."""
-        return Design(model_path=self.model_path, target=self.target, device=self.device,
-                      train_limit=self.train_limit, held_out_limit=self.held_out_limit,
-                      probe_prompts=self.probe_prompts, steps=self.grpo_steps,
-                      prompts_per_step=self.grpo_prompts, group_size=self.group_size,
-                      train_layers=self.train_layers, probe_every=self.probe_every,
-                      signal_batches=self.signal_batches, signal_prompts=self.signal_prompts, k=self.k)
+        return Design(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Design)})
 
 # Written down before the pilot ran (book/08_preregistration.md).
 PILOT = {
@@ -137,30 +129,21 @@ def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
     return pairs
 
 
-@dataclass(frozen=True)
-class Design:
+@dataclass(frozen=True, kw_only=True)
+class Design(LMGRPOBudget):
     """Everything a job needs besides the task, the learning rate and the seed (built from
-    notebook 08's parameters by ``RealLMImpactParams.design``, which holds the defaults)."""
+    notebook 08's parameters by ``RealLMImpactParams.design``, which holds the defaults); its
+    GRPO budget is the parameters' own (:class:`~vgh_lib.harness.params.LMGRPOBudget`)."""
 
     model_path: str
     target: str                  # "task" or "greedy" (task_pairs)
     train_limit: int             # training prompts of a task (suite order): GRPO, S and the factors
     held_out_limit: int          # held-out prompts of a task (suite order): the gain
     probe_prompts: int           # the first training prompts: the exact probe value
-    steps: int
-    prompts_per_step: int
-    group_size: int
-    train_layers: int
-    probe_every: int
     signal_batches: int
     signal_prompts: int
     k: int
     device: str = "cpu"
-
-    def grpo(self, lr: float, seed: int, steps: int | None = None) -> lm_grpo.LMGRPOConfig:
-        return lm_grpo.LMGRPOConfig(steps=steps or self.steps, prompts_per_step=self.prompts_per_step,
-                                    group_size=self.group_size, lr=lr, train_layers=self.train_layers,
-                                    probe_every=self.probe_every, seed=seed)
 
 
 @dataclass
@@ -228,7 +211,7 @@ def run_gain(job: GainJob) -> TaskRun:
     model, tok = model_for(d.model_path, d.device)
     train = task_pairs(model, tok, job.task, "train", d.train_limit, d.target)
     held = task_pairs(model, tok, job.task, "held_out", d.held_out_limit, d.target)
-    cfg = d.grpo(job.lr, job.seed, job.steps)
+    cfg = d.grpo_config(lr=job.lr, seed=job.seed, steps=job.steps)
     t0 = time.perf_counter()
     prefix = prefix_for(d.model_path, d.device, d.train_layers)
     with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):

@@ -42,6 +42,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
+from vgh_lib.experiments.grpo_budget import LMGRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates
@@ -91,8 +92,9 @@ SUITE_SMOKE = {"model_path": "tiny", "target": "greedy",
 
 
 @dataclass(frozen=True)
-class TaskSuiteParams(Workers, OnDevice, NotebookParams):
-    """Parameters of ``10_real_lm_task_suite`` (the design of book/10_preregistration.md)."""
+class TaskSuiteParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
+    """Parameters of ``10_real_lm_task_suite`` (the design of book/10_preregistration.md). The
+    GRPO budget (``grpo_steps``, ``grpo_prompts``, ...) is both arms' budget."""
 
     # the run profiles: their overrides of the defaults below (the defaults are `default`)
     PROFILES: ClassVar[dict] = {"smoke": SUITE_SMOKE,
@@ -119,11 +121,6 @@ class TaskSuiteParams(Workers, OnDevice, NotebookParams):
     seen_limit: int = spec(64, lo=0, hi=100_000, help="seen-answer held-out prompts per task")
     min_unseen: int = spec(16, lo=1, hi=100_000, help="unseen prompts a task needs for the primary outcome")
     probe_prompts: int = spec(12, lo=1, hi=100_000, help="training prompts of the exact probe value")
-    grpo_steps: int = spec(20, lo=1, hi=100_000, help="GRPO budget of both arms: optimizer steps")
-    grpo_prompts: int = spec(8, lo=1, hi=4096, help="prompts per GRPO step")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    train_layers: int = spec(2, lo=1, hi=1000, help="top transformer blocks of the GRPO arm")
-    probe_every: int = spec(5, lo=1, hi=100_000, help="GRPO steps between probe values")
     grpo_lr: float = spec(TASK_SUITE_CHOSEN["grpo_lr"], lo=1e-8, hi=10.0,
                           help="AdamW learning rate of the GRPO arm (chosen on the pilot)")
     control_lr: float = spec(TASK_SUITE_CHOSEN["control_lr"], lo=1e-8, hi=10.0,
@@ -163,9 +160,10 @@ class TaskSuiteParams(Workers, OnDevice, NotebookParams):
         return SuiteDesign(**{n: getattr(self, n) for n in names})
 
 
-@dataclass(frozen=True)
-class SuiteDesign:
-    """Everything a job needs besides its task, arm, learning rate and seed."""
+@dataclass(frozen=True, kw_only=True)
+class SuiteDesign(LMGRPOBudget):
+    """Everything a job needs besides its task, arm, learning rate and seed; its GRPO budget is
+    the parameters' own (:class:`~vgh_lib.harness.params.LMGRPOBudget`)."""
 
     model_path: str
     target: str
@@ -173,22 +171,12 @@ class SuiteDesign:
     unseen_limit: int
     seen_limit: int
     probe_prompts: int
-    grpo_steps: int
-    grpo_prompts: int
-    group_size: int
-    train_layers: int
-    probe_every: int
     signal_batches: int
     signal_prompts: int
     short_steps: int
     short_seed: int
     screen_prompts: int
     device: str = "cpu"
-
-    def config(self, lr: float, seed: int, steps: int | None = None) -> lm_grpo.LMGRPOConfig:
-        return lm_grpo.LMGRPOConfig(steps=steps or self.grpo_steps, prompts_per_step=self.grpo_prompts,
-                                    group_size=self.group_size, lr=lr, train_layers=self.train_layers,
-                                    probe_every=self.probe_every, seed=seed)
 
 
 # -------------------------------------------------------------------------------- prompts
@@ -305,7 +293,7 @@ def run_arm(job: ArmJob) -> ArmRun:
     p = prompts(model, tok, job.task, d)
     held = p.held_out if job.held_out else []
     prefix = prefix_for(d.model_path, d.device, d.train_layers)
-    cfg = d.config(job.lr, job.seed)
+    cfg = d.grpo_config(lr=job.lr, seed=job.seed)
     t0 = time.perf_counter()
     with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
         before = lm_grpo.exact_values(model, held, prefix=prefix)
@@ -382,7 +370,7 @@ def run_panel(job: PanelJob) -> TaskPanel:
     pan.values["NLL"], pan.ses["NLL"] = panel_lib.mean_se(nll)
     t2 = time.perf_counter()
     with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
-        lm_grpo.train(model, p.train, p.train[:1], d.config(job.lr, d.short_seed, d.short_steps),
+        lm_grpo.train(model, p.train, p.train[:1], d.grpo_config(lr=job.lr, seed=d.short_seed, steps=d.short_steps),
                       prefix=prefix)
         short = float(lm_grpo.exact_values(model, p.train, prefix=prefix).mean() - values.mean())
     short_seconds = time.perf_counter() - t2

@@ -31,14 +31,14 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
 from vgh_lib.experiments.pretraining_trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, ConfirmationParams
 from vgh_lib.harness.claims import ClaimSpec, Measured
+from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.harness.params import Workers, spec
-from vgh_lib.tiny import grpo
 from vgh_lib.tiny.jobs import Factors, GainJob, GainRun, run_factors, run_gain  # shared with 07, 09, 11
 from vgh_lib.tiny.pretrain import PretrainConfig
 
 
 @dataclass(frozen=True)
-class ValueImpactParams(Workers, ConfirmationParams):
+class ValueImpactParams(GRPOBudget, Workers, ConfirmationParams):
     """Parameters of ``05_value_impact`` (book/theory.md §4, the paper's Figure 1).
 
     ``seed`` is the *pilot* trajectory (the design was chosen on it); the confirmation runs on
@@ -58,8 +58,8 @@ class ValueImpactParams(Workers, ConfirmationParams):
                                           "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
                                                                    PILOT_CHOSEN["checkpoint_grid"])}}
 
-    grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000, help="GRPO budget: optimizer steps")
-    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
+    grpo_steps: int = spec(PILOT_CHOSEN["grpo_steps"], lo=1, hi=100_000,
+                           help="GRPO budget: optimizer steps (chosen on the pilot)")
     adamw_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=1.0, help="AdamW learning rate")
     sgd_lr: float = spec(PILOT_CHOSEN["sgd_lr"], lo=1e-7, hi=100.0, help="SGD learning rate")
     seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
@@ -67,16 +67,10 @@ class ValueImpactParams(Workers, ConfirmationParams):
     n_perm: int = spec(10_000, lo=10, hi=1_000_000, help="permutations of the p-value")
     pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
 
-    def grpo_config(self, optimizer: str, lr: float, seed: int, steps: int | None = None) -> grpo.GRPOConfig:
-        """One GRPO run of the design (``steps`` defaults to ``grpo_steps``)."""
-        return grpo.GRPOConfig(steps=steps or self.grpo_steps, prompts_per_step=self.grpo_prompts,
-                               group_size=self.group_size, temperature=self.temperature,
-                               optimizer=optimizer, lr=lr, seed=seed)
-
     def gain_jobs(self, trajectories: dict[int, list]) -> list[GainJob]:
         """The confirmation: every checkpoint × optimizer (AdamW, SGD at their committed rates)
         × GRPO seed."""
-        return [GainJob.at(c, self.confirmation_config(s), self.grpo_config(opt, lr, seed_),
+        return [GainJob.at(c, self.confirmation_config(s), self.grpo_config(lr=lr, seed=seed_, optimizer=opt),
                            self.device)
                 for s, cps in trajectories.items() for c in cps
                 for opt, lr in (("adamw", self.adamw_lr), ("sgd", self.sgd_lr))
@@ -142,7 +136,7 @@ def learning_region_grid(steps, passk, total: int, size: int = PILOT["grid_size"
 
 def pilot_jobs(checkpoints, pretrain: PretrainConfig, params: "ValueImpactParams") -> list["GainJob"]:
     """Every (pilot checkpoint × optimizer × learning rate) run of the pilot, GRPO seed 0."""
-    return [GainJob.at(c, pretrain, params.grpo_config(opt, lr, seed=0, steps=PILOT["steps"]),
+    return [GainJob.at(c, pretrain, params.grpo_config(lr=lr, seed=0, optimizer=opt, steps=PILOT["steps"]),
                        params.device)
             for c in checkpoints for opt, lrs in PILOT["lrs"].items() for lr in lrs]
 

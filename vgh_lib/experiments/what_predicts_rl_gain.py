@@ -32,6 +32,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness import glue
+from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 09)
 from vgh_lib.paths import REPO_ROOT
@@ -109,7 +110,7 @@ def lr_checkpoints(pass1, targets=PILOT["pass1_targets"]) -> list[int]:
 
 # ------------------------------------------------------------------------ parameters
 @dataclass(frozen=True)
-class PredictorParams(Workers, OnDevice, NotebookParams):
+class PredictorParams(GRPOBudget, Workers, OnDevice, NotebookParams):
     """Parameters of ``09_what_predicts_rl_gain`` (the design of book/09_preregistration.md)."""
 
     # the run profiles: their overrides of the defaults below (the defaults are `default`)
@@ -137,10 +138,6 @@ class PredictorParams(Workers, OnDevice, NotebookParams):
     pass1_lo: float = spec(PILOT["pass1_range"][0], lo=0.0, hi=1.0, help="learning region: lowest pass@1")
     pass1_hi: float = spec(PILOT["pass1_range"][1], lo=0.0, hi=1.0, help="learning region: highest pass@1")
     max_checkpoints: int = spec(PILOT["max_checkpoints"], lo=2, hi=60, help="checkpoints per recipe")
-    grpo_steps: int = spec(60, lo=1, hi=100_000, help="GRPO budget: optimizer steps")
-    grpo_prompts: int = spec(16, lo=1, hi=4096, help="prompts per GRPO step")
-    group_size: int = spec(8, lo=2, hi=256, help="GRPO group size G")
-    temperature: float = spec(1.0, lo=0.05, hi=5.0, help="sampling temperature τ")
     lr: float = spec(PREDICTOR_CHOSEN["lr"], lo=1e-7, hi=1.0, help="AdamW learning rate (chosen on the pilot)")
     grpo_seeds: tuple[int, ...] = spec((0, 1, 2), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
     short_steps: int = spec(6, lo=1, hi=100_000, help="steps of the short-RL predictor's run")
@@ -180,11 +177,6 @@ class PredictorParams(Workers, OnDevice, NotebookParams):
         base = PretrainConfig(pretrain_steps=self.pretrain_steps, n_checkpoints=self.n_checkpoints,
                               n_eval=self.n_eval, eval_samples=self.eval_samples, k=self.k, seed=seed)
         return dataclasses.replace(base, **RECIPES[recipe])
-
-    def grpo_config(self, seed: int, steps: int | None = None, lr: float | None = None) -> grpo.GRPOConfig:
-        return grpo.GRPOConfig(steps=steps or self.grpo_steps, prompts_per_step=self.grpo_prompts,
-                               group_size=self.group_size, temperature=self.temperature,
-                               optimizer="adamw", lr=lr or self.lr, seed=seed)
 
     def trajectories(self, recipes=None, seeds=None, progress: bool = True) -> dict[str, list]:
         """Each recipe's learning-region checkpoints (:func:`learning_region`), pretrained once
@@ -297,7 +289,7 @@ def panel_jobs(params: PredictorParams, trajectories: dict[str, list], seeds=Non
     return [PanelJob(r, str(c.path), c.step, params.pretrain_config(r, s), params.signal_batches,
                      params.signal_prompts, params.group_size, params.temperature,
                      params.factor_prompts, params.k, params.coverage_k,
-                     params.grpo_config(params.short_seed, steps=params.short_steps),
+                     params.grpo_config(lr=params.lr, seed=params.short_seed, steps=params.short_steps),
                      params.seed + 7919 * s, params.device)
             for r, s in zip(recipes, seeds, strict=True) for c in trajectories[r]]
 
@@ -305,7 +297,8 @@ def panel_jobs(params: PredictorParams, trajectories: dict[str, list], seeds=Non
 def gain_jobs(params: PredictorParams, trajectories: dict[str, list], seeds=None,
               grpo_seeds=None, lr: float | None = None, steps: int | None = None) -> list[GainJob]:
     seeds = seeds or params.recipe_seeds
-    return [GainJob.at(c, params.pretrain_config(r, s), params.grpo_config(g, steps, lr), params.device)
+    return [GainJob.at(c, params.pretrain_config(r, s),
+                       params.grpo_config(lr=lr or params.lr, seed=g, steps=steps), params.device)
             for r, s in zip(list(trajectories), seeds, strict=True) for c in trajectories[r]
             for g in (grpo_seeds or params.grpo_seeds)]
 
@@ -685,7 +678,7 @@ def run_pilot(params: PredictorParams, progress: bool = True) -> dict:
         for j in lr_checkpoints([c.metrics["pass1"] for c in cps]):
             for lr in PILOT["lrs"]:
                 lr_jobs.append(GainJob.at(cps[j], params.pretrain_config(r, s),
-                                          params.grpo_config(0, PILOT["lr_steps"], lr), params.device))
+                                          params.grpo_config(lr=lr, seed=0, steps=PILOT["lr_steps"]), params.device))
     lr_runs = run_jobs(run_gain, lr_jobs, params.jobs, desc="pilot: learning rates")
     drops: dict[float, list[float]] = {}
     for r in lr_runs:

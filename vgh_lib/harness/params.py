@@ -208,3 +208,4 @@ class OnDevice:
     """Mixin of a study that runs torch models."""
 
     device: str = spec("cpu", choices=DEVICES, help="torch device")
+
