@@ -428,21 +428,19 @@ def run_checkpoint(job: GridJob) -> CheckpointResult:
     return CheckpointResult(job.step, job.pass1, cells, fidelity, shares, last)
 
 
-def run_grid(checkpoints, task, n_prompts: int, n_rollouts: int, temperatures,
-             relax_temperatures, seed: int, device: str = "cpu", jobs: int = 1,
-             progress: bool = True, fidelity_rollouts: int = 2048, share_prompts: int = 64,
-             layers_step: int | None = None) -> list[CheckpointResult]:
+def run_grid(params: TransformerCostateParams, checkpoints, layers_step: int | None = None,
+             progress: bool = True) -> list[CheckpointResult]:
     """Every checkpoint's cells (τ × τ_r), one-batch fidelity (per τ) and attention share, on
-    held-out prompts, ``jobs`` checkpoints at a time. Per-layer agreement is measured at
-    ``layers_step`` only."""
-    _, held_out = task.split()
-    work = [GridJob(str(ck.path), ck.step, ck.metrics["pass1"], tuple(held_out[:n_prompts]),
-                    tuple(held_out[:share_prompts]), n_rollouts, fidelity_rollouts,
-                    tuple(temperatures), tuple(relax_temperatures), seed,
+    the trajectory's held-out prompts, ``params.jobs`` checkpoints at a time. Per-layer
+    agreement is measured at ``layers_step`` only."""
+    _, held_out = params.pretrain_config().task_obj().split()
+    work = [GridJob(str(ck.path), ck.step, ck.metrics["pass1"], tuple(held_out[:params.n_prompts]),
+                    tuple(held_out[:params.share_prompts]), params.n_rollouts, params.fidelity_rollouts,
+                    tuple(params.temperatures), tuple(params.relax_temperatures), params.seed,
                     layers=ck.step == layers_step,
-                    threads=1 if jobs > 1 else torch.get_num_threads(), device=device)
+                    threads=1 if params.jobs > 1 else torch.get_num_threads(), device=params.device)
             for ck in checkpoints]
-    return run_jobs(run_checkpoint, work, jobs, progress, "checkpoints")
+    return run_jobs(run_checkpoint, work, params.jobs, progress, "checkpoints")
 
 
 # ------------------------------------------------------------------------- summaries
