@@ -98,7 +98,7 @@ def main() -> None:
     model, tok, _ = real_lm.load_model(args.model)
     model.eval()
     p = ts.prompts(model, tok, args.task, d)
-    cfg = d.grpo_config(lr=args.lr, seed=min(params.seeds))
+    cfg = d.grpo_config(lr=args.lr, seed=min(params.grpo_seeds))
     trained = lm_grpo.top_parameters(model, d.train_layers)
     engines = {"before": dict(batched=False, noise=kernel_noise),
                "per prompt": dict(batched=False, noise=nullcontext),

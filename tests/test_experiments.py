@@ -36,7 +36,7 @@ def test_from_namespace_reads_the_parameters_cell_and_refuses_what_is_missing():
 
 
 def test_confirmation_jobs_cover_every_checkpoint_optimizer_and_seed():
-    p = ValueImpactParams(seeds=(5, 6, 7), adamw_lr=1e-3, sgd_lr=0.2)
+    p = ValueImpactParams(grpo_seeds=(5, 6, 7), adamw_lr=1e-3, sgd_lr=0.2)
     trajs = {1: _checkpoints(86, 113), 2: _checkpoints(86)}
     gain = p.gain_jobs(trajs)
     assert len(gain) == 3 * 2 * 3  # checkpoints × optimizers × seeds
@@ -59,7 +59,7 @@ def test_confirmation_jobs_cover_every_checkpoint_optimizer_and_seed():
 def test_a_job_names_only_the_paths_that_exist(tmp_path):
     p = ValueImpactParams()
     (tmp_path / "step86").mkdir()
-    here, gone = p.gain_jobs({1: _checkpoints(86, 113, root=str(tmp_path))})[:: len(p.seeds) * 2]
+    here, gone = p.gain_jobs({1: _checkpoints(86, 113, root=str(tmp_path))})[:: len(p.grpo_seeds) * 2]
     assert parallel._paths_in(here) == [str(tmp_path / "step86")]
     assert parallel._paths_in(gone) == []
 
@@ -172,7 +172,7 @@ def test_real_lm_collapse_and_the_split_interval():
     assert (m, lo, hi) == (pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.2))
     _, lo_s, hi_s = parts["seeds only, widened"]
     assert lo_s < 0.2 < hi_s  # the seeds differ on prompt 1
-    assert p.widening() == pytest.approx(impact.small_sample_scale(len(p.seeds)))
+    assert p.widening() == pytest.approx(impact.small_sample_scale(len(p.grpo_seeds)))
     assert real_lm_impact.RealLMImpactParams().critical_spearman() == pytest.approx(0.714, abs=1e-3)  # n = 7
 
 
@@ -187,7 +187,7 @@ def test_panel_job_measures_every_predictor_from_its_own_data(tiny_checkpoint):
 
     prm = P.PredictorParams(recipes=("base", "wide", "slow lr"), recipe_seeds=(1, 2, 3))
     cfg = prm.pretrain_config("base", 1)
-    short = prm.grpo_config(lr=prm.lr, seed=prm.short_seed, steps=2)
+    short = prm.grpo_config(lr=prm.grpo_lr, seed=prm.short_seed, steps=2)
     job = P.PanelJob("base", str(tiny_checkpoint), 10, cfg, 3, 4, 4, 1.0, 12, 4, 16, short, 5)
     pt = P.run_panel(job)
     train, held_out = cfg.task_obj().split()

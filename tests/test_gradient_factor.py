@@ -30,8 +30,8 @@ def test_seeds_never_overlap_and_parameters_are_checked():
         G.GradientParams(grpo_seeds=(0,))
     with pytest.raises(ParameterError, match="one seed per recipe"):
         G.GradientParams(recipe_seeds=(1, 2))
-    d = G.GradientParams(grpo_steps=7, lr=1e-3).design()
-    assert (d.grpo_steps, d.lr, d.recipes) == (7, 1e-3, G.RECIPES)
+    d = G.GradientParams(grpo_steps=7, grpo_lr=1e-3).design()
+    assert (d.grpo_steps, d.grpo_lr, d.recipes) == (7, 1e-3, G.RECIPES)
 
 
 def test_seed_rule_takes_the_smallest_choice_that_is_reliable_and_affordable():

@@ -112,7 +112,8 @@ def test_python_dash_m_is_the_same_command():
 
 @pytest.mark.parametrize("overrides,match", [
     ({"confirmation_seeds": "0,1"}, r"'confirmation_seeds'.*must not contain the pilot"),
-    ({"seeds": "0"}, r"'seeds' needs at least 2"),
+    ({"grpo_seeds": "0"}, r"'grpo_seeds' needs at least 2"),
+    ({"seeds": "0"}, r"'grpo_seeds' needs at least 2"),   # the old name, read as today's
     ({"checkpoint_grid": "100,4000"}, r"'checkpoint_grid' has steps beyond"),
 ])
 def test_value_impact_design_is_checked(overrides, match):
@@ -168,3 +169,45 @@ def test_grpo_configurations_are_built_only_by_the_budget_mixins():
                     in ("GRPOConfig", "LMGRPOConfig"):
                 builders.append(path.name)
     assert builders == ["grpo_budget.py", "grpo_budget.py"]
+
+
+# ------------------------------------------------------------------ one vocabulary
+def test_old_parameter_names_are_read_as_todays():
+    from vgh_lib.harness.params import canonical_names
+
+    old = registry.resolve("08_real_lm_impact", "default", {"seeds": "4,5", "lr": "1e-4"})
+    new = registry.resolve("08_real_lm_impact", "default", {"grpo_seeds": "4,5", "grpo_lr": "1e-4"})
+    assert old == new and new.grpo_seeds == (4, 5) and new.grpo_lr == 1e-4
+    with pytest.raises(ParameterError, match="'seeds' is the old name of 'grpo_seeds'"):
+        registry.resolve("08_real_lm_impact", "default", {"seeds": "4,5", "grpo_seeds": "4,5"})
+    # a study without today's name keeps refusing the old one under its own name
+    with pytest.raises(ParameterError, match="unknown parameter.*'seeds'"):
+        registry.resolve(NB, "default", {"seeds": "1,2"})
+    assert canonical_names({"seeds": [1], "lr": 0.1, "n": 3}) == {"grpo_seeds": [1], "grpo_lr": 0.1, "n": 3}
+
+
+def test_papermill_may_inject_an_old_name():
+    from vgh_lib.experiments.real_lm_impact import RealLMImpactParams
+
+    namespace = {**RealLMImpactParams().as_dict(), "seeds": [7, 8]}   # papermill -p seeds [7, 8]
+    assert RealLMImpactParams.from_namespace(namespace).grpo_seeds == (7, 8)
+
+
+def test_no_study_declares_an_old_name():
+    from vgh_lib.harness.params import ALIASES
+
+    for spec_ in registry.NOTEBOOKS.values():
+        assert not set(ALIASES) & set(spec_.params.names()), spec_.name
+
+
+def test_committed_records_read_under_todays_names(tmp_path):
+    import json
+
+    from vgh_lib.harness.preregistration import read_record
+
+    path = tmp_path / "record.json"
+    path.write_text(json.dumps({"params": {"seeds": [1, 2], "lr": 3e-4, "k": 8}, "seeds": [1, 2]}))
+    record = read_record(path)
+    assert record["params"] == {"grpo_seeds": [1, 2], "grpo_lr": 3e-4, "k": 8}
+    assert record["seeds"] == [1, 2]          # a record's own fields keep their names
+    assert read_record(tmp_path / "missing.json") is None

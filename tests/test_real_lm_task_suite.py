@@ -98,11 +98,11 @@ def test_params_reject_the_pilot_and_short_seeds_and_a_single_seed():
     from vgh_lib.errors import ParameterError
 
     with pytest.raises(ParameterError, match="out of range"):
-        T.TaskSuiteParams(seeds=(0, 1))
+        T.TaskSuiteParams(grpo_seeds=(0, 1))
     with pytest.raises(ParameterError, match="must not contain"):
-        T.TaskSuiteParams(seeds=(1, 1000))
+        T.TaskSuiteParams(grpo_seeds=(1, 1000))
     with pytest.raises(ParameterError, match="at least 2 distinct seeds"):
-        T.TaskSuiteParams(seeds=(1,)).check()
+        T.TaskSuiteParams(grpo_seeds=(1,)).check()
     with pytest.raises(ParameterError, match="must be below"):
         T.TaskSuiteParams(screen_lo=0.5, screen_hi=0.4).check()
 
@@ -140,7 +140,7 @@ def test_the_study_runs_end_to_end_on_a_tiny_model():
     assert tasks == list(p.tasks) and all(0 < v < 1 for v in pass1.values())
     panels = T.run_panels(p, tasks)
     runs = T.run_arms(p, tasks)
-    assert len(runs) == len(tasks) * 2 * len(p.seeds)
+    assert len(runs) == len(tasks) * 2 * len(p.grpo_seeds)
     res = T.analyse(tasks, panels, runs, p)
     assert set(res) == {"unseen", "all", "excess"}
     assert set(res["unseen"].correlations) == set(T.PANEL) and "I" not in res["unseen"].lead_of_i
@@ -159,7 +159,7 @@ def test_the_study_runs_end_to_end_on_a_tiny_model():
 def test_the_committed_unseen_seed_run_is_notebook_10s_on_fresh_seeds():
     data = T.load_unseen_seeds()
     assert data is not None and data["profile"] == "default"
-    assert not set(data["parameters"]["seeds"]) & ({T.PILOT["seed"]} | set(T.TaskSuiteParams().seeds))
+    assert not set(data["parameters"]["grpo_seeds"]) & ({T.PILOT["seed"]} | set(T.TaskSuiteParams().grpo_seeds))
     assert {c["id"] for c in data["claims"]} == {"p10.unseen.p", "p10.all.p", "p10.excess.p", "p10.not_beaten"}
 
 

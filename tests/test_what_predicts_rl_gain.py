@@ -65,7 +65,7 @@ def test_the_committed_design_names_the_committed_pilot():
     """The notebook's run-time check: the design names the pilot file, which names the text."""
     pilot = P.load_pilot()
     P.check_design(pilot, designs.PREDICTOR_CHOSEN)
-    assert P.PredictorParams().lr == designs.PREDICTOR_CHOSEN["lr"] == pilot["chosen_lr"]
+    assert P.PredictorParams().grpo_lr == designs.PREDICTOR_CHOSEN["lr"] == pilot["chosen_lr"]
     with pytest.raises(ValueError, match="SHA-256"):
         P.check_design(pilot, {**designs.PREDICTOR_CHOSEN, "pilot_sha256": "0" * 64})
 

@@ -25,7 +25,7 @@ from vgh_lib.experiments.theorem1 import Theorem1Params
 from vgh_lib.experiments.transformer_costates import TransformerCostateParams
 from vgh_lib.experiments.pretraining_trajectory import PretrainGRPOParams
 from vgh_lib.experiments.value_impact import ValueImpactParams
-from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams
+from vgh_lib.harness.params import PROFILE_NAMES, NotebookParams, canonical_names
 
 
 # The results of the paper, in the order the landing page's box reads them (our wording)
@@ -156,8 +156,8 @@ def resolve(name: str, profile: str = "default",
     overrides = dict(overrides or {})
     if "profile" in overrides:
         raise ParameterError("set the profile with --profile, not as parameter 'profile'")
-    parsed = {k: nb.params.parse_value(k, v) if isinstance(v, str) else v
-              for k, v in overrides.items()}
+    parsed = canonical_names({k: nb.params.parse_value(k, v) if isinstance(v, str) else v
+                              for k, v in overrides.items()}, nb.params.names())   # old names read as today's
     unknown = sorted(set(parsed) - set(nb.params.names()))
     if unknown:
         raise ParameterError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for "

@@ -115,7 +115,7 @@ class GradientParams(GRPOBudget, Workers, OnDevice, NotebookParams):
     pass1_lo: float = spec(design09.PILOT["pass1_range"][0], lo=0.0, hi=1.0, help="learning region: lowest pass@1")
     pass1_hi: float = spec(design09.PILOT["pass1_range"][1], lo=0.0, hi=1.0, help="learning region: highest pass@1")
     max_checkpoints: int = spec(design09.PILOT["max_checkpoints"], lo=2, hi=60, help="checkpoints per recipe")
-    lr: float = spec(PREDICTOR_CHOSEN["lr"], lo=1e-7, hi=1.0, help="AdamW learning rate (09's committed design)")
+    grpo_lr: float = spec(PREDICTOR_CHOSEN["lr"], lo=1e-7, hi=1.0, help="AdamW learning rate (09's committed design)")
     grpo_seeds: tuple[int, ...] = spec(tuple(range(GRADIENT_CHOSEN.get("n_grpo_seeds", 6))), lo=0, hi=2**31 - 1,
                                        help="GRPO seeds per checkpoint (their number chosen on the pilot)")
     signal_batches: int = spec(8, lo=3, hi=1000, help="independent batches of the noisy signal S")

@@ -102,13 +102,13 @@ class LMGradientParams(design10.TaskSuiteParams):
     # the smoke profile: notebook 10's tiny model, five tasks (the analysis needs four)
     PROFILES: ClassVar[dict] = {"smoke": {**design10.SUITE_SMOKE,
                                           "tasks": design10.SUITE_SMOKE["tasks"] + ("successor", "predecessor"),
-                                          "min_unseen": 1, "seeds": (5, 6), "control": True,
+                                          "min_unseen": 1, "grpo_seeds": (5, 6), "control": True,
                                           "adamw_batches": 3, "n_perm": 99},
                                 "default": {},
                                 # more GRPO seeds per task
-                                "paper": {"seeds": tuple(range(5, 21)), "device": "auto"}}
+                                "paper": {"grpo_seeds": tuple(range(5, 21)), "device": "auto"}}
 
-    seeds: tuple[int, ...] = spec(
+    grpo_seeds: tuple[int, ...] = spec(
         study_seeds(FIRST_CONFIRMATION_SEED, LM_GRADIENT_CHOSEN.get("n_grpo_seeds", 6)), lo=1, hi=2**31 - 1,
         help="GRPO seeds of every task (their number chosen on the pilot; never 0–4 outside the pilot)")
     control: bool = spec(LM_GRADIENT_CHOSEN.get("control", False),
@@ -214,7 +214,7 @@ def run_study(params: LMGradientParams, tasks=None) -> dict:
     lr = {"grpo": params.grpo_lr, "control": params.control_lr}
     jobs = [GradientTaskJob(design10.TaskJob(
                 design10.PanelJob(d, t, params.grpo_lr, params.seed, params.k, params.coverage_k),
-                tuple(design10.ArmJob(d, t, arm, lr[arm], s) for s in params.seeds for arm in arms)),
+                tuple(design10.ArmJob(d, t, arm, lr[arm], s) for s in params.grpo_seeds for arm in arms)),
                 params.adamw_batches, params.seed + 7919)
             for t in (tasks or params_tasks(params))]
     rows = run_jobs(run_gradient_task, jobs, params.jobs, desc="tasks (panel, exact S, GRPO runs)")
@@ -229,7 +229,7 @@ def params_tasks(params: LMGradientParams) -> list[str]:
 
 def make_record(params: LMGradientParams, rows: list[TaskRow], wall_seconds: float) -> dict:
     """A run's raw data, JSON-ready: per task its predictors, their costs and every seed's gains."""
-    return {"params": params.as_dict(), "seeds": list(params.seeds),
+    return {"params": params.as_dict(), "seeds": list(params.grpo_seeds),
             "rows": [dataclasses.asdict(r) for r in rows], "wall_seconds": wall_seconds}
 
 
@@ -472,7 +472,7 @@ def seed_text(seeds) -> str:
 
 POOLED = "all seeds pooled (descriptive)"
 # parameters that differ between the registered runs of one design
-RUN_ONLY = ("seeds", "control", "profile", "jobs", "n_perm", "device")
+RUN_ONLY = ("grpo_seeds", "control", "profile", "jobs", "n_perm", "device")
 
 
 def pooled_table(records: dict[str, dict]) -> Table:
@@ -656,7 +656,7 @@ def run_pilot(params: LMGradientParams, progress: bool = True) -> dict:
     with the new gradient terms; the seeds rule (:func:`choose_design`) and the power of the
     primary test at the registered effect and the projected reliability. Returns the raw
     outputs as committed (``book/data/12_pilot.json``)."""
-    params = dataclasses.replace(params, seeds=PILOT_SEEDS, control=True)
+    params = dataclasses.replace(params, grpo_seeds=PILOT_SEEDS, control=True)
     record = run_study(params, tasks=list(TASKS))    # all 29: this commits 10's seeds 1–4 per task
     table = Table.from_record(record)
     half, rel = prediction.split_half_reliability(table.gains)
@@ -711,7 +711,7 @@ def stage_params(stage: str, params: LMGradientParams | None = None) -> LMGradie
     params = params or LMGradientParams()
     n = LM_GRADIENT_CHOSEN["n_grpo_seeds"]
     first = FIRST_CONFIRMATION_SEED if stage == "confirmation" else FIRST_REPLICATION_SEED
-    return dataclasses.replace(params, seeds=study_seeds(first, n), control=LM_GRADIENT_CHOSEN["control"])
+    return dataclasses.replace(params, grpo_seeds=study_seeds(first, n), control=LM_GRADIENT_CHOSEN["control"])
 
 
 def record_stage(stage: str, params: LMGradientParams | None = None, progress: bool = True) -> Path:

@@ -55,12 +55,12 @@ class RealLMImpactParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
                                           "tasks": ("products", "sums", "differences"), "train_limit": 6,
                                           "held_out_limit": 4, "probe_prompts": 3, "grpo_steps": 2,
                                           "grpo_prompts": 2, "group_size": 4, "train_layers": 1,
-                                          "probe_every": 1, "seeds": (1, 2), "signal_batches": 3,
+                                          "probe_every": 1, "grpo_seeds": (1, 2), "signal_batches": 3,
                                           "signal_prompts": 2, "n_boot": 200, "n_perm": 200,
                                           "pilot_steps": 2, "jobs": 1},
                                 "default": {},
                                 "paper": {"train_limit": 400, "held_out_limit": 200, "probe_prompts": 64,
-                                          "grpo_steps": 60, "train_layers": 30, "seeds": tuple(range(1, 9)),
+                                          "grpo_steps": 60, "train_layers": 30, "grpo_seeds": tuple(range(1, 9)),
                                           "signal_prompts": 32, "device": "auto"}}
 
     model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
@@ -71,8 +71,8 @@ class RealLMImpactParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
     train_limit: int = spec(64, lo=2, hi=100_000, help="training prompts per task (GRPO, S, factors)")
     held_out_limit: int = spec(32, lo=1, hi=100_000, help="held-out prompts per task (the gain)")
     probe_prompts: int = spec(12, lo=1, hi=100_000, help="training prompts of the exact probe value")
-    lr: float = spec(REAL_LM_CHOSEN["lr"], lo=1e-8, hi=1.0, help="AdamW learning rate (committed)")
-    seeds: tuple[int, ...] = spec((1, 2, 3), lo=1, hi=2**31 - 1,
+    grpo_lr: float = spec(REAL_LM_CHOSEN["lr"], lo=1e-8, hi=1.0, help="AdamW learning rate (committed)")
+    grpo_seeds: tuple[int, ...] = spec((1, 2, 3), lo=1, hi=2**31 - 1,
                                   help="GRPO seeds of the confirmation (seed 0 is the pilot's)")
     signal_batches: int = spec(8, lo=2, hi=1000, help="independent batches of the signal S")
     signal_prompts: int = spec(8, lo=1, hi=100_000, help="distinct prompts per batch of the signal S")
@@ -99,7 +99,7 @@ class RealLMImpactParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
     def widening(self) -> float:
         """The pre-registered small-sample widening of the gain's deviations for ``len(seeds)``
         seeds (:func:`vgh_lib.common.impact.small_sample_scale`)."""
-        return impact.small_sample_scale(len(self.seeds))
+        return impact.small_sample_scale(len(self.grpo_seeds))
 
     def design(self) -> "Design":
         """The :class:`Design` of these parameters."""
@@ -335,8 +335,8 @@ def run_pilot(params: RealLMImpactParams, pass1: dict[str, float]) -> Pilot:
 
 
 def run_confirmation(params: RealLMImpactParams) -> list[TaskRun]:
-    """GRPO on every task with every confirmation seed at the committed rate ``params.lr``."""
-    return run_jobs(run_gain, gain_jobs(params.design(), params.tasks, [params.lr], params.seeds),
+    """GRPO on every task with every confirmation seed at the committed rate ``params.grpo_lr``."""
+    return run_jobs(run_gain, gain_jobs(params.design(), params.tasks, [params.grpo_lr], params.grpo_seeds),
                     params.jobs, desc="GRPO runs")
 
 
@@ -447,7 +447,7 @@ def figure_impact(pred, factors, res, params):
     axes[1].set_xlabel("pass@1 before RL (training prompts)")
     axes[1].set_title(f"Spearman(1 − pass@1, gain) {res.spearman['1 − pass@1'][0]:.2f}", fontsize=9)
     fig.suptitle(f"08_real_lm_impact, profile {params.profile}: {len(params.tasks)} tasks, "
-                 f"{len(params.seeds)} GRPO seeds, lr {params.lr:g}, top {params.train_layers} blocks", fontsize=9)
+                 f"{len(params.grpo_seeds)} GRPO seeds, lr {params.grpo_lr:g}, top {params.train_layers} blocks", fontsize=9)
     return fig
 
 

@@ -44,7 +44,7 @@ from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.experiments.grpo_budget import LMGRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
-from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 10)
+from vgh_lib.harness.preregistration import Registration, file_sha256, read_record  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
 from vgh_lib.lm import suite
@@ -100,7 +100,7 @@ class TaskSuiteParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
     PROFILES: ClassVar[dict] = {"smoke": SUITE_SMOKE,
                                 "default": {},
                                 # more seeds and prompts; LoRA or all blocks would need a GPU
-                                "paper": {"seeds": (1, 2, 3, 4, 5, 6, 7, 8), "train_limit": 256,
+                                "paper": {"grpo_seeds": (1, 2, 3, 4, 5, 6, 7, 8), "train_limit": 256,
                                           "unseen_limit": 200, "seen_limit": 200, "grpo_steps": 60,
                                           "signal_prompts": 32, "device": "auto"}}
 
@@ -125,7 +125,7 @@ class TaskSuiteParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
                           help="AdamW learning rate of the GRPO arm (chosen on the pilot)")
     control_lr: float = spec(TASK_SUITE_CHOSEN["control_lr"], lo=1e-8, hi=10.0,
                              help="AdamW learning rate of the control arm (chosen on the pilot)")
-    seeds: tuple[int, ...] = spec((1, 2), lo=1, hi=2**31 - 1,
+    grpo_seeds: tuple[int, ...] = spec((1, 2), lo=1, hi=2**31 - 1,
                                   help="GRPO seeds of both arms (seed 0 is the pilot's)")
     short_steps: int = spec(4, lo=1, hi=100_000, help="steps of the short-RL predictor's run")
     short_seed: int = spec(1000, lo=1, hi=2**31 - 1, help="GRPO seed of the short run")
@@ -146,10 +146,10 @@ class TaskSuiteParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
         if self.screen_lo >= self.screen_hi:
             raise ParameterError(f"parameter 'screen_lo' = {self.screen_lo} must be below "
                                  f"'screen_hi' = {self.screen_hi}")
-        if len(self.seeds) < 2 or len(set(self.seeds)) != len(self.seeds):
-            raise ParameterError(f"parameter 'seeds' needs at least 2 distinct seeds, got {self.seeds}")
-        if PILOT["seed"] in self.seeds or self.short_seed in self.seeds:
-            raise ParameterError(f"parameter 'seeds' {self.seeds} must not contain the pilot's seed "
+        if len(self.grpo_seeds) < 2 or len(set(self.grpo_seeds)) != len(self.grpo_seeds):
+            raise ParameterError(f"parameter 'grpo_seeds' needs at least 2 distinct seeds, got {self.grpo_seeds}")
+        if PILOT["seed"] in self.grpo_seeds or self.short_seed in self.grpo_seeds:
+            raise ParameterError(f"parameter 'grpo_seeds' {self.grpo_seeds} must not contain the pilot's seed "
                                  f"{PILOT['seed']} or 'short_seed' = {self.short_seed}")
         if self.signal_prompts > self.train_limit:
             raise ParameterError(f"parameter 'signal_prompts' = {self.signal_prompts} must be at most "
@@ -612,12 +612,9 @@ UNSEEN_SEEDS_FILE = REPO_ROOT / "book" / "data" / "10_unseen_seeds.claims.json"
 def load_unseen_seeds(path: Path = UNSEEN_SEEDS_FILE) -> dict | None:
     """The claims file of the run on GRPO seeds that no earlier run used (made after the
     confirmation, committed whatever it showed), or None where there is none."""
-    import json
-
-    path = Path(path)
-    if not path.exists():
+    data = read_record(path)
+    if data is None:
         return None
-    data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("notebook") != "10_real_lm_task_suite":
         raise ValueError(f"{path} is not a claims file of notebook 10")
     return data
@@ -644,7 +641,7 @@ def run_arms(params: TaskSuiteParams, tasks: list[str], seeds=None) -> list[ArmR
     consecutive jobs)."""
     d = params.design()
     lr = {"grpo": params.grpo_lr, "control": params.control_lr}
-    jobs = [ArmJob(d, t, arm, lr[arm], s) for t in tasks for s in (seeds or params.seeds) for arm in ARMS]
+    jobs = [ArmJob(d, t, arm, lr[arm], s) for t in tasks for s in (seeds or params.grpo_seeds) for arm in ARMS]
     return run_jobs(run_arm, jobs, params.jobs, desc="GRPO and control runs")
 
 
@@ -676,7 +673,7 @@ def run_study(params: TaskSuiteParams, tasks: list[str], seeds=None
     d = params.design()
     lr = {"grpo": params.grpo_lr, "control": params.control_lr}
     jobs = [TaskJob(PanelJob(d, t, params.grpo_lr, params.seed, params.k, params.coverage_k),
-                    tuple(ArmJob(d, t, arm, lr[arm], s) for s in (seeds or params.seeds) for arm in ARMS))
+                    tuple(ArmJob(d, t, arm, lr[arm], s) for s in (seeds or params.grpo_seeds) for arm in ARMS))
             for t in tasks]
     done = run_jobs(run_task, jobs, params.jobs, desc="tasks (panel, both arms, every seed)")
     return [panel for panel, _ in done], [run for _, runs in done for run in runs]

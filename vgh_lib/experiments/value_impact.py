@@ -48,13 +48,13 @@ class ValueImpactParams(GRPOBudget, Workers, ConfirmationParams):
     # the run profiles: their overrides of the defaults below (the defaults are `default`)
     PROFILES: ClassVar[dict] = {"smoke": {**SMOKE_TRAJECTORY, "grpo_steps": 3, "grpo_prompts": 4,
                                           "checkpoint_grid": (20, 40, 80, 150),
-                                          "seeds": (0, 1), "signal_batches": 3, "signal_prompts": 4,
+                                          "grpo_seeds": (0, 1), "signal_batches": 3, "signal_prompts": 4,
                                           "factor_prompts": 8, "n_boot": 50, "n_perm": 100,
                                           "pilot": False, "jobs": 1},
                                 "default": {},
                                 # the default design, its grid scaled to the longer trajectory
                                 "paper": {**PAPER_TRAJECTORY, "grpo_steps": 200, "grpo_prompts": 32,
-                                          "seeds": (0, 1, 2, 3, 4, 5, 6, 7), "signal_prompts": 128,
+                                          "grpo_seeds": (0, 1, 2, 3, 4, 5, 6, 7), "signal_prompts": 128,
                                           "checkpoint_grid": tuple(round(s * 20_000 / 3000) for s in
                                                                    PILOT_CHOSEN["checkpoint_grid"])}}
 
@@ -62,7 +62,7 @@ class ValueImpactParams(GRPOBudget, Workers, ConfirmationParams):
                            help="GRPO budget: optimizer steps (chosen on the pilot)")
     adamw_lr: float = spec(PILOT_CHOSEN["adamw_lr"], lo=1e-7, hi=1.0, help="AdamW learning rate")
     sgd_lr: float = spec(PILOT_CHOSEN["sgd_lr"], lo=1e-7, hi=100.0, help="SGD learning rate")
-    seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
+    grpo_seeds: tuple[int, ...] = spec((0, 1, 2, 3), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
     n_boot: int = spec(2000, lo=10, hi=100_000, help="nested-bootstrap resamples")
     n_perm: int = spec(10_000, lo=10, hi=1_000_000, help="permutations of the p-value")
     pilot: bool = spec(True, help="rerun the pilot and show what the pre-registered rules choose")
@@ -74,15 +74,15 @@ class ValueImpactParams(GRPOBudget, Workers, ConfirmationParams):
                            self.device)
                 for s, cps in trajectories.items() for c in cps
                 for opt, lr in (("adamw", self.adamw_lr), ("sgd", self.sgd_lr))
-                for seed_ in self.seeds]
+                for seed_ in self.grpo_seeds]
 
     def check(self) -> None:
         super().check()
         if self.seed in self.confirmation_seeds:
             raise ParameterError(f"parameter 'confirmation_seeds' = {self.confirmation_seeds} must "
                                  f"not contain the pilot trajectory 'seed' = {self.seed}")
-        if len(self.seeds) < 2:
-            raise ParameterError("parameter 'seeds' needs at least 2 GRPO seeds for intervals")
+        if len(self.grpo_seeds) < 2:
+            raise ParameterError("parameter 'grpo_seeds' needs at least 2 GRPO seeds for intervals")
 
 
 # ------------------------------------------------------------ the pre-registered design
@@ -207,7 +207,7 @@ def run_pilot(params: ValueImpactParams) -> Pilot:
     design = choose_design(runs)
     grid = learning_region_grid([c.step for c in traj], [c.metrics["passk"] for c in traj],
                                 params.pretrain_steps)
-    n_runs = len(params.confirmation_seeds) * len(grid) * len(params.seeds) * 2
+    n_runs = len(params.confirmation_seeds) * len(grid) * len(params.grpo_seeds) * 2
     chosen = {"adamw_lr": design["lr"]["adamw"], "sgd_lr": design["lr"]["sgd"],
               "grpo_steps": steps_for_budget(design["seconds_per_step"], n_runs),
               "checkpoint_grid": tuple(grid)}
@@ -414,7 +414,7 @@ def figure_impact_gain(results, params):
         ax.set_ylabel("GRPO gain in exact held-out pass@1")
         ax.legend(fontsize=9)
     fig.suptitle(f"05_value_impact, profile {params.profile}, trajectories {list(params.confirmation_seeds)}, "
-                 f"{len(params.seeds)} GRPO seeds", fontsize=9)
+                 f"{len(params.grpo_seeds)} GRPO seeds", fontsize=9)
     return fig
 
 

@@ -34,7 +34,7 @@ from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness import glue
 from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
-from vgh_lib.harness.preregistration import Registration, file_sha256  # noqa: F401 (notebook 09)
+from vgh_lib.harness.preregistration import Registration, file_sha256, read_record  # noqa: F401 (notebook 09)
 from vgh_lib.paths import REPO_ROOT
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.jobs import GainJob, GainRun, run_gain
@@ -138,7 +138,7 @@ class PredictorParams(GRPOBudget, Workers, OnDevice, NotebookParams):
     pass1_lo: float = spec(PILOT["pass1_range"][0], lo=0.0, hi=1.0, help="learning region: lowest pass@1")
     pass1_hi: float = spec(PILOT["pass1_range"][1], lo=0.0, hi=1.0, help="learning region: highest pass@1")
     max_checkpoints: int = spec(PILOT["max_checkpoints"], lo=2, hi=60, help="checkpoints per recipe")
-    lr: float = spec(PREDICTOR_CHOSEN["lr"], lo=1e-7, hi=1.0, help="AdamW learning rate (chosen on the pilot)")
+    grpo_lr: float = spec(PREDICTOR_CHOSEN["lr"], lo=1e-7, hi=1.0, help="AdamW learning rate (chosen on the pilot)")
     grpo_seeds: tuple[int, ...] = spec((0, 1, 2), lo=0, hi=2**31 - 1, help="GRPO seeds per checkpoint")
     short_steps: int = spec(6, lo=1, hi=100_000, help="steps of the short-RL predictor's run")
     short_seed: int = spec(1000, lo=0, hi=2**31 - 1, help="GRPO seed of the short run")
@@ -289,7 +289,7 @@ def panel_jobs(params: PredictorParams, trajectories: dict[str, list], seeds=Non
     return [PanelJob(r, str(c.path), c.step, params.pretrain_config(r, s), params.signal_batches,
                      params.signal_prompts, params.group_size, params.temperature,
                      params.factor_prompts, params.k, params.coverage_k,
-                     params.grpo_config(lr=params.lr, seed=params.short_seed, steps=params.short_steps),
+                     params.grpo_config(lr=params.grpo_lr, seed=params.short_seed, steps=params.short_steps),
                      params.seed + 7919 * s, params.device)
             for r, s in zip(recipes, seeds, strict=True) for c in trajectories[r]]
 
@@ -298,7 +298,7 @@ def gain_jobs(params: PredictorParams, trajectories: dict[str, list], seeds=None
               grpo_seeds=None, lr: float | None = None, steps: int | None = None) -> list[GainJob]:
     seeds = seeds or params.recipe_seeds
     return [GainJob.at(c, params.pretrain_config(r, s),
-                       params.grpo_config(lr=lr or params.lr, seed=g, steps=steps), params.device)
+                       params.grpo_config(lr=lr or params.grpo_lr, seed=g, steps=steps), params.device)
             for r, s in zip(list(trajectories), seeds, strict=True) for c in trajectories[r]
             for g in (grpo_seeds or params.grpo_seeds)]
 
@@ -770,9 +770,7 @@ def record_unseen(params: PredictorParams | None = None, progress: bool = True) 
 
 def load_unseen(path: Path = UNSEEN_FILE) -> dict | None:
     """The committed run on recipe seeds nobody tuned on, or None before it exists."""
-    import json
-
-    return json.loads(Path(path).read_text(encoding="utf-8")) if Path(path).exists() else None
+    return read_record(path)
 
 
 def load_pilot(path: Path = PILOT_FILE) -> dict:

@@ -87,6 +87,28 @@ def _check_scalar(name: str, value: Any, kind: str, f: dataclasses.Field) -> Any
     return value
 
 
+ALIASES = {"seeds": "grpo_seeds", "lr": "grpo_lr"}
+"""Old parameter names and the names every study now uses for the same idea (one vocabulary:
+``grpo_`` names what GRPO uses, as in ``grpo_steps``; ``recipe_seeds``, ``pretrain_lr`` and
+``control_lr`` name other things). The old names are still read wherever parameters come in:
+``vgh run -p seeds ...``, papermill, and the records and claims files committed before the
+rename."""
+
+
+def canonical_names(values: Mapping[str, Any], names: list[str] | None = None) -> dict[str, Any]:
+    """``values`` with the old names of :data:`ALIASES` read as today's (only where today's name
+    is one of ``names``, when given); refuses a mapping that gives a parameter under both."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        new = ALIASES.get(name, name)
+        if names is not None and (name in names or new not in names):
+            new = name
+        if new in out or (new != name and new in values):
+            raise ParameterError(f"parameter {name!r} is the old name of {new!r}; give only {new!r}")
+        out[new] = value
+    return out
+
+
 DEVICES = ("cpu", "cuda", "auto")
 """Torch devices a study can run on (``auto``: CUDA where there is one)."""
 
@@ -133,7 +155,9 @@ class NotebookParams:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "NotebookParams":
-        """Build from a mapping, refusing names the notebook does not have."""
+        """Build from a mapping, refusing names the notebook does not have (old names of
+        :data:`ALIASES` are read as today's)."""
+        values = canonical_names(values, cls.names())
         unknown = sorted(set(values) - set(cls.names()))
         if unknown:
             raise ParameterError(
@@ -148,16 +172,22 @@ class NotebookParams:
     def from_namespace(cls, namespace: Mapping[str, Any]) -> "NotebookParams":
         """Build from a notebook's globals, where its ``parameters`` cell (and papermill's
         injected cell) defined one variable per field: ``Params.from_namespace(globals())``."""
-        missing = [n for n in cls.names() if n not in namespace]
+        names = cls.names()
+        injected = {new: namespace[old] for old, new in ALIASES.items()   # papermill -p OLD_NAME
+                    if new in names and old in namespace}
+        namespace = {**namespace, **injected}
+        missing = [n for n in names if n not in namespace]
         if missing:
             raise ParameterError(f"the notebook defines no parameter(s) {', '.join(map(repr, missing))}; "
                                  f"its parameters cell must set: {', '.join(cls.names())}")
-        return cls.from_mapping({n: namespace[n] for n in cls.names()})
+        return cls.from_mapping({n: namespace[n] for n in names})
 
     @classmethod
     def parse_value(cls, name: str, text: str) -> Any:
         """Convert a command-line string to the declared type of ``name``."""
         fields = {f.name: f for f in dataclasses.fields(cls)}
+        if name not in fields and ALIASES.get(name) in fields:   # an old name
+            name = ALIASES[name]
         if name not in fields:
             raise ParameterError(f"unknown parameter {name!r}; allowed: {', '.join(cls.names())}")
         f = fields[name]

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from vgh_lib.harness.params import canonical_names
+
 REGISTERED_END = "<!-- end of the registered text -->"
 
 
@@ -33,6 +35,20 @@ def registered_text_sha256(path: Path | str) -> str:
 def file_sha256(path: Path | str) -> str:
     """SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def read_record(path: Path | str) -> dict | None:
+    """A committed record or claims file, or None where there is none; the parameters it ran
+    with (``params`` or ``parameters``) under today's names (:data:`~vgh_lib.harness.params.ALIASES`:
+    files committed before the rename use the old ones)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("params", "parameters"):
+        if isinstance(record.get(key), dict):
+            record[key] = canonical_names(record[key])
+    return record
 
 
 def write_json(path: Path | str, data: dict) -> None:
@@ -97,8 +113,7 @@ class Registration:
 
     def load_record(self, stage: str) -> dict | None:
         """A committed registered run, or None when it has not been run yet."""
-        path = self.check_stage(stage)
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+        return read_record(self.check_stage(stage))
 
     def main(self, argv: list[str], module: str, record_stage: Callable[[str], Path],
              simulation: Callable[..., dict]) -> None:
