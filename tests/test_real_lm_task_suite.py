@@ -161,6 +161,12 @@ def test_the_committed_unseen_seed_run_is_notebook_10s_on_fresh_seeds():
     assert data is not None and data["profile"] == "default"
     assert not set(data["parameters"]["grpo_seeds"]) & ({T.PILOT["seed"]} | set(T.TaskSuiteParams().grpo_seeds))
     assert {c["id"] for c in data["claims"]} == {"p10.unseen.p", "p10.all.p", "p10.excess.p", "p10.not_beaten"}
+    # the committed file names its seeds `seeds` (before the rename); they are read as grpo_seeds
+    run, verdict = T.unseen_seeds_replication(data)
+    seeds = ", ".join(map(str, data["parameters"]["grpo_seeds"]))
+    primary = {c["id"]: c for c in data["claims"]}["p10.unseen.p"]
+    assert run == f"GRPO seeds {seeds} nobody tuned on"
+    assert verdict.startswith("holds" if primary["passed"] else "does not hold")
 
 
 def test_load_unseen_seeds_rejects_another_notebooks_file(tmp_path):

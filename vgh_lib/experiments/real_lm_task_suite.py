@@ -42,6 +42,7 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
+from vgh_lib.harness.glue import format_value
 from vgh_lib.experiments.grpo_budget import LMGRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256, read_record  # noqa: F401 (notebook 10)
@@ -618,6 +619,15 @@ def load_unseen_seeds(path: Path = UNSEEN_SEEDS_FILE) -> dict | None:
     if data.get("notebook") != "10_real_lm_task_suite":
         raise ValueError(f"{path} is not a claims file of notebook 10")
     return data
+
+
+def unseen_seeds_replication(unseen: dict) -> tuple[str, str]:
+    """The committed run on GRPO seeds nobody tuned on (:func:`load_unseen_seeds`) as a
+    registered replication of the primary claim: the run's name and its own verdict."""
+    claim = {c["id"]: c for c in unseen["claims"]}["p10.unseen.p"]
+    seeds = ", ".join(map(str, unseen["parameters"]["grpo_seeds"]))
+    return (f"GRPO seeds {seeds} nobody tuned on",
+            f"{'holds' if claim['passed'] else 'does not hold'} (p = {format_value(claim['value'])})")
 
 
 def check_design(pilot: dict, chosen: dict, pilot_file: Path = PILOT_FILE) -> None:
