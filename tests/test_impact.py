@@ -291,3 +291,45 @@ def test_caveats_sentence_counts_collapses_and_names_failed_claims():
                                {"adamw": 80, "sgd": 80})
     assert text == ("Under AdamW, none of its 80 runs collapsed and no claim failed; under SGD, "
                     "15 of its 80 runs collapsed and claims a, b and c failed.")
+
+
+# ---------------------------------------- ranking, and per-task gains pooled over seeds (10, 12)
+def test_pooled_gains_against_a_direct_computation():
+    """The seed part pools the per-seed means' deviations over tasks (df = Σ(seeds − 1)); the
+    prompt part is the variance of per-prompt means over n; the interval uses the
+    Welch–Satterthwaite degrees of freedom of the two."""
+    from scipy.stats import t as student_t
+
+    rng = np.random.default_rng(0)
+    mats = {"a": rng.normal(0.1, 0.2, (2, 30)), "b": rng.normal(-0.05, 0.1, (3, 12))}
+    gains, df = impact.pooled_gains(mats)
+    assert df == 1 + 2
+    ss = sum(((m.mean(1) - m.mean()) ** 2).sum() for m in mats.values())
+    for g, (name, m) in zip(gains, mats.items()):
+        v1 = ss / 3 / m.shape[0]
+        v2 = np.var(m.mean(0), ddof=1) / m.shape[1]
+        dof = (v1 + v2) ** 2 / (v1 ** 2 / 3 + v2 ** 2 / (m.shape[1] - 1))
+        assert g.task == name and g.mean == pytest.approx(m.mean())
+        assert g.se == pytest.approx(np.sqrt(v1 + v2))
+        assert g.hi - g.mean == pytest.approx(student_t.ppf(0.975, dof) * g.se)
+
+
+def test_the_interval_covers_at_its_nominal_rate_when_seeds_or_prompts_dominate():
+    for seed_sd, prompt_sd in ((0.05, 0.01), (0.0, 0.1), (0.03, 0.1)):
+        cov = impact.gain_interval_coverage([seed_sd] * 24, [prompt_sd] * 24, 2, [32] * 24, 150, seed=1)
+        assert 0.93 <= cov <= 0.97  # 3,600 intervals: binomial SE 0.004 at 0.95
+
+
+def test_paired_difference_scores_i_by_sign_and_the_other_predictor_by_size():
+    y = np.arange(10.0)
+    d, lo, hi = impact.rank_lead(y, -y, y, n_boot=200, seed=0)
+    assert d == pytest.approx(0.0) and lo == pytest.approx(0.0) and hi == pytest.approx(0.0)
+    d, lo, hi = impact.rank_lead(-y, y, y, n_boot=200, seed=0)
+    assert d == pytest.approx(-2.0) and hi == pytest.approx(-2.0)
+
+
+def test_correlation_permutation_p_is_small_for_a_monotone_relation_and_not_for_a_reversed_one():
+    x = np.arange(12.0)
+    up = impact.rank_correlation(x, x ** 2, n_boot=200, n_perm=2000, seed=0)
+    down = impact.rank_correlation(x, -x, n_boot=200, n_perm=2000, seed=0)
+    assert up.value == pytest.approx(1.0) and up.p < 0.001 and down.p > 0.99

@@ -205,3 +205,9 @@ def test_crossfit_relative_error_against_its_definition_and_its_jackknife():
     same = rng.normal(0, 1, (4, 7))
     assert stats.crossfit_relative_error(same, same)[0] == 0.0   # equal processes: r = 0, not noise
     assert np.isnan(stats.crossfit_relative_error(np.stack([a[0], -a[0]]), b[:2])[0])
+
+
+def test_spearman_power_is_the_test_size_under_the_null():
+    power = stats.spearman_power(20, rhos=(0.0, 0.5), n_sims=4000, seed=3)
+    assert abs(power[0.0] - 0.05) < 3 * np.sqrt(0.05 * 0.95 / 4000) + 0.005
+    assert power[0.5] > 0.5

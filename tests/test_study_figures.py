@@ -89,7 +89,7 @@ def _suite_results(n_tasks=24, outcomes=("unseen", "excess")):
     panels = [_Panel(t, float(np.exp(rng.normal(-3, 1)))) for t in tasks]
 
     def one(outcome):
-        gains = [T.TaskGain(t, m, 0.02, m - 0.04, m + 0.04) for t, m in zip(tasks, rng.normal(0.05, 0.05, n_tasks))]
+        gains = [impact.TaskGain(t, m, 0.02, m - 0.04, m + 0.04) for t, m in zip(tasks, rng.normal(0.05, 0.05, n_tasks))]
         corr = {n: impact.RankCorrelation(0.1 * (i - 3), -0.3, 0.4, 0.3, n_tasks) for i, n in enumerate(T.PANEL)}
         return T.OutcomeAnalysis(outcome, tasks, gains, 10, corr,
                                  {n: (0.1, -0.2, 0.3) for n in T.PANEL if n != "I"})
@@ -210,8 +210,8 @@ def test_09_pairs_and_10_arms_and_pilot_figures():
     pairs = SimpleNamespace(pairs=[(0, 1), (2, 3), (4, 5)], agree=2, n=3, p=0.5)
     assert _laid_out(P.figure_pairs(table, pairs)) == []
     tasks = list(suite.SUITE_TASKS[:24])
-    gains = {t: T.TaskGain(t, m, 0.02, m - 0.04, m + 0.04) for t, m in zip(tasks, rng.normal(0.05, 0.05, 24))}
-    control = {t: T.TaskGain(t, 0.01, 0.02, -0.03, 0.05) for t in tasks}
+    gains = {t: impact.TaskGain(t, m, 0.02, m - 0.04, m + 0.04) for t, m in zip(tasks, rng.normal(0.05, 0.05, 24))}
+    control = {t: impact.TaskGain(t, 0.01, 0.02, -0.03, 0.05) for t in tasks}
     assert _laid_out(T.figure_arms(tasks, {"unseen": gains}, control)) == []
     assert _laid_out(T.figure_pilot(json.loads(T.PILOT_FILE.read_text()))) == []   # the committed pilot
 

@@ -24,7 +24,7 @@ from vgh_lib.common import stats
 from vgh_lib.common.stats import spearman
 from vgh_lib.errors import ParameterError
 from vgh_lib.harness.claims import ClaimSpec, Measured
-from vgh_lib.harness.params import NotebookParams, OnDevice, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, RealModel, spec
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import loading as lm_loading
 from vgh_lib.lm import tasks as lm_tasks
@@ -32,7 +32,7 @@ from vgh_lib.lm.tasks import LM_TASKS
 
 
 @dataclass(frozen=True)
-class RealLMParams(OnDevice, NotebookParams):
+class RealLMParams(RealModel, OnDevice, NotebookParams):
     """Parameters of ``06_real_lm`` (book/theory.md §3 and §4b on SmolLM2-135M)."""
 
     # the run profiles: their overrides of the defaults below (the defaults are `default`)
@@ -47,10 +47,6 @@ class RealLMParams(OnDevice, NotebookParams):
                                           "temperatures": (0.25, 0.5, 1.0, 2.0),
                                           "relax_rollouts": 4096, "relax_blocks": 8, "device": "auto"}}
 
-    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
-                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
-    target: str = spec("task", choices=("task", "greedy"),
-                       help="reward target: the task's answer, or the model's own greedy answer")
     per_task: int = spec(8, lo=1, hi=400, help="held-out prompts per task in the capability screen")
     n_prompts: int = spec(4, lo=1, hi=64, help="prompts for the Theorem 2 measurements")
     value_lo: float = spec(0.1, lo=0.0, hi=1.0, help="a Theorem 2 prompt has V^D ≥ value_lo")

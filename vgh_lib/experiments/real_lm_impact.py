@@ -37,7 +37,7 @@ from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.experiments.grpo_budget import LMGRPOBudget
-from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, RealModel, Workers, spec
 from vgh_lib.lm.cache import model_for, prefix_for
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
@@ -46,7 +46,7 @@ from vgh_lib.lm.tasks import LM_TASKS
 
 
 @dataclass(frozen=True)
-class RealLMImpactParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
+class RealLMImpactParams(LMGRPOBudget, RealModel, Workers, OnDevice, NotebookParams):
     """Parameters of ``08_real_lm_impact`` (book/theory.md §4 across tasks in SmolLM2-135M; the
     design is pre-registered in book/08_preregistration.md)."""
 
@@ -63,10 +63,6 @@ class RealLMImpactParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
                                           "grpo_steps": 60, "train_layers": 30, "grpo_seeds": tuple(range(1, 9)),
                                           "signal_prompts": 32, "device": "auto"}}
 
-    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
-                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
-    target: str = spec("task", choices=("task", "greedy"),
-                       help="reward target: the task's answer, or the model's own greedy answer")
     tasks: tuple[str, ...] = spec(LM_TASKS, choices=LM_TASKS, help="the tasks (design points)")
     train_limit: int = spec(64, lo=2, hi=100_000, help="training prompts per task (GRPO, S, factors)")
     held_out_limit: int = spec(32, lo=1, hi=100_000, help="held-out prompts per task (the gain)")
@@ -133,7 +129,7 @@ def task_pairs(model, tokenizer, task: str, split: str, limit: int | None,
 class Design(LMGRPOBudget):
     """Everything a job needs besides the task, the learning rate and the seed (built from
     notebook 08's parameters by ``RealLMImpactParams.design``, which holds the defaults); its
-    GRPO budget is the parameters' own (:class:`~vgh_lib.harness.params.LMGRPOBudget`)."""
+    GRPO budget is the parameters' own (:class:`~vgh_lib.experiments.grpo_budget.LMGRPOBudget`)."""
 
     model_path: str
     target: str                  # "task" or "greedy" (task_pairs)

@@ -19,8 +19,8 @@ Notebook 08 stays as published. This successor design differs in four ways:
 Inference (:func:`analyse`): one-sided permutation Spearman tests of ``I`` against each outcome
 over the tasks; every panel predictor's Spearman with a bootstrap-over-tasks interval, and its
 paired difference from ``I``'s; per-task gains with the seed variance pooled across tasks
-(:func:`pooled_gains`), whose interval coverage at this design is simulated
-(:func:`gain_interval_coverage`).
+(:func:`vgh_lib.common.impact.pooled_gains`), whose interval coverage at this design is
+simulated (:func:`vgh_lib.common.impact.gain_interval_coverage`).
 """
 
 from __future__ import annotations
@@ -37,14 +37,15 @@ import torch
 from vgh_lib.common import panel as panel_lib
 from vgh_lib.common import stats
 from vgh_lib.common import impact
-from vgh_lib.common.impact import largest_drop
+from vgh_lib.common.impact import TaskGain, gain_interval_coverage, largest_drop, pooled_gains
+from vgh_lib.common.stats import spearman_power
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.glue import format_value
 from vgh_lib.experiments.grpo_budget import LMGRPOBudget
-from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
+from vgh_lib.harness.params import NotebookParams, OnDevice, RealModel, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256, read_record  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates
 from vgh_lib.lm import grpo as lm_grpo
@@ -93,7 +94,7 @@ SUITE_SMOKE = {"model_path": "tiny", "target": "greedy",
 
 
 @dataclass(frozen=True)
-class TaskSuiteParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
+class TaskSuiteParams(LMGRPOBudget, RealModel, Workers, OnDevice, NotebookParams):
     """Parameters of ``10_real_lm_task_suite`` (the design of book/10_preregistration.md). The
     GRPO budget (``grpo_steps``, ``grpo_prompts``, ...) is both arms' budget."""
 
@@ -105,10 +106,6 @@ class TaskSuiteParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
                                           "unseen_limit": 200, "seen_limit": 200, "grpo_steps": 60,
                                           "signal_prompts": 32, "device": "auto"}}
 
-    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
-                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
-    target: str = spec("task", choices=("task", "greedy"),
-                       help="reward target: the task's answer, or the model's own greedy answer")
     tasks: tuple[str, ...] = spec(suite.SUITE_TASKS, choices=suite.SUITE_TASKS,
                                   help="the candidate tasks, before the screen")
     screen_prompts: int = spec(PILOT["screen_prompts"], lo=1, hi=100_000,
@@ -164,7 +161,7 @@ class TaskSuiteParams(LMGRPOBudget, Workers, OnDevice, NotebookParams):
 @dataclass(frozen=True, kw_only=True)
 class SuiteDesign(LMGRPOBudget):
     """Everything a job needs besides its task, arm, learning rate and seed; its GRPO budget is
-    the parameters' own (:class:`~vgh_lib.harness.params.LMGRPOBudget`)."""
+    the parameters' own (:class:`~vgh_lib.experiments.grpo_budget.LMGRPOBudget`)."""
 
     model_path: str
     target: str
@@ -412,18 +409,6 @@ def choose_lrs(runs: list[ArmRun], tolerance: float = PILOT["collapse_tolerance"
 
 
 # ------------------------------------------------------------------------------ inference
-@dataclass
-class TaskGain:
-    """A task's gain on one outcome over seeds: mean, standard error and interval, with the
-    seed variance pooled across tasks (:func:`pooled_gains`)."""
-
-    task: str
-    mean: float
-    se: float
-    lo: float
-    hi: float
-
-
 def _per_task(runs: list[ArmRun], task: str, arm: str, outcome: str) -> np.ndarray:
     """(seeds, prompts) gains of one task and arm on ``unseen`` or ``all`` prompts."""
     mine = sorted((r for r in runs if r.task == task and r.arm == arm), key=lambda r: r.seed)
@@ -441,79 +426,6 @@ def gain_matrix(runs: list[ArmRun], task: str, outcome: str) -> np.ndarray:
     if outcome == "excess":
         return _per_task(runs, task, "grpo", "unseen") - _per_task(runs, task, "control", "unseen")
     return _per_task(runs, task, "grpo", outcome)
-
-
-def pooled_gains(matrices: dict[str, np.ndarray], level: float = 0.95) -> tuple[list[TaskGain], int]:
-    """Each task's mean gain and interval from its (seeds, prompts) gain matrix.
-
-    The variance of a task's mean has two sources: the GRPO seed (which run) and the held-out
-    prompts (which sample of the task). The seed part is the variance of the per-seed means
-    around the task's mean, *pooled across tasks* (degrees of freedom Σ(seeds − 1), far more than
-    one task's seeds − 1); the prompt part is the variance of the per-prompt means over the
-    task's prompts, divided by their number. The interval is mean ± t · SE, with each task's
-    degrees of freedom from the Welch–Satterthwaite formula for the two parts. Returns the
-    gains and the pooled seed part's degrees of freedom."""
-    from scipy.stats import t as student_t
-
-    ss, df = 0.0, 0
-    for g in matrices.values():
-        m = g.mean(axis=1)
-        ss += float(((m - m.mean()) ** 2).sum())
-        df += g.shape[0] - 1
-    if df < 1:
-        raise ValueError("pooling the seed variance needs at least one task with 2 seeds")
-    seed_var = ss / df
-    out = []
-    for task, g in matrices.items():
-        per_prompt = g.mean(axis=0)
-        n = per_prompt.size
-        v_seed = seed_var / g.shape[0]
-        v_prompt = float(per_prompt.var(ddof=1)) / n if n > 1 else 0.0
-        den = v_seed ** 2 / df + (v_prompt ** 2 / (n - 1) if n > 1 else 0.0)
-        dof = (v_seed + v_prompt) ** 2 / den if den > 0 else float(df)
-        se = float(np.sqrt(v_seed + v_prompt))
-        q = float(student_t.ppf(0.5 + level / 2, dof))
-        mean = float(g.mean())
-        out.append(TaskGain(task, mean, se, mean - q * se, mean + q * se))
-    return out, df
-
-
-def gain_interval_coverage(seed_sd: np.ndarray, prompt_sd: np.ndarray, n_seeds: int,
-                           n_prompts: np.ndarray, n_sims: int, seed: int, level: float = 0.95) -> float:
-    """The share of simulated designs in which :func:`pooled_gains`' interval covers each
-    task's true mean gain: tasks with their own seed and prompt standard deviations (so the
-    pooling is tested where the seed variance differs between tasks), ``n_seeds`` seeds and
-    ``n_prompts[t]`` prompts each; gains ``g_sj = μ + b_s + a_j + e_sj``."""
-    rng = np.random.default_rng(seed)
-    seed_sd, prompt_sd, n_prompts = (np.asarray(a, float) for a in (seed_sd, prompt_sd, n_prompts))
-    hits = total = 0
-    for _ in range(n_sims):
-        mats = {}
-        for t in range(seed_sd.size):
-            n = int(n_prompts[t])
-            b = rng.normal(0, seed_sd[t], (n_seeds, 1))
-            a = rng.normal(0, prompt_sd[t], (1, n))
-            e = rng.normal(0, 0.25 * prompt_sd[t], (n_seeds, n))
-            mats[str(t)] = b + a + e
-        gains, _ = pooled_gains(mats, level)
-        hits += sum(g.lo <= 0.0 <= g.hi for g in gains)
-        total += len(gains)
-    return hits / total
-
-
-def spearman_power(n: int, rhos=(0.3, 0.5, 0.7), n_sims: int = 4000, seed: int = 0,
-                   alpha: float = 0.05) -> dict[float, float]:
-    """Power of the one-sided Spearman test over ``n`` tasks (reject when ρ̂ ≥ the critical
-    value :func:`vgh_lib.common.stats.spearman_critical`) when predictor and gain are bivariate
-    normal with Pearson correlation ρ (a measured gain's noise lowers the correlation it shows)."""
-    crit = stats.spearman_critical(n, alpha)
-    rng = np.random.default_rng(seed)
-    out = {}
-    for rho in rhos:
-        x = rng.standard_normal((n_sims, n))
-        y = rho * x + np.sqrt(1 - rho * rho) * rng.standard_normal((n_sims, n))
-        out[float(rho)] = float(np.mean(stats.spearman_rows(x, y) >= crit - 1e-12))
-    return out
 
 
 @dataclass
@@ -742,12 +654,12 @@ def cost_ratio(panels: list[TaskPanel], runs: list[ArmRun], name: str) -> float:
 
 def power_at(n: int) -> tuple[float, dict[float, float]]:
     """The critical Spearman at ``n`` tasks and the primary test's power there
-    (:func:`spearman_power`, the pre-registration's simulation)."""
+    (:func:`vgh_lib.common.stats.spearman_power`, the pre-registration's simulation)."""
     return stats.spearman_critical(n), spearman_power(n)
 
 
 def coverage_at_design(runs: list[ArmRun], tasks: list[str], n_seeds: int, n_sims: int, seed: int) -> float:
-    """:func:`gain_interval_coverage` driven by each task's own seed and prompt standard
+    """:func:`vgh_lib.common.impact.gain_interval_coverage` driven by each task's own seed and prompt standard
     deviations of the unseen gain (exploratory: how well the pooled intervals cover here)."""
     mats = [gain_matrix(runs, t, "unseen") for t in tasks]
     seed_sd = [m.mean(axis=1).std(ddof=1) for m in mats]

@@ -239,3 +239,12 @@ class OnDevice:
 
     device: str = spec("cpu", choices=DEVICES, help="torch device")
 
+
+@dataclass(frozen=True)
+class RealModel:
+    """Mixin of a study of a real pretrained LM: which model, and what its reward targets."""
+
+    model_path: str = spec("smollm2", help="'smollm2' (the shipped SmolLM2-135M-Instruct), 'tiny' "
+                                           "(a tiny random llama), a .gguf file or a local causal-LM directory")
+    target: str = spec("task", choices=("task", "greedy"),
+                       help="reward target: the task's answer, or the model's own greedy answer")
