@@ -220,3 +220,37 @@ def test_probe_drop_phrase_writes_no_drop_in_words():
     assert probe_drop_phrase(0.0) == "never fell below its start"
     assert probe_drop_phrase(-0.01) == "never fell below its start"
     assert probe_drop_phrase(0.0123) == "fell at most 0.0123 below its start"
+
+
+def test_real_lm_tables_show_each_task_and_seed_in_order():
+    from vgh_lib.common import impact as impact_lib
+
+    def run(task, seed, gain):
+        return real_lm_impact.TaskRun(task, 3e-4, seed, np.zeros(2), np.full(2, gain), [0], [0.5], [0.5], 1.0)
+
+    runs = [run("b", 2, 0.3), run("a", 2, -0.1), run("b", 1, 0.1), run("a", 1, 0.2)]
+    per_seed = real_lm_impact.seed_gains(["a", "b"], runs)
+    assert per_seed == {"a": pytest.approx([0.2, -0.1]), "b": pytest.approx([0.1, 0.3])}
+    header, rows = real_lm_impact.seed_table((1, 2), per_seed)
+    assert header == ["task", "GRPO seed 1", "GRPO seed 2"]
+    assert rows == [["a", "+0.200", "-0.100"], ["b", "+0.100", "+0.300"]]
+    factors = [real_lm_impact.TaskFactors(t, np.zeros(2), np.eye(2), 4, 1.0) for t in ("a", "b")]
+    res = impact_lib.Analysis("adamw", [np.arange(2)], [np.array([0.15, -0.2])],
+                              [np.array([[0.1, 0.2], [-0.3, -0.1]])],
+                              [{"pass@1": np.array([0.25, 0.5]), "H": np.array([0.5, 0.4]), "S": np.array([2.0, 3.0]),
+                                "I": np.array([1.0, 1.2]), "reward std": np.array([0.4, 0.5])}],
+                              {}, {}, {}, {}, {}, 1.0)
+    rows = real_lm_impact.task_rows(factors, res)
+    assert len(real_lm_impact.TASK_TABLE_HEADER) == len(rows[0])
+    assert rows[1] == ["b", "0.500", "0.400", "3", "1.2", "0.500", "-0.200 [-0.300, -0.100]"]
+
+
+def test_probe_comparison_rows_put_the_probe_beside_the_reference():
+    params = probe.ProbeBookParams(confirmation_seeds=(1,), probe_seeds=(5, 6))
+    reference = {(1, 10): {"pass@1": 0.25, "H": 0.5, "S": 2.0, "I": 1.0},
+                 (1, 20): {"pass@1": 0.5, "H": 0.3, "S": 3.0, "I": 0.9}}
+    values = {(1, 5, "I"): np.array([1.0, 0.8]), (1, 6, "I"): np.array([1.2, 1.0])}
+    rows = probe.comparison_rows(params, {1: [10, 20]}, reference, values)
+    assert rows == [["1", "10", "0.250", "0.500", "2", "1", "1.1 ± 0.14"],
+                    ["1", "20", "0.500", "0.300", "3", "0.9", "0.9 ± 0.14"]]
+    assert len(rows[0]) == len(probe.COMPARISON_HEADER)

@@ -182,3 +182,11 @@ def test_a_record_needs_every_grpo_seed_of_every_checkpoint():
 def test_load_record_refuses_unknown_stages():
     with pytest.raises(ValueError, match="pilot"):
         G.load_record("final")
+
+
+def test_simulation_rows_show_the_registered_simulation_and_the_pilot():
+    sim, pilot = G.load_simulation(), G.load_pilot()
+    rows = G.simulation_rows(sim, pilot)
+    assert len(rows) == 6 and all(len(r) == len(G.SIMULATION_COLUMNS) for r in rows)
+    assert rows[0][1] == f"{sim['size']['rate']:.3f} ± {sim['size']['se']:.3f}"
+    assert rows[-1][1] == f"{pilot['power']['rate']:.3f}"

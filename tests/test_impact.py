@@ -333,3 +333,26 @@ def test_correlation_permutation_p_is_small_for_a_monotone_relation_and_not_for_
     up = impact.rank_correlation(x, x ** 2, n_boot=200, n_perm=2000, seed=0)
     down = impact.rank_correlation(x, -x, n_boot=200, n_perm=2000, seed=0)
     assert up.value == pytest.approx(1.0) and up.p < 0.001 and down.p > 0.99
+
+
+def _analysis(n_points=3, trajectories=2):
+    names = ("I", "S", "H")
+    pooled = {"I": 0.61, "S": 0.25, "H": -0.1}
+    return impact.Analysis(
+        "adamw", [np.arange(n_points)] * trajectories, [np.linspace(0.1, 0.3, n_points)] * trajectories,
+        [np.tile([[-0.05, 0.5]], (n_points, 1))] * trajectories,
+        [{n: np.arange(n_points) + k for k, n in enumerate((*names, "pass@1", "reward std"))}] * trajectories,
+        {n: np.array([pooled[n] - 0.01, pooled[n] + 0.01][:trajectories]) for n in names},
+        {n: [(-1.0, 1.0)] * trajectories for n in names}, pooled,
+        {n: (pooled[n] - 0.2, pooled[n] + 0.2) for n in names},
+        {"S": (0.36, 0.05, 0.7), "H": (0.71, -0.02, 1.3)}, 0.01)
+
+
+def test_predictor_table_has_i_first_and_the_paired_differences():
+    header, rows = impact.predictor_table(_analysis())
+    assert header == ["predictor", "pooled Spearman [95% CI]", "per trajectory", "Spearman(I) − this [95% CI]"]
+    assert [r[0] for r in rows] == ["I", "S", "H"]
+    assert rows[0][1] == "0.61 [0.41, 0.81]" and rows[0][2] == "0.60, 0.62" and rows[0][3] == ""
+    assert rows[1][3] == "+0.36 [+0.05, +0.70]" and rows[2][3] == "+0.71 [-0.02, +1.30]"
+    header, rows = impact.predictor_table(_analysis(trajectories=1), per_trajectory=False)
+    assert header[1] == "Spearman with the gain [95% CI]" and all(len(r) == 3 for r in rows)

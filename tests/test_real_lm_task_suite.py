@@ -6,6 +6,7 @@ import pytest
 
 from vgh_lib.experiments import designs
 from vgh_lib.experiments import real_lm_task_suite as T
+from vgh_lib.harness.glue import format_value
 
 
 def test_the_registered_text_is_unchanged():
@@ -129,3 +130,15 @@ def test_load_unseen_seeds_rejects_another_notebooks_file(tmp_path):
     with pytest.raises(ValueError, match="not a claims file of notebook 10"):
         T.load_unseen_seeds(path)
     assert T.load_unseen_seeds(tmp_path / "missing.json") is None
+
+
+def test_the_committed_unseen_seed_run_and_a_pilot_rerun_as_tables():
+    header, rows = T.unseen_seeds_table(T.load_unseen_seeds())
+    assert header[1].startswith("seeds ") and {r[0] for r in rows} >= {"p10.unseen.p"}
+    assert all(r[2] in ("holds", "fails") for r in rows)
+    committed = T.load_pilot()
+    rerun = {"chosen": {"grpo": 3e-4, "control": 0.1}, "tasks": ["a", "b"], "pilot_tasks": ["a"]}
+    header, rows = T.pilot_rerun_table(committed, rerun)
+    assert header == ["rule's choice", "committed design", "this machine's rerun"]
+    assert rows[0][1:] == [format_value(designs.TASK_SUITE_CHOSEN["grpo_lr"]), format_value(3e-4)]
+    assert rows[2][2] == "2" and rows[3] == ["pilot tasks", ", ".join(committed["pilot_tasks"]), "a"]

@@ -400,3 +400,25 @@ def test_the_relaxation_bias_vanishes_as_tau_r_goes_to_zero(setup):
     (r1, se1), (r03, se03), (r01, se01) = errors
     assert r1 - r03 > 3 * np.hypot(se1, se03) and r1 - r01 > 3 * np.hypot(se1, se01), errors
     assert r01 <= r03 + 3 * np.hypot(se01, se03), errors   # no rise below τ_r = 0.3 beyond noise
+
+
+def test_grid_and_fidelity_tables_show_every_cell_and_group_size():
+    from vgh_lib.harness.glue import markdown_table
+
+    def cell(agreement, se):
+        return Cell(step=100, pass1=0.5, tau=1.0, tau_r=0.3, cosine=0.9, cosine_ci=(0.8, 0.95), rel_error=0.4,
+                    resolution_d=0.9, resolution_c=0.9, gap=0.2, mean_gap=0.1, entropy=1.5, reward=0.5,
+                    agreement=agreement, agreement_se=se, reliability_d=0.8, reliability_c=0.7)
+
+    rows = transformer_costates.cell_rows([cell(0.97, 0.01), cell(0.9, 0.2)])
+    assert len(rows[0]) == len(transformer_costates.CELL_HEADER)
+    assert rows[0][4] == "0.970 ± 0.010" and [r[-1] for r in rows] == ["yes", "no"]   # SE above MAX_SE
+    sizes = list(transformer_costates.GROUP_SIZES)
+    f = transformer_costates.Fidelity(step=5, pass1=0.2, tau=0.5, value=0.25, group_sizes=sizes[:2],
+                                      measured=[0.5, 0.7], measured_se=[0.01, 0.01], predicted=[0.5, 0.7],
+                                      predicted_exact=[0.49, 0.72], z=[1.0, -2.0])
+    (row,) = transformer_costates.fidelity_rows([f])
+    assert row[:5] == ["5", "0.5", "0.250", "0.50 (0.49, z +1.0)", "0.70 (0.72, z -2.0)"]
+    assert row[5:] == ["–"] * (len(sizes) - 2) and len(row) == len(transformer_costates.FIDELITY_HEADER)
+    table = markdown_table(["a", "b"], [["1", "2"], ["3", "4"]])
+    assert table == "| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |"

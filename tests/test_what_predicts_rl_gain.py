@@ -142,3 +142,19 @@ def test_a_committed_record_reads_back_as_the_same_table():
     assert got.collapsed == want.collapsed == 9
     assert got.grpo_seconds == pytest.approx(want.grpo_seconds)
     assert list(got.recipe) == list(want.recipe)
+
+
+def test_recipe_and_checkpoint_tables_follow_the_trajectories():
+    from types import SimpleNamespace
+
+    params = P.PredictorParams(recipes=("base", "noisy corpus", "one layer"), recipe_seeds=(11, 12, 13))
+    cp = lambda step, p1: SimpleNamespace(step=step, metrics={"pass1": p1})  # noqa: E731
+    trajectories = {"one layer": [cp(10, 0.1), cp(20, 0.42)], "base": [cp(5, 0.2), cp(9, 0.3)]}
+    assert P.recipe_seeds_of(params, trajectories) == [13, 11]      # each recipe's own seed, not the order
+    rows = P.recipe_rows(params, trajectories)
+    assert rows == [["one layer", "13", "10, 20", "0.10 – 0.42"], ["base", "11", "5, 9", "0.20 – 0.30"]]
+    assert len(rows[0]) == len(P.RECIPES_HEADER)
+    row = {"recipe": "base", "step": 9, **{p: 0.5 for p in P.PREDICTORS}, "I": 2.5, "gain": 0.031, "gain SE": 0.004}
+    (out,) = P.checkpoint_rows(SimpleNamespace(as_rows=lambda: [row]))
+    assert out[:3] == ["base", "9", "2.5"] and out[-1] == "+0.031 ± 0.004"
+    assert len(out) == len(P.CHECKPOINT_HEADER)

@@ -241,6 +241,19 @@ def analyse(trajectories: list[list[CheckpointData]], optimizer: str, n_boot: in
                     versus, p)
 
 
+def predictor_table(res: Analysis, per_trajectory: bool = True) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the predictor table of notebooks 05 and 08: each predictor's pooled
+    Spearman with the gain and its interval (with the per-trajectory values where there are
+    several trajectories), and Spearman(I) minus it with the paired interval; I first."""
+    header = ["predictor", *(["pooled Spearman [95% CI]", "per trajectory"] if per_trajectory
+                             else ["Spearman with the gain [95% CI]"]), "Spearman(I) − this [95% CI]"]
+    rows = [[n, f"{res.pooled[n]:.2f} [{res.pooled_ci[n][0]:.2f}, {res.pooled_ci[n][1]:.2f}]",
+             *([", ".join(f"{v:.2f}" for v in res.spearman[n])] if per_trajectory else []),
+             "" if n == "I" else "{:+.2f} [{:+.2f}, {:+.2f}]".format(*res.versus_i[n])]
+            for n in res.pooled]
+    return header, rows
+
+
 def mid_checkpoint(before_values: list[float], target: float = 0.5) -> int:
     """The index of the checkpoint whose pre-RL held-out pass@1 is closest to ``target``."""
     return int(np.argmin(np.abs(np.asarray(before_values, float) - target)))

@@ -38,6 +38,7 @@ from vgh_lib.common.exact_signal import adamw_signal, exact_signal, expected_upd
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import what_predicts_rl_gain as design09
+from vgh_lib.experiments.what_predicts_rl_gain import recipe_seeds_of  # noqa: F401 (notebook 11)
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.experiments.grpo_budget import GRPOBudget
@@ -712,6 +713,21 @@ def check_design(pilot: dict, chosen: dict = GRADIENT_CHOSEN) -> None:
     REGISTRATION.check_design(chosen)
     if chosen.get("n_grpo_seeds") != pilot["seed_rule"]["n_grpo_seeds"]:
         raise ValueError("the committed number of GRPO seeds is not the one the pilot's rule chose")
+
+
+SIMULATION_COLUMNS = ["simulated rejection rate of the primary test at 0.05", "share ± SE"]
+
+
+def simulation_rows(sim: dict, pilot: dict) -> list[list[str]]:
+    """The registered simulation (size under the fitted generator and with the recipe effect
+    doubled, power at the fitted β and twice it) and the pilot's size and power, as table rows."""
+    rate = lambda d: f"{d['rate']:.3f} ± {d['se']:.3f}"  # noqa: E731
+    return [["size, fitted generator", rate(sim["size"])],
+            ["size, recipe effect in the gain doubled", rate(sim["size_strong_recipe_effect"])],
+            ["power at the fitted β (09's noisy S)", f"{sim['power_at_fit']['rate']:.3f}"],
+            ["power at twice that β", f"{sim['power_at_twice']['rate']:.3f}"],
+            ["pilot: size", rate(pilot["size"])],
+            ["pilot: power at the pilot's β (exact S)", f"{pilot['power']['rate']:.3f}"]]
 
 
 def load_simulation(path: Path | None = None) -> dict:

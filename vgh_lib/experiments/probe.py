@@ -108,6 +108,26 @@ def probe_values(probes: dict[tuple[int, int], list[ProbeResult]], steps: dict[i
     return out
 
 
+COMPARISON_HEADER = ["trajectory", "step", "pass@1 (ref)", "H (ref)", "S (ref)", "I (ref)",
+                     "I (probe, mean ± sd)"]
+
+
+def comparison_rows(params: ProbeBookParams, steps: dict[int, list[int]],
+                    reference: dict[tuple[int, int], dict[str, float]],
+                    values: dict[tuple[int, int, str], np.ndarray]) -> list[list[str]]:
+    """One row per checkpoint: the reference factors beside the probe's I over its seeds
+    (mean ± sample sd; the sd is 0 with one probe seed)."""
+    rows = []
+    for s in params.confirmation_seeds:
+        probe_i = np.stack([values[(s, ps, "I")] for ps in params.probe_seeds])
+        for j, st in enumerate(steps[s]):
+            r = reference[(s, st)]
+            sd = probe_i[:, j].std(ddof=1) if len(probe_i) > 1 else 0
+            rows.append([str(s), str(st), f"{r['pass@1']:.3f}", f"{r['H']:.3f}", f"{r['S']:.3g}",
+                         f"{r['I']:.3g}", f"{probe_i[:, j].mean():.3g} ± {sd:.2g}"])
+    return rows
+
+
 def rank_agreement(params: ProbeBookParams, values: dict[tuple[int, int, str], np.ndarray],
                    reference: dict[tuple[int, int], dict[str, float]], steps: dict[int, list[int]]
                    ) -> dict[str, np.ndarray]:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from vgh_lib.common import impact
+from vgh_lib.common.impact import predictor_table  # noqa: F401 (notebook 08's predictor table)
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman_critical
 from vgh_lib.errors import ParameterError
@@ -359,6 +360,31 @@ def analyse_tasks(params: RealLMImpactParams, factors: list[TaskFactors], runs: 
     data = task_data(factors, runs)
     res = impact.analyse([data], "adamw", params.n_boot, params.n_perm, seed=params.seed)
     return data, res, mean_gain_ci(data, params.n_boot, params.seed)
+
+
+TASK_TABLE_HEADER = ["task", "pass@1", "H", "S", "I = S·H", "reward std", "gain [95% CI]"]
+
+
+def task_rows(factors: list[TaskFactors], res: impact.Analysis) -> list[list[str]]:
+    """One row per task (in ``factors``' order, the design points of ``res``): its pre-RL
+    factors and its mean gain with the nested-bootstrap interval."""
+    pred, gain, ci = res.predictors[0], res.gain[0], res.gain_ci[0]
+    return [[f.task, f"{pred['pass@1'][j]:.3f}", f"{pred['H'][j]:.3f}", f"{pred['S'][j]:.3g}",
+             f"{pred['I'][j]:.3g}", f"{pred['reward std'][j]:.3f}",
+             f"{gain[j]:+.3f} [{ci[j, 0]:+.3f}, {ci[j, 1]:+.3f}]"]
+            for j, f in enumerate(factors)]
+
+
+def seed_gains(tasks, runs: list[TaskRun]) -> dict[str, list[float]]:
+    """Each task's gain per GRPO seed, in seed order: how much GRPO's randomness moves it."""
+    return {name: [r.gain for r in sorted((r for r in runs if r.task == name), key=lambda r: r.seed)]
+            for name in tasks}
+
+
+def seed_table(seeds, per_seed: dict[str, list[float]]) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of :func:`seed_gains` as a table, one column per GRPO seed."""
+    return (["task"] + [f"GRPO seed {s}" for s in seeds],
+            [[name] + [f"{g:+.3f}" for g in gains] for name, gains in per_seed.items()])
 
 
 # ------------------------------------------------------------------------------ the claims

@@ -368,8 +368,8 @@ def run_panel(job: PanelJob) -> TaskPanel:
     pan.values["NLL"], pan.ses["NLL"] = panel_lib.mean_se(nll)
     t2 = time.perf_counter()
     with lm_grpo.restored(lm_grpo.top_parameters(model, d.train_layers)):
-        lm_grpo.train(model, p.train, p.train[:1], d.grpo_config(lr=job.lr, seed=d.short_seed, steps=d.short_steps),
-                      prefix=prefix)
+        short_run = d.grpo_config(lr=job.lr, seed=d.short_seed, steps=d.short_steps)
+        lm_grpo.train(model, p.train, p.train[:1], short_run, prefix=prefix)
         short = float(lm_grpo.exact_values(model, p.train, prefix=prefix).mean() - values.mean())
     short_seconds = time.perf_counter() - t2
     return TaskPanel(job.task, pan, short, short_seconds, len(p.train), time.perf_counter() - t0)
@@ -531,6 +531,24 @@ def load_unseen_seeds(path: Path = UNSEEN_SEEDS_FILE) -> dict | None:
     if data.get("notebook") != "10_real_lm_task_suite":
         raise ValueError(f"{path} is not a claims file of notebook 10")
     return data
+
+
+def unseen_seeds_table(unseen: dict) -> tuple[list[str], list[list[str]]]:
+    """The committed run on GRPO seeds nobody tuned on: each of its claims, value and verdict."""
+    seeds = ", ".join(map(str, unseen["parameters"]["grpo_seeds"]))
+    return (["claim", f"seeds {seeds}", "verdict"],
+            [[c["id"], format_value(c["value"]), "holds" if c["passed"] else "fails"] for c in unseen["claims"]])
+
+
+def pilot_rerun_table(committed: dict, rerun: dict) -> tuple[list[str], list[list[str]]]:
+    """What the pilot's rules choose on this machine's rerun (:func:`run_pilot`) beside the
+    committed design and the committed pilot file ``committed``."""
+    chosen = rerun["chosen"]
+    return (["rule's choice", "committed design", "this machine's rerun"],
+            [["GRPO arm's rate", format_value(TASK_SUITE_CHOSEN["grpo_lr"]), format_value(chosen["grpo"])],
+             ["control arm's rate", format_value(TASK_SUITE_CHOSEN["control_lr"]), format_value(chosen["control"])],
+             ["entered tasks", str(len(TASK_SUITE_CHOSEN["tasks"])), str(len(rerun["tasks"]))],
+             ["pilot tasks", ", ".join(committed["pilot_tasks"]), ", ".join(rerun["pilot_tasks"])]])
 
 
 def unseen_seeds_replication(unseen: dict) -> tuple[str, str]:

@@ -443,6 +443,33 @@ def run_grid(params: TransformerCostateParams, checkpoints, layers_step: int | N
     return run_jobs(run_checkpoint, work, params.jobs, progress, "checkpoints")
 
 
+# ------------------------------------------------------------------------------- tables
+CELL_HEADER = ["step", "pass@1", "τ", "τ_r", "ρ ± SE", "raw", "gap", "entropy", "reward", "rel D", "rel C",
+               "resolved"]
+
+
+def cell_rows(cells: list[Cell], max_se: float = MAX_SE) -> list[list[str]]:
+    """One row per cell of the grid: agreement, raw cosine, the bound's terms, reliabilities."""
+    return [[str(c.step), f"{c.pass1:.2f}", f"{c.tau:g}", f"{c.tau_r:g}",
+             f"{c.agreement:.3f} ± {c.agreement_se:.3f}", f"{c.cosine:.3f}", f"{c.gap:.3f}",
+             f"{c.entropy:.2f}", f"{c.reward:.2f}", f"{c.reliability_d:.2f}", f"{c.reliability_c:.2f}",
+             "yes" if c.resolved(max_se) else "no"] for c in cells]
+
+
+FIDELITY_HEADER = ["step", "τ", "V^D", *(f"G={G}" for G in GROUP_SIZES)]
+
+
+def fidelity_rows(fidelity) -> list[list[str]]:
+    """One row per (checkpoint, τ): the measured one-group cosine at each group size, with the
+    prediction from the exact moments and its z ("–" where a size was not measured)."""
+    rows = []
+    for f in fidelity:
+        vals = {G: f"{m:.2f} ({p:.2f}, z {z:+.1f})"
+                for G, m, p, z in zip(f.group_sizes, f.measured, f.predicted_exact, f.z)}
+        rows.append([str(f.step), f"{f.tau:g}", f"{f.value:.3f}", *(vals.get(G, "–") for G in GROUP_SIZES)])
+    return rows
+
+
 # ------------------------------------------------------------------------- summaries
 def low_gap_agreement(cells: list[Cell], max_se: float = MAX_SE) -> float:
     """Mean ρ over the resolved cells in the lowest quartile of sampling gap."""

@@ -25,6 +25,7 @@ from vgh_lib.common.impact import (
     mid_checkpoint,
     nested_bootstrap,
     percentile_ci,
+    predictor_table,  # noqa: F401 (notebook 05's predictor tables)
 )
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError

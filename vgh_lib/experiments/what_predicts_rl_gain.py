@@ -500,6 +500,33 @@ R2_FLOOR = -1.0   # the panel's R² axis and table stop here; lower interval end
 SCORE_LABELS = {"r2": "R² out of recipe", "rho": "ρ out of recipe"}
 
 
+RECIPES_HEADER = ["recipe", "seed", "checkpoint steps", "pretraining pass@1"]
+
+
+def recipe_seeds_of(params: PredictorParams, trajectories: dict[str, list]) -> list[int]:
+    """The trajectory seed of each recipe in ``trajectories`` (``params.recipe_seeds`` holds
+    one per recipe of ``params.recipes``)."""
+    seed_of = dict(zip(params.recipes, params.recipe_seeds))
+    return [seed_of[r] for r in trajectories]
+
+
+def recipe_rows(params: PredictorParams, trajectories: dict[str, list]) -> list[list[str]]:
+    """One row per recipe: its seed, its learning-region checkpoints and their pass@1 range."""
+    return [[r, str(s), ", ".join(str(c.step) for c in cps),
+             f"{cps[0].metrics['pass1']:.2f} – {cps[-1].metrics['pass1']:.2f}"]
+            for (r, cps), s in zip(trajectories.items(), recipe_seeds_of(params, trajectories))]
+
+
+CHECKPOINT_PREDICTORS = ("I", "S", "H", "learnability", "pass@1", "short RL")   # the columns shown
+CHECKPOINT_HEADER = ["recipe", "step", *CHECKPOINT_PREDICTORS, "gain ± SE"]
+
+
+def checkpoint_rows(table: Table) -> list[list[str]]:
+    """One row per checkpoint: a few of its predictors and its mean gain over GRPO seeds."""
+    return [[r["recipe"], str(r["step"]), *(f"{r[p]:.3g}" for p in CHECKPOINT_PREDICTORS),
+             f"{r['gain']:+.3f} ± {r['gain SE']:.3f}"] for r in table.as_rows()]
+
+
 def panel_order(analysis: Analysis) -> list[str]:
     """The predictors, best out-of-recipe R² first."""
     return sorted(analysis.scores, key=lambda p: -analysis.scores[p].r2.value)

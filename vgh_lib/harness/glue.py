@@ -122,6 +122,12 @@ def html_table(header: list[str], rows: list[list[str]]) -> str:
     return f'<table class="table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (for a notebook's own page; across pages use :func:`html_table`)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
 def share_text(value: float | None) -> str:
     """A share as a percentage ("7.0 %"); a missing one as every missing value ("n/a")."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
