@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from vgh_lib.common import impact, stats
+from vgh_lib.common import impact
 from vgh_lib.driver import cli
 from vgh_lib.harness.params import ParameterError
 from vgh_lib.tiny import grpo, sampling

@@ -315,7 +315,9 @@ def measure_factors(params: RealLMImpactParams) -> list[TaskFactors]:
 
 @dataclass
 class Pilot:
-    """The rerun pilot: its tasks, runs, and the learning rate the rule chooses."""
+    """The rerun pilot: its tasks, runs, and the learning rate the rule chooses (a live object,
+    like notebook 05's :class:`~vgh_lib.experiments.value_impact.Pilot`; the pilots of 09–12
+    return the JSON record they commit instead)."""
 
     tasks: list[str]
     runs: list[TaskRun]

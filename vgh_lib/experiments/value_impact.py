@@ -189,7 +189,11 @@ def checkpoint_data(factors: list[Factors], runs: list[GainRun], optimizer: str,
 # -------------------------------------------------------------- what notebook 05 runs
 @dataclass
 class Pilot:
-    """The pilot on trajectory ``params.seed`` and the design its pre-registered rules choose."""
+    """The pilot on trajectory ``params.seed`` and the design its pre-registered rules choose.
+
+    Notebooks 05 and 08 rerun their pilots live and draw them (this object, with its runs);
+    the pilots of 09–12 return the JSON record they commit under ``book/data`` (a dict whose
+    SHA-256 the committed design names), so the two kinds differ on purpose."""
 
     checkpoints: list                  # the pilot checkpoints (pilot_checkpoints)
     runs: list[GainRun]
