@@ -38,10 +38,10 @@ from vgh_lib.common.exact_signal import adamw_signal, exact_signal, expected_upd
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments import what_predicts_rl_gain as design09
-from vgh_lib.experiments.what_predicts_rl_gain import recipe_seeds_of  # noqa: F401 (notebook 11)
 from vgh_lib.experiments.designs import GRADIENT_CHOSEN, PREDICTOR_CHOSEN
-from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.experiments.grpo_budget import GRPOBudget
+from vgh_lib.experiments.what_predicts_rl_gain import recipe_seeds_of  # noqa: F401 (notebook 11)
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.verdicts import NOT_SHOWN, Test, agreement_text, interval_text, verdict  # noqa: F401
 from vgh_lib.harness.preregistration import Registration, write_json

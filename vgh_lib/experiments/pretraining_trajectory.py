@@ -17,9 +17,9 @@ import numpy as np
 from vgh_lib.common import impact
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.experiments.grpo_budget import GRPOBudget, Sampling
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.glue import format_value
-from vgh_lib.experiments.grpo_budget import GRPOBudget, Sampling
 from vgh_lib.harness.params import NotebookParams, OnDevice, spec
 from vgh_lib.tiny import grpo
 from vgh_lib.tiny.jobs import FactorJob

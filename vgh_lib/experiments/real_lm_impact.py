@@ -36,8 +36,8 @@ from vgh_lib.common.parallel import run_jobs
 from vgh_lib.common.stats import spearman_critical
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import REAL_LM_CHOSEN
-from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.experiments.grpo_budget import LMGRPOBudget
+from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.params import NotebookParams, OnDevice, RealModel, Workers, spec
 from vgh_lib.lm.cache import model_for, prefix_for
 from vgh_lib.lm import costates as lm_costates

@@ -42,9 +42,9 @@ from vgh_lib.common.stats import spearman_power
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import TASK_SUITE_CHOSEN
+from vgh_lib.experiments.grpo_budget import LMGRPOBudget
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness.glue import format_value
-from vgh_lib.experiments.grpo_budget import LMGRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, RealModel, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256, read_record  # noqa: F401 (notebook 10)
 from vgh_lib.lm import costates as lm_costates

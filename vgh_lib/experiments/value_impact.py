@@ -30,9 +30,9 @@ from vgh_lib.common.impact import (
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PILOT_CHOSEN
+from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.experiments.pretraining_trajectory import PAPER_TRAJECTORY, SMOKE_TRAJECTORY, ConfirmationParams
 from vgh_lib.harness.claims import ClaimSpec, Measured
-from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.harness.params import Workers, spec
 from vgh_lib.tiny.jobs import Factors, GainJob, GainRun, run_factors, run_gain  # shared with 07, 09, 11
 from vgh_lib.tiny.pretrain import PretrainConfig

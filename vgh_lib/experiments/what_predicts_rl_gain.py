@@ -30,9 +30,9 @@ from vgh_lib.common import impact, panel, prediction
 from vgh_lib.common.parallel import run_jobs
 from vgh_lib.errors import ParameterError
 from vgh_lib.experiments.designs import PREDICTOR_CHOSEN
+from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.harness.claims import ClaimSpec, Measured
 from vgh_lib.harness import glue
-from vgh_lib.experiments.grpo_budget import GRPOBudget
 from vgh_lib.harness.params import NotebookParams, OnDevice, Workers, spec
 from vgh_lib.harness.preregistration import Registration, file_sha256, read_record  # noqa: F401 (notebook 09)
 from vgh_lib.paths import REPO_ROOT
