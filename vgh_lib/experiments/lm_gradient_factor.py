@@ -611,7 +611,7 @@ def eligible_tasks() -> tuple[str, ...]:
     """The committed tasks with at least 10's ``min_unseen`` unseen-answer prompts (fixed by the
     split, before any run): the tasks the confirmation and the later run train."""
     p = LMGradientParams()
-    return tuple(t for t in TASKS if len(design10._split(t).unseen[:p.unseen_limit]) >= p.min_unseen)
+    return tuple(t for t in TASKS if len(design10.task_split(t).unseen[:p.unseen_limit]) >= p.min_unseen)
 
 
 def registration_simulation(seed: int = 0, progress: bool = False) -> dict:

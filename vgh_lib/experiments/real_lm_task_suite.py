@@ -179,7 +179,9 @@ class SuiteDesign(LMGRPOBudget):
 
 # -------------------------------------------------------------------------------- prompts
 @functools.lru_cache(maxsize=None)
-def _split(task: str) -> suite.Split:
+def task_split(task: str) -> suite.Split:
+    """``task``'s training, unseen-answer and seen-answer prompts (:func:`vgh_lib.lm.suite.split`),
+    built once per process; notebook 12 reads it too."""
     return suite.split(task)
 
 
@@ -200,7 +202,7 @@ def prompts(model, tokenizer, task: str, design: SuiteDesign, train_limit: int |
     """The first prompts of each list of ``task``'s split (suite order). With ``target="greedy"``
     each answer is replaced by the model's own greedy answer of the same length (a reward that
     the smoke profile's tiny random llama can earn)."""
-    s = _split(task)
+    s = task_split(task)
     device = next(model.parameters()).device
 
     def enc(examples):
