@@ -133,9 +133,12 @@ def test_load_unseen_seeds_rejects_another_notebooks_file(tmp_path):
 
 
 def test_the_committed_unseen_seed_run_and_a_pilot_rerun_as_tables():
-    header, rows = T.unseen_seeds_table(T.load_unseen_seeds())
-    assert header[1].startswith("seeds ") and {r[0] for r in rows} >= {"p10.unseen.p"}
-    assert all(r[2] in ("holds", "fails") for r in rows)
+    unseen = T.load_unseen_seeds()
+    header, rows = T.unseen_seeds_table(unseen)
+    assert header[1] == "seeds " + ", ".join(map(str, unseen["parameters"]["grpo_seeds"]))
+    assert [r[0] for r in rows] == [c["id"] for c in unseen["claims"]]
+    assert [r[2] for r in rows] == ["holds" if c["passed"] else "fails" for c in unseen["claims"]]
+    assert [r[1] for r in rows] == [format_value(c["value"]) for c in unseen["claims"]]
     committed = T.load_pilot()
     rerun = {"chosen": {"grpo": 3e-4, "control": 0.1}, "tasks": ["a", "b"], "pilot_tasks": ["a"]}
     header, rows = T.pilot_rerun_table(committed, rerun)

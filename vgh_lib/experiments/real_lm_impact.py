@@ -471,7 +471,8 @@ def figure_impact(pred, factors, res, params):
     axes[1].set_xlabel("pass@1 before RL (training prompts)")
     axes[1].set_title(f"Spearman(1 − pass@1, gain) {res.spearman['1 − pass@1'][0]:.2f}", fontsize=9)
     fig.suptitle(f"08_real_lm_impact, profile {params.profile}: {len(params.tasks)} tasks, "
-                 f"{len(params.grpo_seeds)} GRPO seeds, lr {params.grpo_lr:g}, top {params.train_layers} blocks", fontsize=9)
+                 f"{len(params.grpo_seeds)} GRPO seeds, lr {params.grpo_lr:g}, "
+                 f"top {params.train_layers} blocks", fontsize=9)
     return fig
 
 

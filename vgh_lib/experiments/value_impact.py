@@ -409,7 +409,9 @@ def figure_impact_gain(results, params):
             I_t, g, ci = res.predictors[t]["I"], res.gain[t], res.gain_ci[t]
             ax.errorbar(I_t, g, yerr=[g - ci[:, 0], ci[:, 1] - g], fmt="o", capsize=3, color=colors[t % 10],
                         label=f"trajectory {s}: Spearman {res.spearman['I'][t]:.2f}")
-        plots.label_points(ax, np.concatenate([res.predictors[t]["I"] for t in range(len(res.steps))]), np.concatenate(res.gain), [str(int(v)) for v in np.concatenate(res.steps)], fontsize=9)  # checkpoint steps, no collisions
+        all_i = np.concatenate([res.predictors[t]["I"] for t in range(len(res.steps))])
+        steps = [str(int(v)) for v in np.concatenate(res.steps)]
+        plots.label_points(ax, all_i, np.concatenate(res.gain), steps, fontsize=9)  # no collisions
         ax.axhline(0, color="grey", lw=0.8)
         lr = params.adamw_lr if opt == "adamw" else params.sgd_lr
         ax.set_title(f"{opt} (lr {lr:g}): pooled Spearman {res.pooled['I']:.2f}, p = {res.p_value:.3g}",
@@ -430,7 +432,8 @@ def figure_trajectory(results, params):
     from vgh_lib.common import plots
 
     a = results["adamw"]   # the checkpoints and their factors (the same for both arms)
-    fig, axes = plt.subplots(1, len(params.confirmation_seeds), figsize=plots.figsize(5.5 * len(params.confirmation_seeds), 4.2),
+    n_traj = len(params.confirmation_seeds)
+    fig, axes = plt.subplots(1, n_traj, figsize=plots.figsize(5.5 * n_traj, 4.2),
                              squeeze=False)
     for t, s in enumerate(params.confirmation_seeds):
         ax = axes[0, t]
@@ -466,7 +469,8 @@ def figure_predictors(results, params):
         ax.axvline(SPEARMAN_MIN, color="0.6", lw=0.8, ls=":")
         ax.set_title(opt, fontsize=9)
         ax.set_xlabel("pooled Spearman with the gain (95 % CI)")
-    fig.suptitle(f"05_value_impact, profile {params.profile}; dotted: the claim's threshold {SPEARMAN_MIN:g}", fontsize=9)
+    fig.suptitle(f"05_value_impact, profile {params.profile}; dotted: the claim's threshold "
+                 f"{SPEARMAN_MIN:g}", fontsize=9)
     return fig
 
 
